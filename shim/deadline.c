@@ -1,0 +1,355 @@
+/* Deadlines: per-connection clocks, exchange tracking for request_timeout,
+ * the wait of a blocking call, and what happens when a deadline fires.
+ * See deadline.h for the model. */
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+
+#include "deadline.h"
+#include "event.h"
+#include "real.h"
+#include "timer.h"
+
+#define BIT(k) (1u << (k))
+#define NT_NEVER INT64_MAX
+
+/* Exchange phases for request_timeout (see README "Exchanges"). */
+enum { PH_PARKED = 0, PH_REQUEST, PH_ANSWERED };
+
+const char *nt_deadline_name(int kind)
+{
+    static const char *const names[] = {
+        [NT_DL_NONE] = "none",
+        [NT_DL_CONNECT] = "connect_timeout",
+        [NT_DL_READ] = "read_timeout",
+        [NT_DL_WRITE] = "write_timeout",
+        [NT_DL_IDLE] = "idle_timeout",
+        [NT_DL_REQUEST] = "request_timeout",
+        [NT_DL_LIFETIME] = "max_lifetime",
+    };
+    return kind >= 0 && kind <= NT_DL_LIFETIME ? names[kind] : "none";
+}
+
+static nt_ns limit_of(const struct nt_settings *s, int kind)
+{
+    switch (kind) {
+    case NT_DL_CONNECT: return s->connect_timeout;
+    case NT_DL_READ: return s->read_timeout;
+    case NT_DL_WRITE: return s->write_timeout;
+    case NT_DL_IDLE: return s->idle_timeout;
+    case NT_DL_REQUEST: return s->request_timeout;
+    case NT_DL_LIFETIME: return s->max_lifetime;
+    }
+    return 0;
+}
+
+static uint8_t active_bits(const struct nt_settings *s)
+{
+    uint8_t bits = 0;
+    for (int k = NT_DL_CONNECT; k <= NT_DL_LIFETIME; k++)
+        if (limit_of(s, k) > 0)
+            bits |= (uint8_t)BIT(k);
+    return bits;
+}
+
+/* The identity that later asynchronous actions are checked against. */
+static void capture_identity(struct nt_conn *c, int fd)
+{
+    struct stat st;
+    if (!c->ino && fstat(fd, &st) == 0)
+        c->ino = st.st_ino;
+}
+
+static int same_socket(const struct nt_conn *c, int fd)
+{
+    struct stat st;
+    return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_ino == c->ino;
+}
+
+static void consider(nt_ns *best, int *kind, int k, nt_ns since, nt_ns limit)
+{
+    if (since && limit > 0 && since + limit < *best) {
+        *best = since + limit;
+        *kind = k;
+    }
+}
+
+/* The earliest deadline of the connection that must fire by itself. */
+static nt_ns next_due(const struct nt_conn *c, int *kind)
+{
+    const struct nt_settings *s = c->set;
+    nt_ns best = NT_NEVER;
+    *kind = NT_DL_NONE;
+    if (c->t_connect) {
+        consider(&best, kind, NT_DL_CONNECT, c->t_connect, s->connect_timeout);
+        return best;
+    }
+    consider(&best, kind, NT_DL_IDLE, c->t_last, s->idle_timeout);
+    consider(&best, kind, NT_DL_LIFETIME, c->t_open, s->max_lifetime);
+    consider(&best, kind, NT_DL_REQUEST, c->t_req, s->request_timeout);
+    consider(&best, kind, NT_DL_READ, c->t_wait_rd, s->read_timeout);
+    consider(&best, kind, NT_DL_WRITE, c->t_wait_wr, s->write_timeout);
+    return best;
+}
+
+static void arm(struct nt_conn *c, int fd)
+{
+    int kind;
+    nt_ns due = next_due(c, &kind);
+    if (due == NT_NEVER)
+        return;
+    capture_identity(c, fd);
+    nt_timer_arm(c, fd, due);
+}
+
+void nt_deadline_open(struct nt_conn *c, int fd)
+{
+    if (!c->set)
+        return;
+    c->dl_active = active_bits(c->set);
+    if (!c->dl_active)
+        return;
+    capture_identity(c, fd); /* at setup, so no call pays for it later */
+    if (c->dl_active & (BIT(NT_DL_IDLE) | BIT(NT_DL_LIFETIME)))
+        arm(c, fd);
+}
+
+void nt_deadline_connect_start(struct nt_conn *c, int fd)
+{
+    if (!(c->dl_active & BIT(NT_DL_CONNECT)))
+        return;
+    c->t_connect = nt_now();
+    arm(c, fd);
+}
+
+static int connected(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    return getpeername(fd, (struct sockaddr *)&ss, &len) == 0;
+}
+
+void nt_deadline_connect_check(struct nt_conn *c, int fd)
+{
+    if (c->t_connect && connected(fd))
+        c->t_connect = 0;
+}
+
+int nt_deadline_connect_done(struct nt_conn *c)
+{
+    c->t_connect = 0;
+    c->t_open = c->t_last = nt_now();
+    return c->expired && c->expired_kind == NT_DL_CONNECT;
+}
+
+int nt_deadline_controls(const struct nt_conn *c, int dir)
+{
+    unsigned own = dir == NT_IN ? BIT(NT_DL_READ) : BIT(NT_DL_WRITE);
+    return (c->dl_active & (own | BIT(NT_DL_REQUEST))) != 0;
+}
+
+void nt_deadline_progress(struct nt_conn *c, int fd, int dir)
+{
+    uint8_t a = c->dl_active;
+    c->t_connect = 0; /* bytes moved: the connect is long done */
+    if (a & BIT(NT_DL_IDLE))
+        c->t_last = nt_now();
+    if (dir == NT_IN)
+        c->t_wait_rd = 0;
+    else
+        c->t_wait_wr = 0;
+    if (!(a & BIT(NT_DL_REQUEST)))
+        return;
+    /* Inbound: reading starts a request, writing answers it. Outbound:
+     * writing starts a request, reading is the answer. */
+    int starts = c->role == NT_ROLE_OUTBOUND ? dir == NT_OUT : dir == NT_IN;
+    if (starts && c->req_phase != PH_REQUEST) {
+        c->req_phase = PH_REQUEST;
+        c->t_req = nt_now();
+        arm(c, fd); /* the handler may make no further call on it */
+    } else if (!starts && c->req_phase == PH_REQUEST) {
+        c->req_phase = PH_ANSWERED;
+    }
+}
+
+void nt_deadline_waiting(struct nt_conn *c, int fd, int dir)
+{
+    uint8_t a = c->dl_active;
+    if (!a)
+        return;
+    /* Inbound: an answered exchange ends when the program waits for the
+     * next request. */
+    if (dir == NT_IN && c->role != NT_ROLE_OUTBOUND &&
+        c->req_phase == PH_ANSWERED) {
+        c->req_phase = PH_PARKED;
+        c->t_req = 0;
+    }
+    /* A non-blocking socket whose call would block: its event loop now
+     * waits for it, so read/write deadlines must fire by themselves. */
+    if (c->nonblock) {
+        nt_ns *since = dir == NT_IN ? &c->t_wait_rd : &c->t_wait_wr;
+        if (!*since) {
+            *since = nt_now();
+            if (a & BIT(dir == NT_IN ? NT_DL_READ : NT_DL_WRITE))
+                arm(c, fd);
+        }
+    }
+}
+
+void nt_deadline_polled_in(struct nt_conn *c, int fd)
+{
+    if (!(c->dl_active & BIT(NT_DL_READ)) || c->t_wait_rd)
+        return;
+    c->t_wait_rd = nt_now();
+    arm(c, fd);
+}
+
+/* Would the kernel have restarted a blocking call interrupted by the
+ * signal that just ran? poll() never restarts, so the library decides: it
+ * restarts unless a handler installed without SA_RESTART could have run. */
+static int kernel_would_restart(void)
+{
+    sigset_t blocked;
+    if (pthread_sigmask(SIG_BLOCK, NULL, &blocked) != 0)
+        return 0;
+    for (int sig = 1; sig < NSIG; sig++) {
+        struct sigaction sa;
+        if (sigismember(&blocked, sig) == 1 || sigaction(sig, NULL, &sa) != 0)
+            continue;
+        int has_handler = (sa.sa_flags & SA_SIGINFO) ||
+                          (sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN);
+        if (has_handler && !(sa.sa_flags & SA_RESTART))
+            return 0;
+    }
+    return 1;
+}
+
+static void log_timeout(const struct nt_conn *c, int fd, int kind,
+                        nt_ns elapsed, const char *op, const char *action,
+                        void *caller)
+{
+    struct nt_event ev = {
+        .kind = NT_EV_TIMEOUT, .fd = fd, .op = op, .conn = c,
+        .err = c->set->timeout_errno, .timeout = nt_deadline_name(kind),
+        .limit = limit_of(c->set, kind), .elapsed = elapsed,
+        .action = action, .caller = caller,
+    };
+    nt_event_emit(&ev);
+}
+
+int nt_deadline_wait(struct nt_conn *c, int fd, int dir, nt_ns start,
+                     const char *op, void *caller)
+{
+    int kind = dir == NT_IN ? NT_DL_READ : NT_DL_WRITE;
+    nt_ns limit = limit_of(c->set, kind);
+    struct pollfd p = { .fd = fd, .events = dir == NT_IN ? POLLIN : POLLOUT };
+    if (c->t_req)
+        arm(c, fd); /* an exchange is open: the timer watches it */
+    for (;;) {
+        struct timespec ts, *tsp = NULL;
+        nt_ns now = nt_now();
+        if (limit > 0) {
+            nt_ns left = start + limit - now;
+            if (left <= 0) {
+                log_timeout(c, fd, kind, now - start, op, "error", caller);
+                errno = c->set->timeout_errno;
+                return 0;
+            }
+            ts.tv_sec = left / 1000000000;
+            ts.tv_nsec = left % 1000000000;
+            tsp = &ts;
+        }
+        __atomic_add_fetch(&c->in_call, 1, __ATOMIC_RELAXED);
+        int r = real.ppoll(&p, 1, tsp, NULL);
+        __atomic_sub_fetch(&c->in_call, 1, __ATOMIC_RELAXED);
+        if (r > 0)
+            return 1; /* ready, or an error the next attempt will report */
+        if (r < 0 && errno == EINTR && !kernel_would_restart())
+            return -1;
+        if (r < 0 && errno != EINTR)
+            return 1; /* let the real call report it */
+    }
+}
+
+int nt_deadline_errno(const struct nt_conn *c)
+{
+    return c->set ? c->set->timeout_errno : ETIMEDOUT;
+}
+
+/* request_timeout at its due time: is the exchange still owed, or has it
+ * quietly ended? Inbound: t_req is cleared as soon as the program waits for
+ * the next request, so a pending request is always owed. Outbound: owed
+ * while the program waits for the answer, or while no answer has come. */
+static int request_still_open(const struct nt_conn *c, int fd)
+{
+    if (c->role != NT_ROLE_OUTBOUND || c->in_call || c->t_wait_rd)
+        return 1;
+    int queued = 0;
+    if (ioctl(fd, FIONREAD, &queued) != 0)
+        return 1;
+    return c->req_phase == PH_REQUEST && queued == 0;
+}
+
+
+static const char *apply_action(struct nt_conn *c, int fd, int kind)
+{
+    if (kind == NT_DL_CONNECT) {
+        c->connect_err = ETIMEDOUT;
+        shutdown(fd, SHUT_RDWR); /* aborts the pending connect */
+        return "abort";
+    }
+    if (c->set->expire_action == NT_EXPIRE_RESET && c->family != AF_UNIX) {
+        struct sockaddr sa = { .sa_family = AF_UNSPEC };
+        if (real.connect(fd, &sa, sizeof sa) == 0)
+            return "reset"; /* sends RST, leaves no TIME_WAIT */
+    }
+    shutdown(fd, SHUT_RDWR);
+    return "shutdown";
+}
+
+nt_ns nt_deadline_due(int fd, uint32_t gen, nt_ns now)
+{
+    struct nt_conn *c = nt_fd_conn(fd);
+    if (!c)
+        return 0;
+    int taken = nt_conn_lock(c);
+    nt_ns refile = 0;
+    int kind = NT_DL_NONE;
+    const char *action = NULL;
+    nt_ns elapsed = 0;
+    if (c->gen != gen || nt_fd_kind(fd) != NT_FD_CONN || c->expired ||
+        !c->set)
+        goto out;
+    for (;;) {
+        nt_ns due = next_due(c, &kind);
+        if (due == NT_NEVER)
+            goto out;
+        if (due > now) {
+            refile = due;
+            goto out;
+        }
+        if (kind == NT_DL_REQUEST && !request_still_open(c, fd)) {
+            c->t_req = 0;
+            c->req_phase = PH_PARKED;
+            continue;
+        }
+        if (kind == NT_DL_CONNECT && connected(fd)) {
+            c->t_connect = 0;
+            continue;
+        }
+        break;
+    }
+    if (!same_socket(c, fd))
+        goto out; /* closed and reused behind our back: never act */
+    elapsed = now + limit_of(c->set, kind) - next_due(c, &kind);
+    c->expired = 1;
+    c->expired_kind = (uint8_t)kind;
+    action = apply_action(c, fd, kind);
+out:
+    nt_conn_unlock(c, taken);
+    if (action)
+        log_timeout(c, fd, kind, elapsed, "timer", action, NULL);
+    return refile;
+}

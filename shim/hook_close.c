@@ -1,0 +1,73 @@
+/* Where connections end: close, close_range, closefrom, shutdown. The slot
+ * is forgotten under its lock, so the timer thread never acts on an fd
+ * number the program is about to reuse. close() itself never fails
+ * because of the library. */
+#include <linux/close_range.h>
+#include <sys/socket.h>
+
+#include "conn.h"
+#include "event.h"
+#include "real.h"
+#include "timer.h"
+
+/* Last words for a governed connection before its fd goes away. */
+static void retire(struct nt_conn *c, int fd, void *caller)
+{
+    if (nt_event_enabled(NT_EV_CLOSE)) {
+        struct nt_event ev = { .kind = NT_EV_CLOSE, .fd = fd, .op = "close",
+                               .conn = c, .caller = caller };
+        nt_in_lib++;
+        nt_event_emit(&ev);
+        nt_in_lib--;
+    }
+    nt_timer_disarm(c);
+}
+
+NT_EXPORT int close(int fd)
+{
+    nt_init();
+    struct nt_fd_page *p = nt_fd_page_of(fd);
+    if (!p)
+        return real.close(fd);
+    int kind = p->kind[fd & (NT_FD_PAGE - 1)];
+    if (kind == NT_FD_UNKNOWN)
+        return real.close(fd);
+    if (kind != NT_FD_CONN) {
+        nt_fd_forget(fd);
+        return real.close(fd);
+    }
+    struct nt_conn *c = &p->conn[fd & (NT_FD_PAGE - 1)];
+    int saved = errno;
+    retire(c, fd, NT_CALLER());
+    int taken = nt_conn_lock(c);
+    nt_fd_forget(fd);
+    errno = saved;
+    int r = real.close(fd);
+    nt_conn_unlock(c, taken);
+    return r;
+}
+
+NT_EXPORT int close_range(unsigned lo, unsigned hi, int flags)
+{
+    nt_init();
+    int r = real.close_range(lo, hi, flags);
+    if (r == 0 && !(flags & CLOSE_RANGE_CLOEXEC))
+        NT_KEEP_ERRNO(nt_fd_forget_range(lo, hi));
+    return r;
+}
+
+NT_EXPORT void closefrom(int lo)
+{
+    nt_init();
+    real.closefrom(lo);
+    if (lo >= 0)
+        NT_KEEP_ERRNO(nt_fd_forget_range((unsigned)lo, NT_FD_MAX - 1));
+}
+
+NT_EXPORT int shutdown(int fd, int how)
+{
+    struct nt_conn *c = nt_conn_get(fd);
+    if (c && (how == SHUT_WR || how == SHUT_RDWR))
+        c->self_closed = 1;
+    return real.shutdown(fd, how);
+}

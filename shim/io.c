@@ -1,0 +1,167 @@
+/* The I/O engine: accounting, the connection's story, EPIPE/SIGPIPE, stale
+ * slots, and deadlines for blocking calls. See io.h. */
+#include <signal.h>
+#include <string.h>
+#include <sys/uio.h>
+
+#include "event.h"
+#include "io.h"
+#include "real.h"
+
+size_t nt_iov_total(const struct iovec *iov, int n)
+{
+    size_t t = 0;
+    for (int i = 0; i < n; i++)
+        t += iov[i].iov_len;
+    return t;
+}
+
+int nt_iov_skip(const struct iovec *iov, int n, size_t skip,
+                struct iovec *out)
+{
+    int k = 0;
+    for (int i = 0; i < n && k < NT_IOV_MAX; i++) {
+        if (skip >= iov[i].iov_len) {
+            skip -= iov[i].iov_len;
+            continue;
+        }
+        out[k].iov_base = (char *)iov[i].iov_base + skip;
+        out[k].iov_len = iov[i].iov_len - skip;
+        skip = 0;
+        k++;
+    }
+    return k;
+}
+
+static void account(struct nt_conn *c, int fd, int dir, size_t n)
+{
+    if (dir == NT_IN)
+        c->bytes_in += n;
+    else
+        c->bytes_out += n;
+    if (c->dl_active)
+        nt_deadline_progress(c, fd, dir);
+}
+
+/* The kernel would have sent SIGPIPE; the library asked it not to, so the
+ * event could be written first. Now deliver it the same way: to this
+ * thread, so a handler, SIG_IGN or a blocked mask behave as without us. */
+static void deliver_sigpipe(void)
+{
+    const struct nt_global *g = nt_g.global;
+    if (!g || !g->sigpipe_ignore)
+        raise(SIGPIPE);
+}
+
+/* A call that did not move bytes: report, heal stale slots, and decide. */
+static ssize_t failed(struct nt_conn *c, int fd, const struct nt_op *op,
+                      int extra)
+{
+    int e = errno;
+    switch (e) {
+    case EAGAIN:
+        if (c->dl_active)
+            nt_deadline_waiting(c, fd, op->dir);
+        break;
+    case ENOTSOCK:
+        /* The fd was closed and reopened behind our back (raw syscall,
+         * fclose of an fdopen'ed socket): it is not a socket any more. */
+        nt_fd_forget(fd);
+        if (extra)
+            return op->attempt(fd, op, op->flags, 0);
+        break;
+    case EPIPE:
+    case ECONNRESET:
+        nt_in_lib++;
+        nt_event_io_error(c, fd, op->name, e, op->caller);
+        nt_in_lib--;
+        if (e == EPIPE && (extra & MSG_NOSIGNAL))
+            deliver_sigpipe();
+        break;
+    }
+    errno = e;
+    return -1;
+}
+
+static ssize_t finish(struct nt_conn *c, int fd, const struct nt_op *op,
+                      ssize_t r, int extra)
+{
+    if (r > 0) {
+        /* mmsg calls count messages; their bytes are not summed here */
+        account(c, fd, op->dir, op->msgs ? 0 : (size_t)r);
+        return r;
+    }
+    if (r == 0) {
+        if (op->dir == NT_IN && op->total > 0 && !op->msgs)
+            c->peer_closed = 1;
+        return 0;
+    }
+    return failed(c, fd, op, extra);
+}
+
+/* A blocking call the library waits for itself, so that it ends at its
+ * deadline. Writes (and MSG_WAITALL reads) continue until done, as the
+ * kernel's blocking call would. */
+static ssize_t controlled(struct nt_conn *c, int fd, const struct nt_op *op,
+                          int extra)
+{
+    int want_all = !op->msgs && !op->flagless &&
+                   (op->dir == NT_OUT || (op->flags & MSG_WAITALL));
+    int flags = (op->flags | extra | MSG_DONTWAIT) & ~MSG_WAITALL;
+    size_t done = 0;
+    nt_ns start = 0;
+    for (;;) {
+        ssize_t r;
+        if (op->flagless) {
+            if (!start)
+                start = nt_now();
+            int w = nt_deadline_wait(c, fd, op->dir, start, op->name,
+                                     op->caller);
+            if (w <= 0)
+                return -1;
+            return finish(c, fd, op, op->attempt(fd, op, 0, 0), extra);
+        }
+        r = op->attempt(fd, op, flags, done);
+        if (r > 0) {
+            account(c, fd, op->dir, op->msgs ? 0 : (size_t)r);
+            done += (size_t)r;
+            if (!want_all || done >= op->total)
+                return (ssize_t)done;
+            start = 0; /* the peer drained: the write deadline restarts */
+            continue;
+        }
+        if (r == 0 || errno != EAGAIN) {
+            if (done)
+                return (ssize_t)done;
+            return finish(c, fd, op, r, extra);
+        }
+        nt_deadline_waiting(c, fd, op->dir);
+        if (!start)
+            start = nt_now();
+        int w = nt_deadline_wait(c, fd, op->dir, start, op->name, op->caller);
+        if (c->expired) {
+            errno = nt_deadline_errno(c);
+            w = 0;
+        }
+        if (w <= 0)
+            return done ? (ssize_t)done : -1;
+    }
+}
+
+ssize_t nt_io(struct nt_conn *c, int fd, const struct nt_op *op)
+{
+    int extra = 0;
+    if (unlikely(c->expired) && op->dir == NT_OUT) {
+        /* A deadline cut this connection: writes fail with timeout_errno,
+         * never with a SIGPIPE the library caused. */
+        errno = nt_deadline_errno(c);
+        return -1;
+    }
+    if (op->dir == NT_OUT && !op->flagless && !(op->flags & MSG_NOSIGNAL))
+        extra = MSG_NOSIGNAL;
+    if (c->dl_active && !c->nonblock && !(op->flags & MSG_DONTWAIT) &&
+        nt_deadline_controls(c, op->dir))
+        return controlled(c, fd, op, extra);
+    ssize_t r = op->attempt(fd, op, op->flags | extra, 0);
+    return finish(c, fd, op, r, extra);
+}

@@ -1,0 +1,112 @@
+/* The next definition of every interposed function, resolved with
+ * dlsym(RTLD_NEXT) (never dlopen("libc.so.6"): that would skip other
+ * preloaded libraries). Resolved all at once by nt_init_slow(); before
+ * that, hooks fall back to raw syscalls (see real.c). */
+#ifndef NT_REAL_H
+#define NT_REAL_H
+
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+/* X(return type, name, (parameter list)) */
+#define NT_REAL_FUNCS(X)                                                      \
+    X(int, socket, (int, int, int))                                          \
+    X(int, socketpair, (int, int, int, int[2]))                              \
+    X(int, connect, (int, const struct sockaddr *, socklen_t))               \
+    X(int, listen, (int, int))                                               \
+    X(int, getsockopt, (int, int, int, void *, socklen_t *))                 \
+    X(int, accept, (int, struct sockaddr *, socklen_t *))                    \
+    X(int, accept4, (int, struct sockaddr *, socklen_t *, int))              \
+    X(ssize_t, read, (int, void *, size_t))                                  \
+    X(ssize_t, readv, (int, const struct iovec *, int))                      \
+    X(ssize_t, recv, (int, void *, size_t, int))                             \
+    X(ssize_t, recvfrom, (int, void *, size_t, int, struct sockaddr *,       \
+                          socklen_t *))                                      \
+    X(ssize_t, recvmsg, (int, struct msghdr *, int))                         \
+    X(int, recvmmsg, (int, struct mmsghdr *, unsigned, int,                  \
+                      struct timespec *))                                    \
+    X(ssize_t, write, (int, const void *, size_t))                           \
+    X(ssize_t, writev, (int, const struct iovec *, int))                     \
+    X(ssize_t, send, (int, const void *, size_t, int))                       \
+    X(ssize_t, sendto, (int, const void *, size_t, int,                      \
+                        const struct sockaddr *, socklen_t))                 \
+    X(ssize_t, sendmsg, (int, const struct msghdr *, int))                   \
+    X(int, sendmmsg, (int, struct mmsghdr *, unsigned, int))                 \
+    X(ssize_t, sendfile, (int, int, off_t *, size_t))                        \
+    X(ssize_t, sendfile64, (int, int, off_t *, size_t))                      \
+    X(ssize_t, splice, (int, loff_t *, int, loff_t *, size_t, unsigned))     \
+    X(int, close, (int))                                                     \
+    X(int, close_range, (unsigned, unsigned, int))                           \
+    X(void, closefrom, (int))                                                \
+    X(int, shutdown, (int, int))                                             \
+    X(int, dup, (int))                                                       \
+    X(int, dup2, (int, int))                                                 \
+    X(int, dup3, (int, int, int))                                            \
+    X(int, fcntl, (int, int, ...))                                           \
+    X(int, fcntl64, (int, int, ...))                                         \
+    X(int, ioctl, (int, unsigned long, ...))                                 \
+    X(int, poll, (struct pollfd *, nfds_t, int))                             \
+    X(int, ppoll, (struct pollfd *, nfds_t, const struct timespec *,         \
+                   const sigset_t *))                                        \
+    X(int, select, (int, fd_set *, fd_set *, fd_set *, struct timeval *))    \
+    X(int, pselect, (int, fd_set *, fd_set *, fd_set *,                      \
+                     const struct timespec *, const sigset_t *))             \
+    X(int, epoll_wait, (int, struct epoll_event *, int, int))                \
+    X(int, epoll_pwait, (int, struct epoll_event *, int, int,                \
+                         const sigset_t *))                                  \
+    X(pid_t, fork, (void))                                                   \
+    X(int, execve, (const char *, char *const[], char *const[]))             \
+    X(int, execv, (const char *, char *const[]))                             \
+    X(int, execvp, (const char *, char *const[]))                            \
+    X(int, execvpe, (const char *, char *const[], char *const[]))            \
+    X(int, fexecve, (int, char *const[], char *const[]))                     \
+    X(int, posix_spawn, (pid_t *, const char *,                              \
+                         const posix_spawn_file_actions_t *,                 \
+                         const posix_spawnattr_t *, char *const[],           \
+                         char *const[]))                                     \
+    X(int, posix_spawnp, (pid_t *, const char *,                             \
+                          const posix_spawn_file_actions_t *,                \
+                          const posix_spawnattr_t *, char *const[],          \
+                          char *const[]))                                    \
+    X(void, _exit, (int))                                                    \
+    X(void, _Exit, (int))                                                    \
+    X(void, exit, (int))                                                     \
+    X(ssize_t, __read_chk, (int, void *, size_t, size_t))                    \
+    X(ssize_t, __recv_chk, (int, void *, size_t, size_t, int))               \
+    X(ssize_t, __recvfrom_chk, (int, void *, size_t, size_t, int,            \
+                                struct sockaddr *, socklen_t *))             \
+    X(int, __poll_chk, (struct pollfd *, nfds_t, int, size_t))               \
+    X(int, __ppoll_chk, (struct pollfd *, nfds_t, const struct timespec *,   \
+                         const sigset_t *, size_t))
+
+#define NT_REAL_FIELD(ret, name, args) ret (*name) args;
+struct nt_real {
+    NT_REAL_FUNCS(NT_REAL_FIELD)
+};
+#undef NT_REAL_FIELD
+
+/* Fortified entry points: glibc's headers declare them only for their own
+ * inline wrappers. */
+ssize_t __read_chk(int, void *, size_t, size_t);
+ssize_t __recv_chk(int, void *, size_t, size_t, int);
+ssize_t __recvfrom_chk(int, void *, size_t, size_t, int, struct sockaddr *,
+                       socklen_t *);
+int __poll_chk(struct pollfd *, nfds_t, int, size_t);
+int __ppoll_chk(struct pollfd *, nfds_t, const struct timespec *,
+                const sigset_t *, size_t);
+
+/* Before init completes these point at raw-syscall fallbacks, so a hook
+ * that runs during dlsym (or before any constructor) still works. */
+extern struct nt_real real;
+
+void nt_real_resolve(void);
+
+#endif

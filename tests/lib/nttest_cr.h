@@ -1,0 +1,39 @@
+/* Criterion assertions over nttest results. Include this (it includes
+ * criterion.h and nttest.h) in test files. */
+#ifndef NTTEST_CR_H
+#define NTTEST_CR_H
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+
+#include "nttest.h"
+
+/* The program ran to a normal exit with `code`; on failure prints the
+ * status and the captured stderr. */
+#define nt_assert_exit(r, code, what)                                          \
+    do {                                                                       \
+        char st_[64];                                                          \
+        cr_assert(nt_exited((r), (code)), "%s: %s, expected exit %d\nstdout:\n%s\nstderr:\n%s", \
+                  (what), nt_status_str((r)->status, st_, sizeof st_), (code), \
+                  (r)->out ? (r)->out : "", (r)->err ? (r)->err : "");         \
+    } while (0)
+
+/* Same exit status and stdout with and without the library. */
+#define nt_assert_same(with, without, what)                                    \
+    do {                                                                       \
+        char a_[64], b_[64];                                                   \
+        cr_assert(nt_same_result((with), (without)),                           \
+                  "%s differs with the library:\n with: %s\n%s\n without: %s\n%s\n" \
+                  " stderr with:\n%s", (what),                                 \
+                  nt_status_str((with)->status, a_, sizeof a_), (with)->out,   \
+                  nt_status_str((without)->status, b_, sizeof b_), (without)->out, \
+                  (with)->err);                                                \
+    } while (0)
+
+/* elapsed_ms within [0.8 x expected, expected + slack]. */
+#define nt_assert_elapsed(elapsed_ms, expected_ms, slack_ms)                   \
+    cr_assert(nt_elapsed_ok((elapsed_ms), (expected_ms), (slack_ms)),          \
+              "elapsed %lld ms, expected %lld ms (-20%%, +%lld ms)",           \
+              (long long)(elapsed_ms), (long long)(expected_ms), (long long)(slack_ms))
+
+#endif

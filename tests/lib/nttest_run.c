@@ -1,0 +1,167 @@
+/* nt_run (spawn, wait, capture) and servers that announce themselves on
+ * their first stdout line. */
+#define _GNU_SOURCE
+#include "nttest.h"
+#include "nttest_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* Everything written to a memfd, NUL-terminated. */
+static char *slurp_memfd(int fd, size_t *len)
+{
+    off_t size = lseek(fd, 0, SEEK_END);
+    char *buf = malloc(size > 0 ? size + 1 : 1);
+    ssize_t n = size > 0 ? pread(fd, buf, size, 0) : 0;
+    *len = n > 0 ? (size_t)n : 0;
+    buf[*len] = 0;
+    return buf;
+}
+
+int nt_run(const char *const argv[], const struct nt_spawn_opts *opts, int timeout_ms,
+           struct nt_result *r)
+{
+    struct nt_spawn_opts o = opts ? *opts : (struct nt_spawn_opts){0};
+    int out = -1, err = -1;
+    int64_t t0;
+    pid_t pid;
+    memset(r, 0, sizeof *r);
+    if (!o.out_fd && !o.out_path)
+        o.out_fd = out = memfd_create("nt_out", MFD_CLOEXEC);
+    if (!o.err_fd && !o.err_path)
+        o.err_fd = err = memfd_create("nt_err", MFD_CLOEXEC);
+    if (!o.in_fd && !o.in_path && !o.stdin_data)
+        o.in_path = "/dev/null";
+    t0 = nt_now_ms();
+    pid = nt_spawn(argv, &o);
+    if (pid > 0)
+        r->timed_out = nt_wait_timeout(pid, timeout_ms, &r->status) == 1;
+    r->elapsed_ms = nt_now_ms() - t0;
+    r->out = out >= 0 ? slurp_memfd(out, &r->out_len) : strdup("");
+    r->err = err >= 0 ? slurp_memfd(err, &r->err_len) : strdup("");
+    if (out >= 0)
+        close(out);
+    if (err >= 0)
+        close(err);
+    return pid > 0 ? 0 : -1;
+}
+
+void nt_result_free(struct nt_result *r)
+{
+    free(r->out);
+    free(r->err);
+    r->out = r->err = NULL;
+}
+
+bool nt_exited(const struct nt_result *r, int code)
+{
+    return !r->timed_out && WIFEXITED(r->status) && WEXITSTATUS(r->status) == code;
+}
+
+bool nt_same_result(const struct nt_result *a, const struct nt_result *b)
+{
+    return !a->timed_out && !b->timed_out && a->status == b->status &&
+           a->out_len == b->out_len && !memcmp(a->out, b->out, a->out_len);
+}
+
+/* Read one '\n'-terminated line from fd before the deadline. */
+static int read_line(int fd, char *buf, size_t len, int64_t deadline)
+{
+    size_t n = 0;
+    while (n + 1 < len) {
+        struct pollfd p = {fd, POLLIN, 0};
+        int64_t left = deadline - nt_now_ms();
+        ssize_t got;
+        if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+            return -1;
+        got = read(fd, buf + n, 1);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            return -1;
+        if (buf[n] == '\n')
+            break;
+        n++;
+    }
+    buf[n] = 0;
+    return 0;
+}
+
+int nt_server_start(struct nt_server *s, const char *const argv[],
+                    const struct nt_spawn_opts *opts, int timeout_ms)
+{
+    struct nt_spawn_opts o = opts ? *opts : (struct nt_spawn_opts){0};
+    int p[2];
+    char *end;
+    memset(s, 0, sizeof *s);
+    s->out_fd = -1;
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return -1;
+    o.out_fd = p[1];
+    o.out_path = NULL;
+    s->pid = nt_spawn(argv, &o);
+    close(p[1]);
+    if (s->pid < 0 || read_line(p[0], s->line, sizeof s->line, nt_now_ms() + timeout_ms) < 0) {
+        if (s->pid > 0)
+            nt_kill(s->pid);
+        close(p[0]);
+        s->pid = -1;
+        return -1;
+    }
+    s->out_fd = p[0];
+    s->port = (int)strtol(s->line, &end, 10);
+    if (*end)
+        s->port = 0;
+    return 0;
+}
+
+/* What is left on the pipe; stops after 1 s in case a grandchild keeps it. */
+static char *drain(int fd)
+{
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    int64_t deadline = nt_now_ms() + 1000;
+    for (;;) {
+        struct pollfd p = {fd, POLLIN, 0};
+        int64_t left = deadline - nt_now_ms();
+        ssize_t got;
+        if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+            break;
+        if (n + 1024 > cap)
+            buf = realloc(buf, cap *= 2);
+        got = read(fd, buf + n, cap - n - 1);
+        if (got <= 0)
+            break;
+        n += got;
+    }
+    buf[n] = 0;
+    return buf;
+}
+
+int nt_server_stop(struct nt_server *s, int grace_ms, int *status, char **rest)
+{
+    int st = 0, rc = 0;
+    if (s->pid <= 0)
+        return -1;
+    if (nt_wait_quietly(s->pid, grace_ms, &st) != 0) {
+        rc = -1;
+        kill(s->pid, SIGTERM);
+        if (nt_wait_quietly(s->pid, 2000, &st) != 0)
+            nt_wait_timeout(s->pid, 0, &st);
+    }
+    if (status)
+        *status = st;
+    if (rest)
+        *rest = drain(s->out_fd);
+    close(s->out_fd);
+    s->out_fd = -1;
+    s->pid = -1;
+    return rc;
+}

@@ -1,0 +1,129 @@
+/* close_race [-f tcp4|tcp6|unix] [-m shutdown|close|race] [-i ITER]
+ *
+ * One thread blocks in read() on a connected socket while the main thread
+ * pulls the socket away:
+ *   shutdown  shutdown(SHUT_RDWR): prints "shutdown read=R" (Linux: 0).
+ *   close     close(): Linux leaves the blocked read waiting on the open
+ *             file; prints "close blocked=B", then the peer writes one
+ *             byte and prints "after-peer-write read=R".
+ *   race      ITER rounds of close() racing a read that may or may not
+ *             have started, with new sockets immediately reusing the fd
+ *             number; the peer then closes so every read ends. Prints
+ *             "race rounds N hung H".
+ * A read still blocked after 5 s counts as hung (exit 1, never a hang). */
+#define _GNU_SOURCE
+#include "common.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+struct reader {
+    pthread_t t;
+    int fd;
+    volatile int done;
+    ssize_t rc;
+    int err;
+};
+
+static void *reader_main(void *arg)
+{
+    struct reader *r = arg;
+    char c;
+    r->rc = read(r->fd, &c, 1);
+    r->err = errno;
+    r->done = 1;
+    return NULL;
+}
+
+static void start_reader(struct reader *r, int fd)
+{
+    r->fd = fd;
+    r->done = 0;
+    if (pthread_create(&r->t, NULL, reader_main, r) != 0)
+        pc_die("pthread_create failed");
+}
+
+static void sleep_us(long us)
+{
+    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
+    nanosleep(&ts, NULL);
+}
+
+/* Join within 5 s; 0 when the reader finished, -1 when it is still blocked. */
+static int join_reader(struct reader *r)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 5;
+    return pthread_timedjoin_np(r->t, NULL, &dl) == 0 ? 0 : -1;
+}
+
+static void describe(const char *what, const struct reader *r)
+{
+    if (r->rc < 0)
+        printf("%s read=-1 errno=%s\n", what, strerrorname_np(r->err));
+    else
+        printf("%s read=%zd\n", what, r->rc);
+}
+
+int main(int argc, char **argv)
+{
+    const char *mode = "shutdown";
+    int family = AF_INET, opt, c, s, hung = 0;
+    long iters = 200;
+    struct reader r;
+    while ((opt = getopt(argc, argv, "f:m:i:")) != -1) {
+        switch (opt) {
+        case 'f': family = pc_family(optarg); break;
+        case 'm': mode = optarg; break;
+        case 'i': iters = pc_num(optarg); break;
+        default: pc_die("usage: close_race [-f FAMILY] [-m shutdown|close|race] [-i N]");
+        }
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (!strcmp(mode, "shutdown") || !strcmp(mode, "close")) {
+        pc_pair(family, &c, &s);
+        start_reader(&r, c);
+        sleep_us(100000);                     /* let it block in read */
+        if (mode[0] == 's') {
+            shutdown(c, SHUT_RDWR);
+        } else {
+            close(c);
+            sleep_us(100000);
+            printf("close blocked=%d\n", !r.done);
+            if (write(s, "x", 1) != 1)
+                pc_die("peer write:");
+        }
+        if (join_reader(&r) < 0) {
+            printf("hung\n");
+            _exit(PC_EXIT_FAIL);            /* the reader thread is stuck */
+        }
+        describe(mode[0] == 's' ? "shutdown" : "after-peer-write", &r);
+        return 0;
+    }
+    if (strcmp(mode, "race"))
+        pc_die("bad mode '%s'", mode);
+    for (long i = 0; i < iters; i++) {
+        int filler;
+        pc_pair(family, &c, &s);
+        start_reader(&r, c);
+        sleep_us(i % 7 * 50);              /* sometimes before, sometimes in read */
+        close(c);
+        filler = socket(family, SOCK_STREAM, 0);   /* likely takes c's number */
+        close(s);                                  /* FIN ends a read in progress */
+        if (join_reader(&r) < 0) {
+            hung++;
+            break;                                 /* the thread is lost */
+        }
+        close(filler);
+    }
+    printf("race rounds %ld hung %d\n", iters, hung);
+    if (hung)
+        _exit(PC_EXIT_FAIL);
+    return 0;
+}
