@@ -62,26 +62,29 @@ static int choose(struct ntc_value *v, const struct ntc_choice *c, size_t n,
     return fail_value(v, "value", v->val, expected);
 }
 
+/* The same, into one of the uint8_t enum fields of struct nt_settings. */
+static int choose_u8(void *field, struct ntc_value *v,
+                     const struct ntc_choice *c, size_t n, const char *expected)
+{
+    int x;
+    if (choose(v, c, n, expected, &x) != 0)
+        return -1;
+    *(uint8_t *)field = (uint8_t)x;
+    return 0;
+}
+
 static int set_coalesce_mode(void *field, struct ntc_value *v)
 {
     static const struct ntc_choice c[] = {
         { "buffer", NT_COALESCE_BUFFER }, { "cork", NT_COALESCE_CORK } };
-    int x;
-    if (choose(v, c, COUNT(c), "expected buffer or cork", &x) != 0)
-        return -1;
-    *(uint8_t *)field = (uint8_t)x;
-    return 0;
+    return choose_u8(field, v, c, COUNT(c), "expected buffer or cork");
 }
 
 static int set_expire_action(void *field, struct ntc_value *v)
 {
     static const struct ntc_choice c[] = {
         { "shutdown", NT_EXPIRE_SHUTDOWN }, { "reset", NT_EXPIRE_RESET } };
-    int x;
-    if (choose(v, c, COUNT(c), "expected shutdown or reset", &x) != 0)
-        return -1;
-    *(uint8_t *)field = (uint8_t)x;
-    return 0;
+    return choose_u8(field, v, c, COUNT(c), "expected shutdown or reset");
 }
 
 static int set_timeout_errno(void *field, struct ntc_value *v)

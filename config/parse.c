@@ -209,6 +209,8 @@ static void key_value(struct parser *p, char *s)
     }
     *eq = '\0';
     char *key = trim(s), *val = trim(eq + 1);
+    if (*val == '#' || *val == ';')    /* "key =# note": a comment, no value */
+        *val = '\0';
     const struct ntc_key *k = ntc_key_find(key, &idx);
     if (!*key) {
         report(p, p->line, "missing key before '='");

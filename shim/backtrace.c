@@ -140,17 +140,72 @@ static int put_frame(struct nt_jbuf *b, const char *sym, uintptr_t sym_off,
     return 1;
 }
 
-/* Name from .symtab through libunwind, else from .dynsym through dladdr. */
+/* ---- symbol cache ----
+ * unw_get_proc_name re-reads /proc/self/maps and maps the object file on
+ * every call (~30 us a frame); a flood repeats the same frames, so names
+ * are remembered per address. A seqlock per entry: readers never wait,
+ * a writer that finds the entry busy just does not cache. */
+
+#define NT_SYMCACHE_SLOTS 512
+#define NT_SYMCACHE_NAME 112
+
+struct sym_entry {
+    uint32_t seq;       /* odd while being written */
+    uintptr_t ip, off;
+    char name[NT_SYMCACHE_NAME]; /* "" = no name known */
+};
+static struct sym_entry symcache[NT_SYMCACHE_SLOTS];
+
+static struct sym_entry *sym_slot(uintptr_t ip)
+{
+    return &symcache[(ip ^ (ip >> 9)) % NT_SYMCACHE_SLOTS];
+}
+
+static int sym_lookup(uintptr_t ip, char *name, uintptr_t *off)
+{
+    struct sym_entry *e = sym_slot(ip);
+    uint32_t seq = __atomic_load_n(&e->seq, __ATOMIC_ACQUIRE);
+    if ((seq & 1) || __atomic_load_n(&e->ip, __ATOMIC_RELAXED) != ip)
+        return 0;
+    memcpy(name, e->name, NT_SYMCACHE_NAME);
+    *off = e->off;
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    return __atomic_load_n(&e->seq, __ATOMIC_RELAXED) == seq;
+}
+
+static void sym_store(uintptr_t ip, const char *name, uintptr_t off)
+{
+    size_t len = strlen(name);
+    struct sym_entry *e = sym_slot(ip);
+    uint32_t seq = __atomic_load_n(&e->seq, __ATOMIC_RELAXED);
+    if (len >= NT_SYMCACHE_NAME || (seq & 1) ||
+        !__atomic_compare_exchange_n(&e->seq, &seq, seq + 1, 0,
+                                     __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+        return;
+    __atomic_store_n(&e->ip, ip, __ATOMIC_RELAXED);
+    e->off = off;
+    memcpy(e->name, name, len + 1);
+    __atomic_store_n(&e->seq, seq + 2, __ATOMIC_RELEASE);
+}
+
+/* Name from .symtab through libunwind (cached), else from .dynsym through
+ * dladdr. */
 static int put_cursor_frame(struct nt_jbuf *b, unw_cursor_t *cur,
-                            const struct frame_where *w)
+                            uintptr_t ip, const struct frame_where *w)
 {
     char name[NT_SYM_MAX];
-    unw_word_t off = 0;
-    int r = uw.get_proc_name(cur, name, sizeof name, &off);
-    if (r == 0 || r == -UNW_ENOMEM) {
+    uintptr_t off = 0;
+    if (!sym_lookup(ip, name, &off)) {
+        unw_word_t uoff = 0;
+        int r = uw.get_proc_name(cur, name, sizeof name, &uoff);
+        if (r != 0 && r != -UNW_ENOMEM)
+            name[0] = 0;
         name[sizeof name - 1] = 0;
-        return put_frame(b, name, (uintptr_t)off, w);
+        off = (uintptr_t)uoff;
+        sym_store(ip, name, off);
     }
+    if (name[0])
+        return put_frame(b, name, off, w);
     return put_frame(b, w->dyn_sym, w->dyn_off, w);
 }
 
@@ -182,7 +237,7 @@ static int walk(struct nt_jbuf *b, int max)
         struct frame_where w;
         locate((uintptr_t)ip, &w);
         if (!w.ours) {
-            if (!put_cursor_frame(b, &cur, &w))
+            if (!put_cursor_frame(b, &cur, (uintptr_t)ip, &w))
                 break;
             n++;
         }
@@ -228,6 +283,9 @@ void nt_backtrace_prepare(void)
 
 void nt_backtrace_atfork_child(void)
 {
+    for (unsigned i = 0; i < NT_SYMCACHE_SLOTS; i++)
+        if (symcache[i].seq & 1) /* a writer that did not survive fork */
+            symcache[i].seq = 0, symcache[i].ip = 0;
     int loading = UW_LOADING;
     __atomic_compare_exchange_n(&uw_state, &loading, UW_UNTRIED, 0,
                                 __ATOMIC_RELAXED, __ATOMIC_RELAXED);

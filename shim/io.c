@@ -58,6 +58,13 @@ static ssize_t failed(struct nt_conn *c, int fd, const struct nt_op *op,
                       int extra)
 {
     int e = errno;
+    if (c->expired && e != EAGAIN && e != EINTR) {
+        /* The library cut this connection (a reset makes the kernel say
+         * EPIPE or ECONNRESET): the program learns why, and the audit log
+         * already has the timeout event. */
+        errno = nt_deadline_errno(c);
+        return -1;
+    }
     switch (e) {
     case EAGAIN:
         if (c->dl_active)

@@ -100,9 +100,25 @@ static struct nt_config *parse_all(struct diag_sink *d, struct stat *st)
     return cfg;
 }
 
+/* NETTIMEO_LOG (set by `nettimeo run --log`) names the sink without a
+ * config file. It names a file, so it is ignored under AT_SECURE. The copy
+ * is never freed: the event writer keeps pointing at it. */
+static const struct nt_global *with_log_override(const struct nt_global *g)
+{
+    const char *log = nt_g.secure ? NULL : getenv("NETTIMEO_LOG");
+    if (!log || !*log)
+        return g;
+    struct nt_global *copy = malloc(sizeof *copy);
+    if (!copy)
+        return g;
+    *copy = *g;
+    snprintf(copy->log, sizeof copy->log, "%s", log);
+    return copy;
+}
+
 static void publish(struct nt_config *cfg)
 {
-    nt_event_configure(nt_config_global(cfg));
+    nt_event_configure(with_log_override(nt_config_global(cfg)));
     __atomic_store_n(&nt_g.governs, nt_config_governs(cfg), __ATOMIC_RELAXED);
     __atomic_store_n(&nt_g.global, nt_config_global(cfg), __ATOMIC_RELEASE);
     __atomic_store_n(&nt_g.config, cfg, __ATOMIC_RELEASE);
@@ -130,9 +146,9 @@ void nt_settings_load_initial(void)
     /* Events still go to stderr so the config_error is seen. */
     struct nt_config *dflt = nt_config_default();
     if (dflt)
-        nt_event_configure(nt_config_global(dflt));
+        nt_event_configure(with_log_override(nt_config_global(dflt)));
     fail_open(&d, 1);
-    nt_config_free(dflt);
+    /* dflt stays allocated: the event writer points into it */
 }
 
 static int file_changed(void)

@@ -308,6 +308,16 @@ Test(bad, empty_lists_and_garbage_bytes)
     check_bad_text(text, sizeof text - 1, e, 3);
 }
 
+Test(bad, comment_right_after_equals_is_no_value)
+{
+    static const char text[] = "[global]\nlog =# a comment\nsigpipe=;x\n";
+    static const struct expect e[] = {
+        { 2, "missing value for 'log'" },
+        { 3, "missing value for 'sigpipe'" },
+    };
+    check_bad_text(text, sizeof text - 1, e, 2);
+}
+
 Test(bad, long_values_are_cut_in_messages)
 {
     char text[2048];

@@ -181,8 +181,7 @@ pid_t nt_spawn(const char *const argv[], const struct nt_spawn_opts *opts)
     return pid;
 }
 
-/* 0 exited (reaped), 1 still running after timeout_ms, -1 error. */
-static int wait_for(pid_t pid, int timeout_ms, int *status)
+int nt_wait_quietly(pid_t pid, int timeout_ms, int *status)
 {
     int pfd = (int)syscall(SYS_pidfd_open, pid, 0), rc = 1;
     int64_t deadline = nt_now_ms() + timeout_ms;
@@ -222,7 +221,7 @@ void nt_kill(pid_t pid)
 
 int nt_wait_timeout(pid_t pid, int timeout_ms, int *status)
 {
-    int rc = wait_for(pid, timeout_ms, status);
+    int rc = nt_wait_quietly(pid, timeout_ms, status);
     if (rc == 1) {
         kill(-pid, SIGKILL);
         kill(pid, SIGKILL);
@@ -242,9 +241,4 @@ const char *nt_status_str(int status, char *buf, size_t len)
     else
         snprintf(buf, len, "status 0x%x", status);
     return buf;
-}
-
-int nt_wait_quietly(pid_t pid, int timeout_ms, int *status)
-{
-    return wait_for(pid, timeout_ms, status);
 }

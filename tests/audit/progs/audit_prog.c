@@ -196,7 +196,7 @@ static int fd_of(const char *path)
     int found = -1;
     struct dirent *e;
     while (d && (e = readdir(d))) {
-        char link[64], target[PATH_MAX];
+        char link[300], target[PATH_MAX];
         snprintf(link, sizeof link, "/proc/self/fd/%s", e->d_name);
         ssize_t n = readlink(link, target, sizeof target - 1);
         if (n > 0 && (target[n] = 0, strcmp(target, path) == 0))
