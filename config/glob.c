@@ -105,20 +105,28 @@ static int match_range(const char *p, const char *pe, const char *s,
     return p == pe;
 }
 
-/* Next '/' of the pattern that is a path separator (not escaped, not in a
- * set), or pe. */
-static const char *pattern_slash(const char *p, const char *pe)
+/* Next '/' of the pattern that is a path separator (not in a set), or pe;
+ * *seg_end is where the component before it ends (before the '\\' of an
+ * escaped "\\/", which is a separator too, as in fnmatch). */
+static const char *pattern_slash(const char *p, const char *pe,
+                                 const char **seg_end)
 {
     for (; p < pe; p++) {
         const char *close;
-        if (*p == '\\' && p + 1 < pe)
+        if (*p == '\\' && p + 1 < pe) {
+            if (p[1] == '/') {
+                *seg_end = p;
+                return p + 1;
+            }
             p++;
-        else if (*p == '[' && (close = set_end(p + 1, pe)) != NULL)
+        } else if (*p == '[' && (close = set_end(p + 1, pe)) != NULL) {
             p = close;
-        else if (*p == '/')
-            return p;
+        } else if (*p == '/') {
+            break;
+        }
     }
-    return pe;
+    *seg_end = p;
+    return p;
 }
 
 /* With `pathname`, match component by component: nothing but a '/' of the
@@ -130,11 +138,11 @@ int ntc_glob_match(const char *pat, const char *str, int pathname)
     if (!pathname)
         return match_range(pat, pe, str, se);
     for (;;) {
-        const char *pslash = pattern_slash(pat, pe);
+        const char *seg_end, *pslash = pattern_slash(pat, pe, &seg_end);
         const char *sslash = memchr(str, '/', (size_t)(se - str));
         if (!sslash)
             sslash = se;
-        if (!match_range(pat, pslash, str, sslash))
+        if (!match_range(pat, seg_end, str, sslash))
             return 0;
         if (pslash == pe || sslash == se)
             return pslash == pe && sslash == se;

@@ -74,10 +74,18 @@ struct nt_conn {
     uint8_t in_call;         /* a blocking call of ours waits on it */
     int connect_err;         /* SO_ERROR to report after an aborted connect */
 
-    /* --- write coalescing (see coalesce.h) --- */
+    /* --- write coalescing (see coalesce.h; must stay the last section:
+     * nt_coalesce_dup() resets everything from cbuf to the end) --- */
     void *cbuf;              /* buffer while it holds data, else NULL */
     uint32_t clen;           /* bytes buffered */
     int flush_err;           /* error to report on the next call */
+    uint8_t co_mode;         /* enum nt_co_mode; 0: not decided yet */
+    uint8_t co_flags;        /* NT_CO_* bits (coalesce.c), slot lock */
+    uint8_t co_ready;        /* outbound: a call succeeded, so connected */
+    uint8_t co_retry;        /* failed timer flushes in a row (back-off) */
+    uint32_t co_pidx;        /* 1 + index in the pending set (its lock) */
+    uint64_t co_busy;        /* thread sending with the slot unlocked */
+    nt_ns t_cflush;          /* timer flush due (coalesce_delay); 0: none */
 };
 
 #define NT_FD_PAGE_SHIFT 12
@@ -111,8 +119,9 @@ static inline int nt_fd_kind(int fd)
 struct nt_conn *nt_fd_classify(int fd);        /* first use of an UNKNOWN fd */
 void nt_fd_set(int fd, int kind);              /* allocates the page if needed */
 struct nt_conn *nt_fd_conn(int fd);            /* slot, page must exist */
-void nt_fd_forget(int fd);                     /* fd closed or replaced */
-void nt_fd_forget_range(unsigned lo, unsigned hi);
+void nt_fd_forget(int fd);      /* stale: classify again on next use */
+void nt_fd_release(int fd);     /* closed by the program */
+void nt_fd_release_range(unsigned lo, unsigned hi);
 
 /* The connection a hook should govern, or NULL to pass straight through.
  * The fast path for a non-socket fd is this inline function. */

@@ -206,6 +206,14 @@ void nt_deadline_polled_in(struct nt_conn *c, int fd)
     arm(c, fd);
 }
 
+/* Raised by the faulting thread itself, never while it sleeps in a wait:
+ * their handlers (a JVM's, ASan's) have no say in restarting it. */
+static int is_fault_signal(int sig)
+{
+    return sig == SIGSEGV || sig == SIGBUS || sig == SIGFPE || sig == SIGILL ||
+           sig == SIGTRAP || sig == SIGSYS;
+}
+
 /* Would the kernel have restarted a blocking call interrupted by the
  * signal that just ran? poll() never restarts, so the library decides: it
  * restarts unless a handler installed without SA_RESTART could have run. */
@@ -216,7 +224,8 @@ static int kernel_would_restart(void)
         return 0;
     for (int sig = 1; sig < NSIG; sig++) {
         struct sigaction sa;
-        if (sigismember(&blocked, sig) == 1 || sigaction(sig, NULL, &sa) != 0)
+        if (is_fault_signal(sig) || sigismember(&blocked, sig) == 1 ||
+            sigaction(sig, NULL, &sa) != 0)
             continue;
         int has_handler = (sa.sa_flags & SA_SIGINFO) ||
                           (sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN);

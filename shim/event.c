@@ -3,8 +3,15 @@
  * in event_format.c, sinks in log_sink.c, unwinding in backtrace.c.
  *
  * Nothing here allocates or uses stdio: a line is built in a stack buffer
- * (NT_LINE_MAX) and written with one write(2). Cost of one event with a
- * 16-frame backtrace: see tests/audit/README or the lead's closing note. */
+ * (NT_LINE_MAX; the whole path needs ~12 KiB of stack) and written with one
+ * write(2).
+ *
+ * Cost, measured with `nt_audit_prog flood N 14` (an EPIPE 16 frames deep,
+ * log to a file, rate_limit off, 2-core VM): a failing send without the
+ * library 0.5 us; with an event and no backtrace 5.4 us; with a 16-frame
+ * backtrace 20 us once the frames' names are cached (backtrace.c), ~1 ms
+ * for the very first event of the process (dlopen of libunwind ~0.15 ms,
+ * first unwind, and unw_get_proc_name reading each object's symbols). */
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>

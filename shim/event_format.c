@@ -256,7 +256,7 @@ static void put_connection(struct nt_jbuf *b, const struct nt_conn *c,
     if (c->set && c->set->rule)
         nt_j_kstr(b, "rule", c->set->rule);
     else
-        nt_j_knull(b, "rule");
+        nt_j_kraw(b, "rule", "null");
 }
 
 static void put_story(struct nt_jbuf *b, const struct nt_conn *c,

@@ -51,17 +51,30 @@ struct nt_conn *nt_fd_conn(int fd)
     return p ? &p->conn[fd & (NT_FD_PAGE - 1)] : NULL;
 }
 
-void nt_fd_forget(int fd)
+static void reset_slot(int fd, int kind)
 {
     struct nt_fd_page *p = nt_fd_page_of(fd);
     if (!p)
         return;
     int i = fd & (NT_FD_PAGE - 1);
-    __atomic_store_n(&p->kind[i], NT_FD_UNKNOWN, __ATOMIC_RELEASE);
+    __atomic_store_n(&p->kind[i], (uint8_t)kind, __ATOMIC_RELEASE);
     __atomic_add_fetch(&p->conn[i].gen, 1, __ATOMIC_RELEASE);
 }
 
-void nt_fd_forget_range(unsigned lo, unsigned hi)
+void nt_fd_forget(int fd)
+{
+    reset_slot(fd, NT_FD_UNKNOWN);
+}
+
+/* The program closed fd. Whatever it opens next under that number comes
+ * from open/pipe/eventfd (not a socket: sockets come back through hooked
+ * calls that set their kind), so the next call on it needs no fstat. */
+void nt_fd_release(int fd)
+{
+    reset_slot(fd, NT_FD_PASS);
+}
+
+void nt_fd_release_range(unsigned lo, unsigned hi)
 {
     if (hi >= NT_FD_MAX)
         hi = NT_FD_MAX - 1;
@@ -72,7 +85,7 @@ void nt_fd_forget_range(unsigned lo, unsigned hi)
             unsigned end = page_end < hi ? page_end : hi;
             for (; fd <= end; fd++)
                 if (p->kind[fd & (NT_FD_PAGE - 1)] != NT_FD_UNKNOWN)
-                    nt_fd_forget((int)fd);
+                    nt_fd_release((int)fd);
         }
         if (page_end >= hi)
             break;

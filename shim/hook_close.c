@@ -10,16 +10,11 @@
 #include "real.h"
 #include "timer.h"
 
-/* Last words for a governed connection before its fd goes away. */
+/* Last words for a governed connection, while the fd still names the
+ * socket (the close event reads the peer's TCP state). */
 static void retire(struct nt_conn *c, int fd, void *caller)
 {
-    if (nt_event_enabled(NT_EV_CLOSE)) {
-        struct nt_event ev = { .kind = NT_EV_CLOSE, .fd = fd, .op = "close",
-                               .conn = c, .caller = caller };
-        nt_in_lib++;
-        nt_event_emit(&ev);
-        nt_in_lib--;
-    }
+    nt_event_lifecycle(NT_EV_CLOSE, c, fd, "close", caller);
     nt_timer_disarm(c);
 }
 
@@ -33,14 +28,15 @@ NT_EXPORT int close(int fd)
     if (kind == NT_FD_UNKNOWN)
         return real.close(fd);
     if (kind != NT_FD_CONN) {
-        nt_fd_forget(fd);
+        if (kind != NT_FD_PASS)
+            nt_fd_release(fd);
         return real.close(fd);
     }
     struct nt_conn *c = &p->conn[fd & (NT_FD_PAGE - 1)];
     int saved = errno;
     retire(c, fd, NT_CALLER());
     int taken = nt_conn_lock(c);
-    nt_fd_forget(fd);
+    nt_fd_release(fd);
     errno = saved;
     int r = real.close(fd);
     nt_conn_unlock(c, taken);
@@ -52,7 +48,7 @@ NT_EXPORT int close_range(unsigned lo, unsigned hi, int flags)
     nt_init();
     int r = real.close_range(lo, hi, flags);
     if (r == 0 && !(flags & CLOSE_RANGE_CLOEXEC))
-        NT_KEEP_ERRNO(nt_fd_forget_range(lo, hi));
+        NT_KEEP_ERRNO(nt_fd_release_range(lo, hi));
     return r;
 }
 
@@ -61,7 +57,7 @@ NT_EXPORT void closefrom(int lo)
     nt_init();
     real.closefrom(lo);
     if (lo >= 0)
-        NT_KEEP_ERRNO(nt_fd_forget_range((unsigned)lo, NT_FD_MAX - 1));
+        NT_KEEP_ERRNO(nt_fd_release_range((unsigned)lo, NT_FD_MAX - 1));
 }
 
 NT_EXPORT int shutdown(int fd, int how)

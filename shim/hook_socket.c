@@ -53,18 +53,6 @@ NT_EXPORT int listen(int fd, int backlog)
     return r;
 }
 
-static void log_lifecycle(uint32_t kind, const struct nt_conn *c, int fd,
-                          const char *op, void *caller)
-{
-    if (!nt_event_enabled(kind))
-        return;
-    struct nt_event ev = { .kind = kind, .fd = fd, .op = op, .conn = c,
-                           .caller = caller };
-    nt_in_lib++;
-    nt_event_emit(&ev);
-    nt_in_lib--;
-}
-
 static int kind_of(int fd)
 {
     int k = nt_fd_kind(fd);
@@ -88,7 +76,7 @@ NT_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
         nt_conn_refresh_local(c, fd);
     if (r == 0) {
         nt_deadline_connect_done(c);
-        log_lifecycle(NT_EV_CONNECT, c, fd, "connect", caller);
+        nt_event_lifecycle(NT_EV_CONNECT, c, fd, "connect", caller);
     } else if (e != EINPROGRESS && e != EINTR && e != EALREADY) {
         if (nt_deadline_connect_done(c))
             e = ETIMEDOUT; /* our deadline aborted it */
@@ -109,7 +97,7 @@ static int accepted(int listen_fd, int fd, int flags, void *caller)
     struct nt_conn *c = nt_conn_open(fd, NT_ROLE_INBOUND,
                                      (flags & SOCK_NONBLOCK) != 0, NULL, 0);
     if (c)
-        log_lifecycle(NT_EV_ACCEPT, c, fd, "accept", caller);
+        nt_event_lifecycle(NT_EV_ACCEPT, c, fd, "accept", caller);
     errno = saved;
     return fd;
 }

@@ -72,16 +72,13 @@ static ssize_t failed(struct nt_conn *c, int fd, const struct nt_op *op,
         break;
     case ENOTSOCK:
         /* The fd was closed and reopened behind our back (raw syscall,
-         * fclose of an fdopen'ed socket): it is not a socket any more. */
+         * fclose of an fdopen'ed socket): it is not a socket any more.
+         * Make the call the program made, as it made it. */
         nt_fd_forget(fd);
-        if (extra)
-            return op->attempt(fd, op, op->flags, 0);
-        break;
+        return op->attempt(fd, op, op->flags, 0);
     case EPIPE:
     case ECONNRESET:
-        nt_in_lib++;
         nt_event_io_error(c, fd, op->name, e, op->caller);
-        nt_in_lib--;
         if (e == EPIPE && (extra & MSG_NOSIGNAL))
             deliver_sigpipe();
         break;

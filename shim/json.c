@@ -176,38 +176,21 @@ void nt_j_key(struct nt_jbuf *b, const char *key)
     put_char(b, ':');
 }
 
-void nt_j_kstr(struct nt_jbuf *b, const char *key, const char *v)
+static void put_bool(struct nt_jbuf *b, int v)
 {
-    nt_j_key(b, key);
-    nt_j_str(b, v);
-}
-
-void nt_j_ku64(struct nt_jbuf *b, const char *key, uint64_t v)
-{
-    nt_j_key(b, key);
-    nt_j_u64(b, v);
-}
-
-void nt_j_ki64(struct nt_jbuf *b, const char *key, int64_t v)
-{
-    nt_j_key(b, key);
-    nt_j_i64(b, v);
-}
-
-void nt_j_kms(struct nt_jbuf *b, const char *key, int64_t ns)
-{
-    nt_j_key(b, key);
-    nt_j_ms(b, ns);
-}
-
-void nt_j_kbool(struct nt_jbuf *b, const char *key, int v)
-{
-    nt_j_key(b, key);
     nt_j_cstr(b, v ? "true" : "false");
 }
 
-void nt_j_knull(struct nt_jbuf *b, const char *key)
-{
-    nt_j_key(b, key);
-    nt_j_cstr(b, "null");
-}
+/* "key":value members, one per value writer. */
+#define NT_J_MEMBER(name, type, write_value)                                 \
+    void name(struct nt_jbuf *b, const char *key, type v)                   \
+    {                                                                        \
+        nt_j_key(b, key);                                                    \
+        write_value(b, v);                                                   \
+    }
+NT_J_MEMBER(nt_j_kstr, const char *, nt_j_str)
+NT_J_MEMBER(nt_j_ku64, uint64_t, nt_j_u64)
+NT_J_MEMBER(nt_j_ki64, int64_t, nt_j_i64)
+NT_J_MEMBER(nt_j_kms, int64_t, nt_j_ms)
+NT_J_MEMBER(nt_j_kbool, int, put_bool)
+NT_J_MEMBER(nt_j_kraw, const char *, nt_j_cstr)

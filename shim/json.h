@@ -50,7 +50,8 @@ void nt_j_ku64(struct nt_jbuf *b, const char *key, uint64_t v);
 void nt_j_ki64(struct nt_jbuf *b, const char *key, int64_t v);
 void nt_j_kms(struct nt_jbuf *b, const char *key, int64_t ns);
 void nt_j_kbool(struct nt_jbuf *b, const char *key, int v);
-void nt_j_knull(struct nt_jbuf *b, const char *key);
+/* A literal value as it is: "null", a number in text. */
+void nt_j_kraw(struct nt_jbuf *b, const char *key, const char *literal);
 
 struct nt_jmark {
     size_t len;

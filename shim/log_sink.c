@@ -92,10 +92,16 @@ static int still_ours(int fd)
            (uint64_t)st.st_dev == __atomic_load_n(&sink.dev, __ATOMIC_RELAXED);
 }
 
+/* O_NONBLOCK: a FIFO with no reader fails at once instead of blocking. */
+static int open_path(const char *path)
+{
+    return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW |
+                          O_NOCTTY | O_NONBLOCK, 0600);
+}
+
 static int open_file(const char *path)
 {
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC |
-                            O_NOFOLLOW | O_NOCTTY | O_NONBLOCK, 0600);
+    int fd = open_path(path);
     return fd < 0 ? -1 : move_high(fd);
 }
 
@@ -142,8 +148,7 @@ static void follow_rotation_locked(void)
                    (uint64_t)st.st_ino == sink.ino &&
                    (uint64_t)st.st_dev == sink.dev))
         return;
-    int fresh = open(sink.path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC |
-                                    O_NOFOLLOW | O_NOCTTY | O_NONBLOCK, 0600);
+    int fresh = open_path(sink.path);
     if (fresh < 0)
         return;
     if (real.dup3(fresh, fd, O_CLOEXEC) == fd)

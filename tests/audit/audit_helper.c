@@ -169,10 +169,11 @@ static bool line_is_event(const char *line, const char *event)
     return audit_get(line, "event", got, sizeof got) && !strcmp(got, want);
 }
 
-const char *audit_nth(const char *text, const char *event, size_t nth)
+/* The next line of text that is event `event` (or any, if NULL). */
+static const char *next_event(const char *p, const char *event)
 {
-    for (const char *p = text; p && *p;) {
-        if (line_is_event(p, event) && nth-- == 0)
+    while (p && *p) {
+        if (line_is_event(p, event))
             return p;
         p = strchr(p, '\n');
         p = p ? p + 1 : NULL;
@@ -180,10 +181,25 @@ const char *audit_nth(const char *text, const char *event, size_t nth)
     return NULL;
 }
 
+static const char *after_line(const char *p)
+{
+    p = strchr(p, '\n');
+    return p ? p + 1 : NULL;
+}
+
+const char *audit_nth(const char *text, const char *event, size_t nth)
+{
+    const char *p = next_event(text, event);
+    while (p && nth--)
+        p = next_event(after_line(p), event);
+    return p;
+}
+
 size_t audit_count(const char *text, const char *event)
 {
     size_t n = 0;
-    while (audit_nth(text, event, n))
+    for (const char *p = next_event(text, event); p;
+         p = next_event(after_line(p), event))
         n++;
     return n;
 }

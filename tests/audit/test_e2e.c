@@ -309,3 +309,105 @@ Test(audit, default_sink_is_stderr)
     free(err);
     free(out);
 }
+
+/* A deadline that fires on the timer thread: no call site, so an empty
+ * backtrace, and the thread's own tid. */
+Test(audit, timer_event_has_no_call_site)
+{
+    const char *cfg = audit_config("nettimeo.conf", "");
+    FILE *f = fopen(cfg, "w");
+    cr_assert(f);
+    fprintf(f, "[global]\nlog = %s\n[defaults]\nidle_timeout = 200ms\n",
+            log_path());
+    fclose(f);
+    int st = run_prog(cfg, (const char *const[]){ PROG, "idle", "1000", NULL });
+    assert_exit0(st);
+    const char *line = audit_nth(log_text, "timeout", 0);
+    char v[256];
+    cr_assert(line, "%s", log_text);
+    cr_assert(audit_get(line, "op", v, sizeof v) && !strcmp(v, "timer"), "%s", line);
+    cr_assert(audit_get(line, "timeout", v, sizeof v) &&
+              !strcmp(v, "idle_timeout"), "%s", line);
+    cr_assert_eq(audit_get_num(line, "limit_ms"), 200, "%s", line);
+    cr_assert(audit_get(line, "backtrace", v, sizeof v) && !strcmp(v, "[]"),
+              "%s", line);
+    cr_assert_neq(audit_get_num(line, "tid"), audit_get_num(line, "pid"));
+}
+
+Test(audit, log_fd_is_close_on_exec)
+{
+    int st = run_prog(config(""),
+                      (const char *const[]){ PROG, "cloexec", log_path(), NULL });
+    assert_exit0(st);
+    char *out = out_text();
+    cr_assert_str_eq(out, "cloexec yes\n");
+    free(out);
+}
+
+static bool wait_for_event(const char *event, int timeout_ms)
+{
+    for (int t = 0; t < timeout_ms; t += 20) {
+        char *text = audit_slurp(log_path());
+        size_t n = audit_count(text, event);
+        free(text);
+        if (n)
+            return true;
+        usleep(20000);
+    }
+    return false;
+}
+
+/* logrotate renames the file away: later lines go to a new file at the
+ * path (noticed within a second), none is lost. */
+Test(audit, rotated_log_is_reopened)
+{
+    char env[600];
+    snprintf(env, sizeof env, "NETTIMEO_CONFIG=%s", config("rate_limit = off"));
+    const char *const envv[] = { env, NULL };
+    pid_t pid = audit_spawn((const char *const[]){ PROG, "slow", "4", "500", NULL },
+                            envv, NULL, NULL);
+    cr_assert(wait_for_event("epipe", 5000));
+    const char *old = audit_path("events.jsonl.1");
+    cr_assert_eq(rename(log_path(), old), 0);
+    int st = audit_wait(pid, RUN_MS);
+    cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    char *before = audit_slurp(old), *after = audit_slurp(log_path());
+    size_t n_before = audit_count(before, "epipe");
+    size_t n_after = audit_count(after, "epipe");
+    cr_assert_geq(n_after, 1, "nothing in the new file; old: %s", before);
+    cr_assert_eq(n_before + n_after, 4);
+    free(before);
+    free(after);
+}
+
+/* A log file that cannot be opened: say so once, then log to stderr. */
+Test(audit, unopenable_log_falls_back_to_stderr)
+{
+    const char *cfg = audit_config("nettimeo.conf",
+                                   "log = /nonexistent/dir/events.jsonl\n"
+                                   "sigpipe = ignore");
+    int st = run_prog(cfg, (const char *const[]){ PROG, "hangup", "fin", NULL });
+    assert_exit0(st);
+    char *err = audit_slurp(audit_path("err"));
+    cr_assert(strstr(err, "cannot open log /nonexistent/dir/events.jsonl"),
+              "stderr: %s", err);
+    cr_assert_eq(audit_count(err, "epipe"), 1, "stderr: %s", err);
+    free(err);
+}
+
+/* syslog with no daemon listening: lines are dropped, the program is
+ * unaffected. */
+Test(audit, syslog_without_a_daemon_is_harmless)
+{
+    if (access("/dev/log", F_OK) == 0)
+        cr_skip_test("a syslog daemon listens here");
+    const char *cfg = audit_config("nettimeo.conf", "log = syslog\n"
+                                                    "sigpipe = ignore");
+    int st = run_prog(cfg, (const char *const[]){ PROG, "hangup", "fin", NULL });
+    assert_exit0(st);
+    char *out = out_text(), *err = audit_slurp(audit_path("err"));
+    cr_assert(strstr(out, "write_response: EPIPE"), "stdout: %s", out);
+    cr_assert_null(strchr(err, '{'), "stderr: %s", err);
+    free(out);
+    free(err);
+}

@@ -212,6 +212,7 @@ Test(deadline, sa_restart_restarts)
 
 Test(deadline, curl_read_timeout)
 {
+    NT_SKIP_CURL_UNDER_ASAN();
     struct nt_peer *p = nt_peer_start(NT_PEER_SILENT, NT_TCP4, NULL);
     char url[128];
     snprintf(url, sizeof url, "http://%s/", nt_peer_addr(p)->str);
@@ -230,6 +231,7 @@ Test(deadline, curl_read_timeout)
 
 Test(deadline, curl_connect_timeout)
 {
+    NT_SKIP_CURL_UNDER_ASAN();
     struct nt_peer *p = nt_peer_start(NT_PEER_NOACCEPT, NT_TCP4, NULL);
     char url[128];
     snprintf(url, sizeof url, "http://%s/", nt_peer_addr(p)->str);

@@ -86,6 +86,8 @@ static int64_t closed_within(int fd, int ms)
     return read(fd, &c, 1) <= 0 ? nt_now_ms() - t0 : -1;
 }
 
+/* curl runs without the library and without ASan here: it is only the
+ * observer. */
 static int fetch(const struct nginx *n)
 {
     char url[64];

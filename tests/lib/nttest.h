@@ -80,6 +80,10 @@ struct nt_result {
 int nt_run(const char *const argv[], const struct nt_spawn_opts *o, int timeout_ms,
            struct nt_result *r);
 void nt_result_free(struct nt_result *r);
+/* nt_run twice, same options except the preload: with the library, then
+ * without. 0 when both ran. */
+int nt_run_both(const char *const argv[], const struct nt_spawn_opts *o, int timeout_ms,
+                struct nt_result *with, struct nt_result *without);
 /* Exited normally with this code. */
 bool nt_exited(const struct nt_result *r, int code);
 /* Same status and stdout: what the comparison tests ask of the library. */
@@ -93,13 +97,35 @@ struct nt_server {
     int port;                   /* strtol(line) when it is a number, else 0 */
 };
 /* Spawn with stdout on a pipe and read the first line within timeout_ms.
- * o->out_* are ignored. 0 on success; -1 (child killed) otherwise. */
+ * o->out_* are ignored; stdin defaults to /dev/null. Read the rest of its
+ * stdout through out_fd (or at nt_server_stop): a server that prints a lot
+ * meanwhile blocks on the pipe. 0 on success; -1 (child killed) otherwise. */
 int nt_server_start(struct nt_server *s, const char *const argv[],
                     const struct nt_spawn_opts *o, int timeout_ms);
 /* Give the server grace_ms to exit by itself, then SIGTERM, then after 2 s
  * SIGKILL. Fills *status and (if rest != NULL) the rest of its stdout,
  * malloc'ed. Returns 0 when it exited within grace_ms by itself. */
 int nt_server_stop(struct nt_server *s, int grace_ms, int *status, char **rest);
+
+/* Run `client` against tests/progs/echo_server: the server is started in
+ * `server_mode` (thread|poll|select|epoll) on a fresh address of family f,
+ * told to exit after `conns` connections, and every "@ADDR" element of
+ * client is replaced by its address. o (preload or not, env) applies to
+ * both processes; the client gets timeout_ms. Returns -1 when the server
+ * did not start. */
+struct nt_echo_run {
+    struct nt_result client;
+    int server_status;
+    bool server_exited;         /* by itself, after `conns` connections */
+    char *server_out;           /* its stdout after the first line */
+};
+int nt_echo_run(const char *server_mode, enum nt_family f, long conns,
+                const char *const client[], const struct nt_spawn_opts *o, int timeout_ms,
+                struct nt_echo_run *r);
+void nt_echo_run_free(struct nt_echo_run *r);
+/* Both runs: clients exited 0 with the same stdout, servers exited 0 by
+ * themselves with the same stdout. */
+bool nt_echo_run_same(const struct nt_echo_run *a, const struct nt_echo_run *b);
 
 /* ---- Time -------------------------------------------------------------- */
 

@@ -53,6 +53,18 @@ int nt_run(const char *const argv[], const struct nt_spawn_opts *opts, int timeo
     return pid > 0 ? 0 : -1;
 }
 
+int nt_run_both(const char *const argv[], const struct nt_spawn_opts *opts, int timeout_ms,
+                struct nt_result *with, struct nt_result *without)
+{
+    struct nt_spawn_opts o = opts ? *opts : (struct nt_spawn_opts){0};
+    int a, b;
+    o.no_preload = false;
+    a = nt_run(argv, &o, timeout_ms, with);
+    o.no_preload = true;
+    b = nt_run(argv, &o, timeout_ms, without);
+    return a < 0 || b < 0 ? -1 : 0;
+}
+
 void nt_result_free(struct nt_result *r)
 {
     free(r->out);
@@ -106,6 +118,8 @@ int nt_server_start(struct nt_server *s, const char *const argv[],
         return -1;
     o.out_fd = p[1];
     o.out_path = NULL;
+    if (!o.in_fd && !o.in_path && !o.stdin_data)
+        o.in_path = "/dev/null";
     s->pid = nt_spawn(argv, &o);
     close(p[1]);
     if (s->pid < 0 || read_line(p[0], s->line, sizeof s->line, nt_now_ms() + timeout_ms) < 0) {
@@ -164,4 +178,49 @@ int nt_server_stop(struct nt_server *s, int grace_ms, int *status, char **rest)
     s->out_fd = -1;
     s->pid = -1;
     return rc;
+}
+
+int nt_echo_run(const char *server_mode, enum nt_family f, long conns,
+                const char *const client[], const struct nt_spawn_opts *o, int timeout_ms,
+                struct nt_echo_run *r)
+{
+    struct nt_addr a;
+    struct nt_server s;
+    char n[32];
+    size_t argc = 0;
+    const char **argv;
+    memset(r, 0, sizeof *r);
+    nt_addr_any(f, &a);
+    snprintf(n, sizeof n, "%ld", conns);
+    if (nt_server_start(&s, NT_ARGV(NT_PROG("echo_server"), "-m", server_mode, "-n", n, a.str),
+                        o, 5000) < 0)
+        return -1;
+    nt_addr_from_line(f, s.line, &a);
+    while (client[argc])
+        argc++;
+    argv = calloc(argc + 1, sizeof *argv);
+    for (size_t i = 0; i < argc; i++)
+        argv[i] = strcmp(client[i], "@ADDR") ? client[i] : a.str;
+    nt_run(argv, o, timeout_ms, &r->client);
+    free(argv);
+    /* A failed client may leave the server waiting for connections. */
+    r->server_exited = nt_server_stop(&s, nt_exited(&r->client, 0) ? 5000 : 0,
+                                      &r->server_status, &r->server_out) == 0;
+    if (f == NT_UNIX)
+        unlink(a.str);
+    return 0;
+}
+
+void nt_echo_run_free(struct nt_echo_run *r)
+{
+    nt_result_free(&r->client);
+    free(r->server_out);
+    r->server_out = NULL;
+}
+
+bool nt_echo_run_same(const struct nt_echo_run *a, const struct nt_echo_run *b)
+{
+    return nt_exited(&a->client, 0) && nt_same_result(&a->client, &b->client) &&
+           a->server_exited && b->server_exited && a->server_status == 0 &&
+           b->server_status == 0 && !strcmp(a->server_out, b->server_out);
 }

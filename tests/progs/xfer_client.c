@@ -110,12 +110,19 @@ static ssize_t r_mmsg(int fd, unsigned char *b, size_t n)
     return m[0].msg_len + m[1].msg_len;
 }
 
+/* The file only grows: sendfile queues references to its pages, so
+ * rewriting a page still in flight would change bytes already "sent". */
 static ssize_t s_sendfile(int fd, unsigned char *b, size_t n)
 {
-    off_t off = 0;
-    if (pwrite(memfd, b, n, 0) != (ssize_t)n)
+    static off_t pos;
+    off_t off = pos;
+    ssize_t s;
+    if (pwrite(memfd, b, n, pos) != (ssize_t)n)
         return -1;
-    return sendfile(fd, memfd, &off, n);
+    s = sendfile(fd, memfd, &off, n);
+    if (s > 0)
+        pos += s;
+    return s;
 }
 
 /* The caller retries with the unsent tail, so bytes left in the pipe by a

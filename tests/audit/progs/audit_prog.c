@@ -7,8 +7,14 @@
  *                    "write_response: ERRNO" for each failed write
  *   reader           the server resets the connection while the client
  *                    reads; prints "read_reply: ERRNO"
- *   flood N          N writes that fail with EPIPE, from one call site,
- *                    SIGPIPE ignored; prints "epipes: N"
+ *   flood N [DEPTH]  N writes that fail with EPIPE, from one call site
+ *                    DEPTH frames deep, SIGPIPE ignored; prints
+ *                    "epipes: N" and "ns per write: T"
+ *   slow N MS        N writes that fail with EPIPE, MS apart
+ *   idle MS          a connection left idle for MS, then read; prints
+ *                    "idle read: ERRNO|EOF|N bytes"
+ *   cloexec LOGPATH  prints "cloexec yes" if the library's log fd (found
+ *                    by its path) is close-on-exec
  *   closefrom        closefrom(3), then the hangup fin story
  *   dup2 LOGPATH     dup2 /dev/null over the library's log fd (found by
  *                    its path), then the hangup fin story; prints
@@ -30,6 +36,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #define NOINLINE __attribute__((noinline))
@@ -166,16 +173,38 @@ static int reader_story(void)
     return 0;
 }
 
-static NOINLINE long flood_writes(int fd, long n)
+static long long now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+static NOINLINE long flood_writes(int fd, long n, int gap_ms)
 {
     long epipes = 0;
-    for (long i = 0; i < n; i++)
+    for (long i = 0; i < n; i++) {
         if (send(fd, "x", 1, 0) < 0 && errno == EPIPE)
             epipes++;
+        if (gap_ms && i + 1 < n)
+            usleep((useconds_t)gap_ms * 1000);
+    }
     return epipes;
 }
 
-static int flood_story(long n)
+/* `depth` more frames between main and the failing call. */
+static NOINLINE long nested_flood(int fd, long n, int gap_ms, int depth)
+{
+    if (depth > 0) {
+        long r = nested_flood(fd, n, gap_ms, depth - 1);
+        __asm__ volatile("" ::: "memory"); /* a real frame, not a jump */
+        return r;
+    }
+    return flood_writes(fd, n, gap_ms);
+}
+
+/* A server socket whose peer is gone: every write now fails with EPIPE. */
+static int broken_pipe(void)
 {
     int srv, cli;
     signal(SIGPIPE, SIG_IGN);
@@ -185,7 +214,30 @@ static int flood_story(long n)
     if (write(srv, "x", 1) != 1) /* answered by RST: then EPIPE */
         die("first write");
     usleep(50000);
-    printf("epipes: %ld\n", flood_writes(srv, n));
+    return srv;
+}
+
+static int flood_story(long n, int depth, int gap_ms)
+{
+    int fd = broken_pipe();
+    long long t0 = now_ns();
+    long epipes = nested_flood(fd, n, gap_ms, depth);
+    long long t1 = now_ns();
+    printf("epipes: %ld\nns per write: %lld\n", epipes, n ? (t1 - t0) / n : 0);
+    return 0;
+}
+
+static int idle_story(int ms)
+{
+    int srv, cli;
+    char buf[64];
+    make_pair("tcp4", &srv, &cli);
+    usleep((useconds_t)ms * 1000);
+    ssize_t r = read(srv, buf, sizeof buf);
+    if (r < 0)
+        printf("idle read: %s\n", strerror(errno));
+    else
+        printf("idle read: %zd bytes\n", r);
     return 0;
 }
 
@@ -252,7 +304,17 @@ int main(int argc, char **argv)
     if (strcmp(mode, "reader") == 0)
         return reader_story();
     if (strcmp(mode, "flood") == 0)
-        return flood_story(atol(arg));
+        return flood_story(atol(arg), argc > 3 ? atoi(argv[3]) : 0, 0);
+    if (strcmp(mode, "slow") == 0)
+        return flood_story(atol(arg), 0, argc > 3 ? atoi(argv[3]) : 100);
+    if (strcmp(mode, "idle") == 0)
+        return idle_story(atoi(arg));
+    if (strcmp(mode, "cloexec") == 0) {
+        int fd = fd_of(arg);
+        printf("cloexec %s\n", fd >= 0 && (fcntl(fd, F_GETFD) & FD_CLOEXEC)
+                                   ? "yes" : "no");
+        return 0;
+    }
     if (strcmp(mode, "closefrom") == 0) {
         closefrom(3);
         return hangup_story(0);
@@ -261,6 +323,6 @@ int main(int argc, char **argv)
         return dup2_story(arg);
     if (strcmp(mode, "lifecycle") == 0)
         return lifecycle_story(*arg ? arg : "tcp4");
-    fprintf(stderr, "usage: audit_prog hangup|reader|flood|closefrom|dup2|lifecycle ...\n");
+    fprintf(stderr, "usage: audit_prog MODE ... (see the comment at the top)\n");
     return 2;
 }
