@@ -7,6 +7,7 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 
+#include "coalesce.h"
 #include "deadline.h"
 #include "event.h"
 #include "real.h"
@@ -323,6 +324,9 @@ nt_ns nt_deadline_due(int fd, uint32_t gen, nt_ns now)
     struct nt_conn *c = nt_fd_conn(fd);
     if (!c)
         return 0;
+    /* >>> coalescing: the coalesce_delay flush shares this timer entry */
+    nt_ns co_due = nt_coalesce_due(fd, gen, now);
+    /* <<< coalescing */
     int taken = nt_conn_lock(c);
     nt_ns refile = 0;
     int kind = NT_DL_NONE;
@@ -360,5 +364,12 @@ out:
     nt_conn_unlock(c, taken);
     if (action)
         log_timeout(c, fd, kind, elapsed, "timer", action, NULL);
+    /* >>> coalescing: bytes still buffered for an expired connection are
+     * lost (flush_error); otherwise look again at the earlier due time */
+    if (action)
+        nt_coalesce_expired(c, fd);
+    if (co_due && (!refile || co_due < refile))
+        refile = co_due;
+    /* <<< coalescing */
     return refile;
 }

@@ -12,7 +12,7 @@
 #include "real.h"
 #include "settings.h"
 
-struct nt_fd_page *nt_fd_pages[NT_FD_MAX >> NT_FD_PAGE_SHIFT];
+struct nt_fd_page *nt_fd_pages[NT_FD_NPAGES];
 
 static struct nt_fd_page *page_for(int fd)
 {

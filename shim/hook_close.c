@@ -5,6 +5,7 @@
 #include <linux/close_range.h>
 #include <sys/socket.h>
 
+#include "coalesce.h"
 #include "conn.h"
 #include "event.h"
 #include "real.h"
@@ -34,6 +35,7 @@ NT_EXPORT int close(int fd)
     }
     struct nt_conn *c = &p->conn[fd & (NT_FD_PAGE - 1)];
     int saved = errno;
+    nt_coalesce_close(c, fd, -1); /* coalescing: flush before the close */
     retire(c, fd, NT_CALLER());
     int taken = nt_conn_lock(c);
     nt_fd_release(fd);
@@ -46,6 +48,8 @@ NT_EXPORT int close(int fd)
 NT_EXPORT int close_range(unsigned lo, unsigned hi, int flags)
 {
     nt_init();
+    if (!(flags & CLOSE_RANGE_CLOEXEC))
+        nt_coalesce_close_range(lo, hi); /* coalescing: flush first */
     int r = real.close_range(lo, hi, flags);
     if (r == 0 && !(flags & CLOSE_RANGE_CLOEXEC))
         NT_KEEP_ERRNO(nt_fd_release_range(lo, hi));
@@ -55,6 +59,8 @@ NT_EXPORT int close_range(unsigned lo, unsigned hi, int flags)
 NT_EXPORT void closefrom(int lo)
 {
     nt_init();
+    if (lo >= 0)
+        nt_coalesce_close_range((unsigned)lo, NT_FD_MAX - 1); /* coalescing */
     real.closefrom(lo);
     if (lo >= 0)
         NT_KEEP_ERRNO(nt_fd_release_range((unsigned)lo, NT_FD_MAX - 1));
@@ -63,6 +69,8 @@ NT_EXPORT void closefrom(int lo)
 NT_EXPORT int shutdown(int fd, int how)
 {
     struct nt_conn *c = nt_conn_get(fd);
+    if (c && c->co_mode != NT_CO_OFF)
+        nt_coalesce_close(c, fd, how); /* coalescing: flush first */
     if (c && (how == SHUT_WR || how == SHUT_RDWR))
         c->self_closed = 1;
     return real.shutdown(fd, how);

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <sys/ioctl.h>
 
+#include "coalesce.h"
 #include "conn.h"
 #include "real.h"
 #include "timer.h"
@@ -16,9 +17,10 @@ static void copied(int from, int to)
     if (to < 0 || nt_g.disabled)
         return;
     int saved = errno;
-    if (nt_fd_kind(from) == NT_FD_CONN)
+    if (nt_fd_kind(from) == NT_FD_CONN) {
         nt_conn_dup(from, to);
-    else {
+        nt_coalesce_dup(from, to); /* coalescing: shared, so flush & stop */
+    } else {
         nt_fd_forget(to);
         int k = nt_fd_kind(from);
         if (k != NT_FD_UNKNOWN)
@@ -32,6 +34,7 @@ static void replacing(int to)
 {
     if (nt_fd_kind(to) == NT_FD_CONN) {
         struct nt_conn *c = nt_fd_conn(to);
+        NT_KEEP_ERRNO(nt_coalesce_close(c, to, -1)); /* coalescing: flush */
         nt_timer_disarm(c);
     }
 }

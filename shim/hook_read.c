@@ -33,75 +33,70 @@ static ssize_t attempt_recvfrom(int fd, const struct nt_op *op, int flags,
                          a->from, a->fromlen);
 }
 
-static ssize_t read_buf(struct nt_conn *c, int fd, const char *name,
-                        nt_attempt_fn fn, struct buf_args *a, int flags,
-                        void *caller)
+/* The governed path, out of line: the hooks' fast path keeps no locals
+ * (no stack frame, no stack-protector canary). */
+__attribute__((noinline)) static ssize_t
+read_buf(int fd, const char *name, nt_attempt_fn fn, void *buf, size_t len,
+         int flags, struct sockaddr *from, socklen_t *fromlen, void *caller)
 {
+    struct buf_args a = { buf, len, from, fromlen };
     struct nt_op op = { .name = name, .dir = NT_IN, .flags = flags,
-                        .total = a->len, .attempt = fn, .args = a,
+                        .total = len, .attempt = fn, .args = &a,
                         .caller = caller };
-    return nt_io(c, fd, &op);
+    return nt_io_call(fd, &op);
 }
 
 NT_EXPORT ssize_t read(int fd, void *buf, size_t len)
 {
-    struct nt_conn *c = nt_conn_get(fd);
-    if (likely(!c))
+    if (likely(nt_fd_passes(fd)))
         return real.read(fd, buf, len);
-    struct buf_args a = { buf, len, NULL, NULL };
-    return read_buf(c, fd, "read", attempt_read, &a, 0, NT_CALLER());
+    return read_buf(fd, "read", attempt_read, buf, len, 0, NULL, NULL,
+                    NT_CALLER());
 }
 
 NT_EXPORT ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen)
 {
-    struct nt_conn *c = nt_conn_get(fd);
-    if (likely(!c) || len > buflen)
+    if (likely(nt_fd_passes(fd)) || len > buflen)
         return real.__read_chk(fd, buf, len, buflen); /* aborts if too long */
-    struct buf_args a = { buf, len, NULL, NULL };
-    return read_buf(c, fd, "read", attempt_read, &a, 0, NT_CALLER());
+    return read_buf(fd, "read", attempt_read, buf, len, 0, NULL, NULL,
+                    NT_CALLER());
 }
 
 NT_EXPORT ssize_t recv(int fd, void *buf, size_t len, int flags)
 {
-    struct nt_conn *c = nt_conn_get(fd);
-    if (likely(!c))
+    if (likely(nt_fd_passes(fd)))
         return real.recv(fd, buf, len, flags);
-    struct buf_args a = { buf, len, NULL, NULL };
-    return read_buf(c, fd, "recv", attempt_recvfrom, &a, flags, NT_CALLER());
+    return read_buf(fd, "recv", attempt_recvfrom, buf, len, flags, NULL,
+                    NULL, NT_CALLER());
 }
 
 NT_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen,
                              int flags)
 {
-    struct nt_conn *c = nt_conn_get(fd);
-    if (likely(!c) || len > buflen)
+    if (likely(nt_fd_passes(fd)) || len > buflen)
         return real.__recv_chk(fd, buf, len, buflen, flags);
-    struct buf_args a = { buf, len, NULL, NULL };
-    return read_buf(c, fd, "recv", attempt_recvfrom, &a, flags, NT_CALLER());
+    return read_buf(fd, "recv", attempt_recvfrom, buf, len, flags, NULL,
+                    NULL, NT_CALLER());
 }
 
 NT_EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags,
                            struct sockaddr *from, socklen_t *fromlen)
 {
-    struct nt_conn *c = nt_conn_get(fd);
-    if (likely(!c))
+    if (likely(nt_fd_passes(fd)))
         return real.recvfrom(fd, buf, len, flags, from, fromlen);
-    struct buf_args a = { buf, len, from, fromlen };
-    return read_buf(c, fd, "recvfrom", attempt_recvfrom, &a, flags,
-                    NT_CALLER());
+    return read_buf(fd, "recvfrom", attempt_recvfrom, buf, len, flags,
+                    from, fromlen, NT_CALLER());
 }
 
 NT_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen,
                                  int flags, struct sockaddr *from,
                                  socklen_t *fromlen)
 {
-    struct nt_conn *c = nt_conn_get(fd);
-    if (likely(!c) || len > buflen)
+    if (likely(nt_fd_passes(fd)) || len > buflen)
         return real.__recvfrom_chk(fd, buf, len, buflen, flags, from,
                                    fromlen);
-    struct buf_args a = { buf, len, from, fromlen };
-    return read_buf(c, fd, "recvfrom", attempt_recvfrom, &a, flags,
-                    NT_CALLER());
+    return read_buf(fd, "recvfrom", attempt_recvfrom, buf, len, flags,
+                    from, fromlen, NT_CALLER());
 }
 
 /* --- vectored ---------------------------------------------------------- */
@@ -147,17 +142,22 @@ static ssize_t attempt_recvmsg(int fd, const struct nt_op *op, int flags,
     return with_skipped_iov(fd, a->msg, flags, skip, 0);
 }
 
-NT_EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
+__attribute__((noinline)) static ssize_t
+read_vec(int fd, const struct iovec *iov, int iovcnt, void *caller)
 {
-    struct nt_conn *c = nt_conn_get(fd);
-    if (likely(!c))
-        return real.readv(fd, iov, iovcnt);
     struct vec_args a = { iov, iovcnt, NULL };
     struct nt_op op = { .name = "readv", .dir = NT_IN,
                         .total = nt_iov_total(iov, iovcnt),
                         .attempt = attempt_readv, .args = &a,
-                        .caller = NT_CALLER() };
-    return nt_io(c, fd, &op);
+                        .caller = caller };
+    return nt_io_call(fd, &op);
+}
+
+NT_EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
+{
+    if (likely(nt_fd_passes(fd)))
+        return real.readv(fd, iov, iovcnt);
+    return read_vec(fd, iov, iovcnt, NT_CALLER());
 }
 
 /* Descriptors passed with SCM_RIGHTS arrive without any call the library
@@ -177,21 +177,26 @@ static void forget_passed_fds(const struct msghdr *msg)
     }
 }
 
-NT_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
+__attribute__((noinline)) static ssize_t
+read_msg(int fd, struct msghdr *msg, int flags, void *caller)
 {
-    struct nt_conn *c = nt_conn_get(fd);
-    if (likely(!c))
-        return real.recvmsg(fd, msg, flags);
     struct vec_args a = { NULL, 0, msg };
     struct nt_op op = { .name = "recvmsg", .dir = NT_IN, .flags = flags,
                         .total = nt_iov_total(msg->msg_iov,
                                               (int)msg->msg_iovlen),
                         .attempt = attempt_recvmsg, .args = &a,
-                        .caller = NT_CALLER() };
-    ssize_t r = nt_io(c, fd, &op);
+                        .caller = caller };
+    ssize_t r = nt_io_call(fd, &op);
     if (r > 0 && msg->msg_controllen)
         NT_KEEP_ERRNO(forget_passed_fds(msg));
     return r;
+}
+
+NT_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
+{
+    if (likely(nt_fd_passes(fd)))
+        return real.recvmsg(fd, msg, flags);
+    return read_msg(fd, msg, flags, NT_CALLER());
 }
 
 struct mmsg_args {
@@ -207,15 +212,21 @@ static ssize_t attempt_recvmmsg(int fd, const struct nt_op *op, int flags,
     return real.recvmmsg(fd, a->vec, a->n, flags, a->timeout);
 }
 
-NT_EXPORT int recvmmsg(int fd, struct mmsghdr *vec, unsigned n, int flags,
-                       struct timespec *timeout)
+__attribute__((noinline)) static int
+read_mmsg(int fd, struct mmsghdr *vec, unsigned n, int flags,
+          struct timespec *timeout, void *caller)
 {
-    struct nt_conn *c = nt_conn_get(fd);
-    if (likely(!c))
-        return real.recvmmsg(fd, vec, n, flags, timeout);
     struct mmsg_args a = { vec, n, timeout };
     struct nt_op op = { .name = "recvmmsg", .dir = NT_IN, .flags = flags,
                         .msgs = 1, .total = n, .attempt = attempt_recvmmsg,
-                        .args = &a, .caller = NT_CALLER() };
-    return (int)nt_io(c, fd, &op);
+                        .args = &a, .caller = caller };
+    return (int)nt_io_call(fd, &op);
+}
+
+NT_EXPORT int recvmmsg(int fd, struct mmsghdr *vec, unsigned n, int flags,
+                       struct timespec *timeout)
+{
+    if (likely(nt_fd_passes(fd)))
+        return real.recvmmsg(fd, vec, n, flags, timeout);
+    return read_mmsg(fd, vec, n, flags, timeout, NT_CALLER());
 }

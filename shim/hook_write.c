@@ -35,42 +35,45 @@ static ssize_t attempt_sendto(int fd, const struct nt_op *op, int flags,
                        a->to, a->tolen);
 }
 
-static ssize_t write_buf(struct nt_conn *c, int fd, const char *name,
-                         nt_attempt_fn fn, const struct buf_args *a,
-                         int flags, void *caller)
+/* The governed path, out of line: the hooks' fast path keeps no locals
+ * (no stack frame, no stack-protector canary). */
+__attribute__((noinline)) static ssize_t
+write_buf(int fd, const char *name, nt_attempt_fn fn, const void *buf,
+          size_t len, int flags, const struct sockaddr *to, socklen_t tolen,
+          void *caller)
 {
+    struct buf_args a = { buf, len, to, tolen };
+    struct iovec v = { (void *)buf, len };
     struct nt_op op = { .name = name, .dir = NT_OUT, .flags = flags,
-                        .total = a->len, .attempt = fn, .args = a,
-                        .caller = caller };
-    return nt_io(c, fd, &op);
+                        .total = len, .attempt = fn, .args = &a,
+                        .caller = caller, .iov = to ? NULL : &v,
+                        .iovcnt = 1 };
+    return nt_io_call(fd, &op);
 }
 
 NT_EXPORT ssize_t write(int fd, const void *buf, size_t len)
 {
-    struct nt_conn *c = nt_conn_get(fd);
-    if (likely(!c))
+    if (likely(nt_fd_passes(fd)))
         return real.write(fd, buf, len);
-    struct buf_args a = { buf, len, NULL, 0 };
-    return write_buf(c, fd, "write", attempt_write, &a, 0, NT_CALLER());
+    return write_buf(fd, "write", attempt_write, buf, len, 0, NULL, 0,
+                     NT_CALLER());
 }
 
 NT_EXPORT ssize_t send(int fd, const void *buf, size_t len, int flags)
 {
-    struct nt_conn *c = nt_conn_get(fd);
-    if (likely(!c))
+    if (likely(nt_fd_passes(fd)))
         return real.send(fd, buf, len, flags);
-    struct buf_args a = { buf, len, NULL, 0 };
-    return write_buf(c, fd, "send", attempt_sendto, &a, flags, NT_CALLER());
+    return write_buf(fd, "send", attempt_sendto, buf, len, flags, NULL, 0,
+                     NT_CALLER());
 }
 
 NT_EXPORT ssize_t sendto(int fd, const void *buf, size_t len, int flags,
                          const struct sockaddr *to, socklen_t tolen)
 {
-    struct nt_conn *c = nt_conn_get(fd);
-    if (likely(!c))
+    if (likely(nt_fd_passes(fd)))
         return real.sendto(fd, buf, len, flags, to, tolen);
-    struct buf_args a = { buf, len, to, tolen };
-    return write_buf(c, fd, "sendto", attempt_sendto, &a, flags, NT_CALLER());
+    return write_buf(fd, "sendto", attempt_sendto, buf, len, flags, to,
+                     tolen, NT_CALLER());
 }
 
 /* --- vectored ---------------------------------------------------------- */
@@ -116,31 +119,39 @@ static ssize_t attempt_sendmsg(int fd, const struct nt_op *op, int flags,
     return send_skipped(fd, a->msg, flags, skip);
 }
 
+/* Coalescing sees the bytes of a plain vectored write: not those of a
+ * message with an address or control data. */
+__attribute__((noinline)) static ssize_t
+write_vec(int fd, const char *name, nt_attempt_fn fn, const struct iovec *iov,
+          int iovcnt, const struct msghdr *msg, int flags, void *caller)
+{
+    struct vec_args a = { iov, iovcnt, msg };
+    if (msg) {
+        iov = msg->msg_name || msg->msg_controllen ? NULL : msg->msg_iov;
+        iovcnt = (int)msg->msg_iovlen;
+    }
+    size_t total = msg ? nt_iov_total(msg->msg_iov, (int)msg->msg_iovlen)
+                       : nt_iov_total(iov, iovcnt);
+    struct nt_op op = { .name = name, .dir = NT_OUT, .flags = flags,
+                        .total = total, .attempt = fn, .args = &a,
+                        .caller = caller, .iov = iov, .iovcnt = iovcnt };
+    return nt_io_call(fd, &op);
+}
+
 NT_EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
 {
-    struct nt_conn *c = nt_conn_get(fd);
-    if (likely(!c))
+    if (likely(nt_fd_passes(fd)))
         return real.writev(fd, iov, iovcnt);
-    struct vec_args a = { iov, iovcnt, NULL };
-    struct nt_op op = { .name = "writev", .dir = NT_OUT,
-                        .total = nt_iov_total(iov, iovcnt),
-                        .attempt = attempt_writev, .args = &a,
-                        .caller = NT_CALLER() };
-    return nt_io(c, fd, &op);
+    return write_vec(fd, "writev", attempt_writev, iov, iovcnt, NULL, 0,
+                     NT_CALLER());
 }
 
 NT_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
-    struct nt_conn *c = nt_conn_get(fd);
-    if (likely(!c))
+    if (likely(nt_fd_passes(fd)))
         return real.sendmsg(fd, msg, flags);
-    struct vec_args a = { NULL, 0, msg };
-    struct nt_op op = { .name = "sendmsg", .dir = NT_OUT, .flags = flags,
-                        .total = nt_iov_total(msg->msg_iov,
-                                              (int)msg->msg_iovlen),
-                        .attempt = attempt_sendmsg, .args = &a,
-                        .caller = NT_CALLER() };
-    return nt_io(c, fd, &op);
+    return write_vec(fd, "sendmsg", attempt_sendmsg, NULL, 0, msg, flags,
+                     NT_CALLER());
 }
 
 struct mmsg_args {
@@ -155,16 +166,21 @@ static ssize_t attempt_sendmmsg(int fd, const struct nt_op *op, int flags,
     return real.sendmmsg(fd, a->vec, a->n, flags);
 }
 
-NT_EXPORT int sendmmsg(int fd, struct mmsghdr *vec, unsigned n, int flags)
+__attribute__((noinline)) static int
+write_mmsg(int fd, struct mmsghdr *vec, unsigned n, int flags, void *caller)
 {
-    struct nt_conn *c = nt_conn_get(fd);
-    if (likely(!c))
-        return real.sendmmsg(fd, vec, n, flags);
     struct mmsg_args a = { vec, n };
     struct nt_op op = { .name = "sendmmsg", .dir = NT_OUT, .flags = flags,
                         .msgs = 1, .total = n, .attempt = attempt_sendmmsg,
-                        .args = &a, .caller = NT_CALLER() };
-    return (int)nt_io(c, fd, &op);
+                        .args = &a, .caller = caller };
+    return (int)nt_io_call(fd, &op);
+}
+
+NT_EXPORT int sendmmsg(int fd, struct mmsghdr *vec, unsigned n, int flags)
+{
+    if (likely(nt_fd_passes(fd)))
+        return real.sendmmsg(fd, vec, n, flags);
+    return write_mmsg(fd, vec, n, flags, NT_CALLER());
 }
 
 /* --- flagless: sendfile, splice ---------------------------------------- */
@@ -188,42 +204,41 @@ static ssize_t attempt_xfer(int fd, const struct nt_op *op, int flags,
                                                       a->in_off, a->len);
 }
 
-static ssize_t xfer(struct nt_conn *c, int fd, int dir, const char *name,
-                    const struct xfer_args *a, void *caller)
+__attribute__((noinline)) static ssize_t
+xfer(int fd, int dir, const char *name, struct xfer_args a, void *caller)
 {
     struct nt_op op = { .name = name, .dir = dir, .flagless = 1,
-                        .total = a->len, .attempt = attempt_xfer, .args = a,
+                        .total = a.len, .attempt = attempt_xfer, .args = &a,
                         .caller = caller };
-    return nt_io(c, fd, &op);
+    return nt_io_call(fd, &op);
 }
 
 NT_EXPORT ssize_t sendfile(int out_fd, int in_fd, off_t *off, size_t len)
 {
-    struct nt_conn *c = nt_conn_get(out_fd);
-    if (likely(!c))
+    if (likely(nt_fd_passes(out_fd)))
         return real.sendfile(out_fd, in_fd, off, len);
-    struct xfer_args a = { in_fd, out_fd, off, NULL, len, 0, 0, 0 };
-    return xfer(c, out_fd, NT_OUT, "sendfile", &a, NT_CALLER());
+    return xfer(out_fd, NT_OUT, "sendfile",
+                (struct xfer_args){ in_fd, out_fd, off, NULL, len, 0, 0, 0 },
+                NT_CALLER());
 }
 
 NT_EXPORT ssize_t sendfile64(int out_fd, int in_fd, off_t *off, size_t len)
 {
-    struct nt_conn *c = nt_conn_get(out_fd);
-    if (likely(!c))
+    if (likely(nt_fd_passes(out_fd)))
         return real.sendfile64(out_fd, in_fd, off, len);
-    struct xfer_args a = { in_fd, out_fd, off, NULL, len, 0, 0, 1 };
-    return xfer(c, out_fd, NT_OUT, "sendfile", &a, NT_CALLER());
+    return xfer(out_fd, NT_OUT, "sendfile",
+                (struct xfer_args){ in_fd, out_fd, off, NULL, len, 0, 0, 1 },
+                NT_CALLER());
 }
 
 NT_EXPORT ssize_t splice(int in_fd, loff_t *in_off, int out_fd,
                          loff_t *out_off, size_t len, unsigned flags)
 {
-    struct nt_conn *out = nt_conn_get(out_fd);
-    struct nt_conn *in = out ? NULL : nt_conn_get(in_fd);
-    if (likely(!out && !in))
+    if (likely(nt_fd_passes(out_fd) && nt_fd_passes(in_fd)))
         return real.splice(in_fd, in_off, out_fd, out_off, len, flags);
     struct xfer_args a = { in_fd, out_fd, in_off, out_off, len, flags, 1, 0 };
-    if (out)
-        return xfer(out, out_fd, NT_OUT, "splice", &a, NT_CALLER());
-    return xfer(in, in_fd, NT_IN, "splice", &a, NT_CALLER());
+    /* Either end may be the socket: govern the output side if it is one. */
+    if (nt_conn_get(out_fd) || !nt_conn_get(in_fd))
+        return xfer(out_fd, NT_OUT, "splice", a, NT_CALLER());
+    return xfer(in_fd, NT_IN, "splice", a, NT_CALLER());
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <sys/uio.h>
 
+#include "coalesce.h"
 #include "event.h"
 #include "io.h"
 #include "real.h"
@@ -152,7 +153,16 @@ static ssize_t controlled(struct nt_conn *c, int fd, const struct nt_op *op,
     }
 }
 
+/* >>> coalescing (coalesce.c): one branch on the fast path */
 ssize_t nt_io(struct nt_conn *c, int fd, const struct nt_op *op)
+{
+    if (unlikely(c->co_mode != NT_CO_OFF))
+        return nt_coalesce_io(c, fd, op); /* may come back to nt_io_direct */
+    return nt_io_direct(c, fd, op);
+}
+/* <<< coalescing */
+
+ssize_t nt_io_direct(struct nt_conn *c, int fd, const struct nt_op *op)
 {
     int extra = 0;
     if (unlikely(c->expired) && op->dir == NT_OUT) {
@@ -168,4 +178,12 @@ ssize_t nt_io(struct nt_conn *c, int fd, const struct nt_op *op)
         return controlled(c, fd, op, extra);
     ssize_t r = op->attempt(fd, op, op->flags | extra, 0);
     return finish(c, fd, op, r, extra);
+}
+
+ssize_t nt_io_call(int fd, const struct nt_op *op)
+{
+    struct nt_conn *c = nt_conn_get(fd);
+    if (!c)
+        return op->attempt(fd, op, op->flags, 0);
+    return nt_io(c, fd, op);
 }

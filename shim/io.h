@@ -7,6 +7,7 @@
 #define NT_IO_H
 
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include "conn.h"
 #include "deadline.h"
@@ -25,9 +26,17 @@ struct nt_op {
     nt_attempt_fn attempt;
     const void *args;      /* the hook's own argument block */
     void *caller;          /* the program's call site */
+    /* coalescing: the bytes of an output call that could be buffered
+     * (no address, no control data); NULL otherwise */
+    const struct iovec *iov;
+    int iovcnt;
 };
 
 ssize_t nt_io(struct nt_conn *c, int fd, const struct nt_op *op);
+/* What a hook calls when fd is not known to pass through: looks the fd up
+ * (initialising, classifying) and either governs the call or makes it as
+ * the program asked. */
+ssize_t nt_io_call(int fd, const struct nt_op *op);
 
 /* Total length of an iovec array. */
 size_t nt_iov_total(const struct iovec *iov, int n);

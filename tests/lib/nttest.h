@@ -28,6 +28,8 @@
 /* A NULL-terminated "K=V" list literal for nt_spawn_opts.env. */
 #define NT_ENV(...) NT_ARGV(__VA_ARGS__)
 
+enum nt_family { NT_TCP4, NT_TCP6, NT_UNIX };
+
 /* ---- Where things are ------------------------------------------------ */
 
 const char *nt_lib_path(void);
@@ -123,6 +125,10 @@ int nt_echo_run(const char *server_mode, enum nt_family f, long conns,
                 const char *const client[], const struct nt_spawn_opts *o, int timeout_ms,
                 struct nt_echo_run *r);
 void nt_echo_run_free(struct nt_echo_run *r);
+/* nt_echo_run with the library (in both processes), then without. */
+int nt_echo_run_both(const char *server_mode, enum nt_family f, long conns,
+                     const char *const client[], const struct nt_spawn_opts *o, int timeout_ms,
+                     struct nt_echo_run *with, struct nt_echo_run *without);
 /* Both runs: clients exited 0 with the same stdout, servers exited 0 by
  * themselves with the same stdout. */
 bool nt_echo_run_same(const struct nt_echo_run *a, const struct nt_echo_run *b);
@@ -153,8 +159,6 @@ char *nt_read_file(const char *path, size_t *len);
 void nt_fill_bytes(void *buf, size_t len, uint32_t seed);
 
 /* ---- Sockets in the test process --------------------------------------- */
-
-enum nt_family { NT_TCP4, NT_TCP6, NT_UNIX };
 
 struct nt_addr {
     enum nt_family fam;

@@ -47,6 +47,32 @@
                   (without)->server_exited ? "" : " (stopped)", (without)->server_out); \
     } while (0)
 
+/* Run argv with and without the library: it must exit `code` with the
+ * library, and both runs must agree on status and stdout. */
+static inline void nt_check_run_both(const char *const argv[], const struct nt_spawn_opts *o,
+                                     int code, const char *what)
+{
+    struct nt_result with, without;
+    cr_assert(nt_run_both(argv, o, 30000, &with, &without) == 0, "%s: not started", what);
+    nt_assert_exit(&with, code, what);
+    nt_assert_same(&with, &without, what);
+    nt_result_free(&with);
+    nt_result_free(&without);
+}
+
+/* nt_echo_run_both + nt_assert_echo_same. */
+static inline void nt_check_echo_both(const char *server_mode, enum nt_family f, long conns,
+                                      const char *const client[], const struct nt_spawn_opts *o,
+                                      const char *what)
+{
+    struct nt_echo_run with, without;
+    cr_assert(nt_echo_run_both(server_mode, f, conns, client, o, 30000, &with, &without) == 0,
+              "%s: echo_server did not start", what);
+    nt_assert_echo_same(&with, &without, what);
+    nt_echo_run_free(&with);
+    nt_echo_run_free(&without);
+}
+
 /* elapsed_ms within [0.8 x expected, expected + slack]. */
 #define nt_assert_elapsed(elapsed_ms, expected_ms, slack_ms)                   \
     cr_assert(nt_elapsed_ok((elapsed_ms), (expected_ms), (slack_ms)),          \

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -209,6 +210,19 @@ int nt_echo_run(const char *server_mode, enum nt_family f, long conns,
     if (f == NT_UNIX)
         unlink(a.str);
     return 0;
+}
+
+int nt_echo_run_both(const char *server_mode, enum nt_family f, long conns,
+                     const char *const client[], const struct nt_spawn_opts *opts, int timeout_ms,
+                     struct nt_echo_run *with, struct nt_echo_run *without)
+{
+    struct nt_spawn_opts o = opts ? *opts : (struct nt_spawn_opts){0};
+    int a, b;
+    o.no_preload = false;
+    a = nt_echo_run(server_mode, f, conns, client, &o, timeout_ms, with);
+    o.no_preload = true;
+    b = nt_echo_run(server_mode, f, conns, client, &o, timeout_ms, without);
+    return a < 0 || b < 0 ? -1 : 0;
 }
 
 void nt_echo_run_free(struct nt_echo_run *r)

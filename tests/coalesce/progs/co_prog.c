@@ -1,0 +1,551 @@
+/* co_prog: the programs the coalesce suite runs under the library. One
+ * binary, one mode per scenario; plain libc sockets, no knowledge of the
+ * library. Results on stdout as "key=value", exit 0 when the program saw
+ * what a program should see.
+ *
+ *   serve MODE RESPONSES WRITES SIZE     a server on 127.0.0.1 (prints its
+ *       port): per 1-byte request, a response in WRITES writes of SIZE
+ *       pattern bytes. MODE block | poll | epoll (the last two non-blocking)
+ *   pingpong ROUNDS PIECES MODE FAMILY   both ends in one process: the
+ *       client writes a 4-byte request in two writes and reads the answer;
+ *       the server (MODE block | poll | epoll) answers in PIECES writes
+ *   records MODE ADDR N                  numbered records (records.h) around
+ *       MODE: plain fork-exit fork-_exit exec _exit spawn dup2 dup
+ *   cont FD START COUNT END              (exec/spawn child) more records,
+ *       then END: exit | _exit | return
+ *   threads ADDR T N                     T threads, N records each, 1 socket
+ *   hangup ADDR HOW                      bytes buffered when the peer is
+ *       gone: HOW rst-timer | rst-wait | fin
+ *   nbslow ADDR TOTAL PIECE              non-blocking writer, slow reader,
+ *       then waits for input only
+ *   oob ADDR / sendfile ADDR FILE        order around MSG_OOB and sendfile
+ *   usercork ADDR N                      the program corks by itself
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "records.h"
+
+extern char **environ;
+static const char *self_path;
+
+static long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+/* One record per write(2), as a program that prints line by line. */
+static void write_records(int fd, unsigned w, unsigned start, unsigned n)
+{
+    char buf[REC_MAX];
+    for (unsigned i = start; i < start + n; i++) {
+        size_t len = rec_make(buf, w, i);
+        ssize_t r = write(fd, buf, len);
+        if (r != (ssize_t)len)
+            pc_die("write record %u: %zd:", i, r);
+    }
+}
+
+/* ---- serve ------------------------------------------------------------- */
+
+struct loop {
+    int mode; /* 0 block, 1 poll, 2 epoll */
+    int ep;
+    long eagain;
+};
+
+static void wait_for(struct loop *l, int fd, short events)
+{
+    if (l->mode == 1) {
+        struct pollfd p = { .fd = fd, .events = events };
+        if (poll(&p, 1, 10000) != 1)
+            pc_die("poll timed out");
+    } else if (l->mode == 2) {
+        struct epoll_event ev = { .events = events == POLLIN ? EPOLLIN
+                                                             : EPOLLOUT,
+                                  .data.fd = fd };
+        struct epoll_event got;
+        epoll_ctl(l->ep, EPOLL_CTL_MOD, fd, &ev);
+        if (epoll_wait(l->ep, &got, 1, 10000) != 1)
+            pc_die("epoll_wait timed out");
+    }
+}
+
+static int loop_mode(const char *s)
+{
+    if (!strcmp(s, "block"))
+        return 0;
+    if (!strcmp(s, "poll"))
+        return 1;
+    if (!strcmp(s, "epoll"))
+        return 2;
+    pc_die("mode: block | poll | epoll");
+}
+
+static void loop_init(struct loop *l, int fd, int mode)
+{
+    l->mode = mode;
+    l->eagain = 0;
+    if (mode) {
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+        if (mode == 2) {
+            struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };
+            l->ep = epoll_create1(EPOLL_CLOEXEC);
+            epoll_ctl(l->ep, EPOLL_CTL_ADD, fd, &ev);
+        }
+    }
+}
+
+static void loop_write(struct loop *l, int fd, const unsigned char *p,
+                       size_t n)
+{
+    while (n) {
+        ssize_t r = write(fd, p, n);
+        if (r > 0) {
+            p += r;
+            n -= (size_t)r;
+        } else if (r < 0 && errno == EAGAIN && l->mode) {
+            l->eagain++;
+            wait_for(l, fd, POLLOUT);
+        } else if (r < 0 && errno == EINTR) {
+            continue;
+        } else {
+            pc_die("write:");
+        }
+    }
+}
+
+/* 0 at EOF */
+static ssize_t loop_read(struct loop *l, int fd, void *buf, size_t n)
+{
+    for (;;) {
+        if (l->mode)
+            wait_for(l, fd, POLLIN);
+        ssize_t r = read(fd, buf, n);
+        if (r >= 0)
+            return r;
+        if (errno != EAGAIN && errno != EINTR)
+            pc_die("read:");
+    }
+}
+
+static int do_serve(int argc, char **argv)
+{
+    if (argc != 6)
+        pc_die("serve MODE RESPONSES WRITES SIZE");
+    int mode = loop_mode(argv[2]);
+    long responses = pc_num(argv[3]), writes = pc_num(argv[4]);
+    size_t size = (size_t)pc_num(argv[5]);
+    char shown[64];
+    int lfd = pc_listen("127.0.0.1:0", 1, shown, sizeof shown);
+    printf("%s\n", shown);
+    fflush(stdout);
+    int fd = accept(lfd, NULL, NULL);
+    if (fd < 0)
+        pc_die("accept:");
+    close(lfd);
+    struct loop l;
+    loop_init(&l, fd, mode);
+    unsigned char *resp = malloc((size_t)writes * size);
+    uint64_t off = 0;
+    char req[64];
+    long done = 0;
+    for (; done < responses; done++) {
+        if (loop_read(&l, fd, req, sizeof req) <= 0)
+            break;
+        pc_pattern(resp, (size_t)writes * size, off);
+        for (long i = 0; i < writes; i++)
+            loop_write(&l, fd, resp + (size_t)i * size, size);
+        off += (uint64_t)writes * size;
+    }
+    while (loop_read(&l, fd, req, sizeof req) > 0)
+        ;
+    close(fd);
+    printf("served=%ld eagain=%ld\n", done, l.eagain);
+    return done == responses ? 0 : PC_EXIT_FAIL;
+}
+
+/* ---- pingpong ---------------------------------------------------------- */
+
+struct pp {
+    int fd, mode;
+    long rounds, pieces;
+};
+
+static void *pp_server(void *arg)
+{
+    struct pp *p = arg;
+    struct loop l;
+    loop_init(&l, p->fd, p->mode);
+    unsigned char piece[8];
+    uint64_t off = 0;
+    for (long r = 0; r < p->rounds; r++) {
+        char req[4];
+        size_t got = 0;
+        while (got < sizeof req) {
+            ssize_t n = loop_read(&l, p->fd, req + got, sizeof req - got);
+            if (n <= 0)
+                pc_die("server: early EOF");
+            got += (size_t)n;
+        }
+        for (long i = 0; i < p->pieces; i++) {
+            pc_pattern(piece, sizeof piece, off);
+            off += sizeof piece;
+            loop_write(&l, p->fd, piece, sizeof piece);
+        }
+    }
+    return NULL;
+}
+
+static int do_pingpong(int argc, char **argv)
+{
+    if (argc != 6)
+        pc_die("pingpong ROUNDS PIECES MODE FAMILY");
+    struct pp p = { .rounds = pc_num(argv[2]), .pieces = pc_num(argv[3]),
+                    .mode = loop_mode(argv[4]) };
+    int c;
+    pc_pair(pc_family(argv[5]), &c, &p.fd);
+    pthread_t t;
+    long t0 = now_ms();
+    pthread_create(&t, NULL, pp_server, &p);
+    size_t resp_len = (size_t)p.pieces * 8;
+    unsigned char *resp = malloc(resp_len);
+    uint64_t off = 0;
+    for (long r = 0; r < p.rounds; r++) {
+        if (write(c, "RQ", 2) != 2 || write(c, "st", 2) != 2)
+            pc_die("client write:");
+        if (pc_read_full(c, resp, resp_len) != (ssize_t)resp_len)
+            pc_die("client: short response");
+        if (pc_pattern_check(resp, resp_len, off) >= 0)
+            pc_die("client: response %ld corrupt", r);
+        off += resp_len;
+    }
+    pthread_join(t, NULL);
+    printf("rounds=%ld elapsed_ms=%ld\n", p.rounds, now_ms() - t0);
+    return 0;
+}
+
+/* ---- records around process and descriptor events ---------------------- */
+
+static int connect_or_die(const char *addr)
+{
+    int fd = pc_connect(addr);
+    if (fd < 0)
+        pc_die("connect %s:", addr);
+    return fd;
+}
+
+static void end_as(const char *how)
+{
+    if (!strcmp(how, "_exit"))
+        _exit(0);
+    if (!strcmp(how, "exit"))
+        exit(0);
+    /* "return": main returns, libc's exit runs the destructors */
+}
+
+static int do_cont(int argc, char **argv)
+{
+    if (argc != 6)
+        pc_die("cont FD START COUNT END");
+    write_records((int)pc_num(argv[2]), 0, (unsigned)pc_num(argv[3]),
+                  (unsigned)pc_num(argv[4]));
+    end_as(argv[5]);
+    return 0;
+}
+
+static int do_records(int argc, char **argv)
+{
+    if (argc != 5)
+        pc_die("records MODE ADDR N");
+    const char *mode = argv[2];
+    unsigned n = (unsigned)pc_num(argv[4]);
+    int fd = connect_or_die(argv[3]);
+    char fdstr[16], a[16], b[16];
+    snprintf(fdstr, sizeof fdstr, "%d", fd);
+    snprintf(a, sizeof a, "%u", n);
+    snprintf(b, sizeof b, "%u", n);
+    write_records(fd, 0, 0, n);
+    if (!strcmp(mode, "plain")) {
+        close(fd);
+    } else if (!strcmp(mode, "_exit")) {
+        _exit(0);
+    } else if (!strncmp(mode, "fork-", 5)) {
+        pid_t pid = fork();
+        if (pid < 0)
+            pc_die("fork:");
+        if (pid == 0) {
+            write_records(fd, 0, n, n);
+            end_as(mode + 5);
+            return 0;
+        }
+        int st;
+        waitpid(pid, &st, 0);
+        write_records(fd, 0, 2 * n, n);
+    } else if (!strcmp(mode, "exec")) {
+        execl(self_path, "co_prog", "cont", fdstr, a, b, "return",
+              (char *)NULL);
+        pc_die("exec:");
+    } else if (!strcmp(mode, "spawn")) {
+        char *args[] = { "co_prog", "cont", fdstr, a, b, "_exit", NULL };
+        pid_t pid;
+        int e = posix_spawn(&pid, self_path, NULL, NULL, args, environ);
+        if (e)
+            pc_die("posix_spawn: %s", strerror(e));
+        int st;
+        waitpid(pid, &st, 0);
+        write_records(fd, 0, 2 * n, n);
+    } else if (!strcmp(mode, "dup2")) {
+        /* fd's socket holds buffered records when dup2 replaces it */
+        int other = connect_or_die(argv[3]);
+        if (dup2(other, fd) < 0)
+            pc_die("dup2:");
+        write_records(fd, 0, n, n); /* now on the second connection */
+        close(other);
+        close(fd);
+    } else if (!strcmp(mode, "dup")) {
+        int twin = dup(fd);
+        for (unsigned i = n; i < 2 * n; i++)
+            write_records(i % 2 ? twin : fd, 0, i, 1);
+        close(twin);
+        close(fd);
+    } else {
+        pc_die("unknown records mode %s", mode);
+    }
+    return 0;
+}
+
+/* ---- threads ------------------------------------------------------------ */
+
+struct tw {
+    int fd;
+    unsigned w, n;
+};
+
+static void *thread_writer(void *arg)
+{
+    struct tw *t = arg;
+    write_records(t->fd, t->w, 0, t->n);
+    return NULL;
+}
+
+static int do_threads(int argc, char **argv)
+{
+    if (argc != 5)
+        pc_die("threads ADDR T N");
+    int fd = connect_or_die(argv[2]);
+    unsigned nt = (unsigned)pc_num(argv[3]), n = (unsigned)pc_num(argv[4]);
+    if (nt > REC_WRITERS)
+        pc_die("at most %d threads", REC_WRITERS);
+    struct tw tw[REC_WRITERS];
+    pthread_t t[REC_WRITERS];
+    for (unsigned i = 0; i < nt; i++) {
+        tw[i] = (struct tw){ fd, i, n };
+        pthread_create(&t[i], NULL, thread_writer, &tw[i]);
+    }
+    for (unsigned i = 0; i < nt; i++)
+        pthread_join(t[i], NULL);
+    close(fd);
+    return 0;
+}
+
+/* ---- the peer goes away while bytes are buffered ------------------------ */
+
+static volatile sig_atomic_t sigpipes;
+static void on_sigpipe(int sig)
+{
+    (void)sig;
+    sigpipes++;
+}
+
+static int do_hangup(int argc, char **argv)
+{
+    if (argc != 4)
+        pc_die("hangup ADDR rst-timer|rst-wait|fin");
+    const char *how = argv[3];
+    signal(SIGPIPE, on_sigpipe);
+    int fd = connect_or_die(argv[2]);
+    char c;
+    if (write(fd, "hello\n", 6) != 6 || read(fd, &c, 1) != 1)
+        pc_die("handshake:");
+    sleep_ms(200); /* the peer's RST or FIN is here by now */
+    int ok = 0;
+    char rec[REC_MAX];
+    for (unsigned i = 0; i < 10; i++) {
+        size_t len = rec_make(rec, 0, i);
+        ok += write(fd, rec, len) == (ssize_t)len;
+    }
+    if (!strcmp(how, "fin")) {
+        /* the first flush after a FIN still goes through (the peer
+         * answers with RST); the next one fails */
+        sleep_ms(200);
+        for (unsigned i = 10; i < 20; i++) {
+            size_t len = rec_make(rec, 0, i);
+            ok += write(fd, rec, len) == (ssize_t)len;
+        }
+        sleep_ms(200);
+    } else if (!strcmp(how, "rst-wait")) {
+        poll(NULL, 0, 0); /* a wait: flushes (and fails) */
+    } else {
+        sleep_ms(200); /* coalesce_delay passes: the timer flushes */
+    }
+    ssize_t r = write(fd, "next\n", 5);
+    int e = r < 0 ? errno : 0;
+    printf("writes_ok=%d next=%s sigpipe=%d\n", ok,
+           e ? strerrorname_np(e) : "ok", (int)sigpipes);
+    return 0;
+}
+
+/* ---- non-blocking writer, slow reader ----------------------------------- */
+
+static int do_nbslow(int argc, char **argv)
+{
+    if (argc != 5)
+        pc_die("nbslow ADDR TOTAL PIECE");
+    int fd = connect_or_die(argv[2]);
+    size_t total = (size_t)pc_num(argv[3]), piece = (size_t)pc_num(argv[4]);
+    unsigned char *data = malloc(total);
+    pc_pattern(data, total, 0);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    size_t off = 0;
+    long eagain = 0, partial = 0;
+    while (off < total) {
+        size_t n = total - off < piece ? total - off : piece;
+        ssize_t r = write(fd, data + off, n);
+        if (r > 0) {
+            partial += (size_t)r < n;
+            off += (size_t)r;
+        } else if (r < 0 && errno == EAGAIN) {
+            eagain++;
+            struct pollfd p = { .fd = fd, .events = POLLOUT };
+            if (poll(&p, 1, 20000) != 1)
+                pc_die("no POLLOUT in 20 s (off %zu)", off);
+        } else {
+            pc_die("write:");
+        }
+    }
+    /* Everything was accepted. Now only input matters to this program:
+     * the reader says "D" once it has every byte. */
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    int pr = poll(&p, 1, 30000);
+    char d = 0;
+    if (pr == 1)
+        read(fd, &d, 1);
+    printf("eagain=%ld partial=%ld done=%c\n", eagain, partial, d ? d : '-');
+    return d == 'D' ? 0 : PC_EXIT_FAIL;
+}
+
+/* ---- order around MSG_OOB, sendfile, and the program's own cork --------- */
+
+static int do_oob(int argc, char **argv)
+{
+    if (argc != 3)
+        pc_die("oob ADDR");
+    int fd = connect_or_die(argv[2]);
+    for (int i = 0; i < 100; i++)
+        write(fd, "abc", 3);
+    if (send(fd, "X", 1, MSG_OOB) != 1)
+        pc_die("send MSG_OOB:");
+    for (int i = 0; i < 100; i++)
+        write(fd, "def", 3);
+    close(fd);
+    return 0;
+}
+
+static int do_sendfile(int argc, char **argv)
+{
+    if (argc != 4)
+        pc_die("sendfile ADDR FILE");
+    int fd = connect_or_die(argv[2]);
+    int in = open(argv[3], O_RDONLY);
+    struct stat st;
+    if (in < 0 || fstat(in, &st) < 0)
+        pc_die("open %s:", argv[3]);
+    for (int i = 0; i < 100; i++)
+        write(fd, "head", 4);
+    off_t off = 0;
+    while (off < st.st_size)
+        if (sendfile(fd, in, &off, (size_t)(st.st_size - off)) <= 0)
+            pc_die("sendfile:");
+    for (int i = 0; i < 100; i++)
+        write(fd, "tail", 4);
+    close(fd);
+    return 0;
+}
+
+static int do_usercork(int argc, char **argv)
+{
+    if (argc != 4)
+        pc_die("usercork ADDR N");
+    int fd = connect_or_die(argv[2]);
+    long n = pc_num(argv[3]);
+    int one = 1, zero = 0;
+    unsigned char piece[8];
+    setsockopt(fd, IPPROTO_TCP, TCP_CORK, &one, sizeof one);
+    for (long i = 0; i < n; i++) {
+        pc_pattern(piece, sizeof piece, (uint64_t)i * 8);
+        write(fd, piece, sizeof piece);
+    }
+    setsockopt(fd, IPPROTO_TCP, TCP_CORK, &zero, sizeof zero);
+    close(fd);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static char path[4096];
+    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
+    self_path = n > 0 ? (path[n] = 0, path) : argv[0];
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc < 2)
+        pc_die("usage: co_prog MODE ...");
+    const char *m = argv[1];
+    if (!strcmp(m, "serve"))
+        return do_serve(argc, argv);
+    if (!strcmp(m, "pingpong"))
+        return do_pingpong(argc, argv);
+    if (!strcmp(m, "records"))
+        return do_records(argc, argv);
+    if (!strcmp(m, "cont"))
+        return do_cont(argc, argv);
+    if (!strcmp(m, "threads"))
+        return do_threads(argc, argv);
+    if (!strcmp(m, "hangup"))
+        return do_hangup(argc, argv);
+    if (!strcmp(m, "nbslow"))
+        return do_nbslow(argc, argv);
+    if (!strcmp(m, "oob"))
+        return do_oob(argc, argv);
+    if (!strcmp(m, "sendfile"))
+        return do_sendfile(argc, argv);
+    if (!strcmp(m, "usercork"))
+        return do_usercork(argc, argv);
+    pc_die("unknown mode %s", m);
+}
