@@ -3,6 +3,9 @@
  *
  * Modes (calls per iteration in brackets; every call is a hooked one):
  *   pipe      write 1 byte into a pipe, read it back                 [2]
+ *   pipe-armed  the same, in a process that first opens a governed TCP
+ *             pair (with deadlines configured, the library's timer
+ *             thread then exists: the process is multi-threaded)       [2]
  *   devnull   read 1 byte from /dev/zero, write it to /dev/null      [2]
  *   socket    connected TCP pair over loopback made in-process
  *             (listen/connect/accept, so both ends are governed),
@@ -77,14 +80,17 @@ static void wait_in(int fd)
 int main(int argc, char **argv)
 {
     if (argc != 3) {
-        fprintf(stderr, "usage: loop_io pipe|devnull|socket|socket-poll N\n");
+        fprintf(stderr, "usage: loop_io pipe|pipe-armed|devnull|socket|socket-poll N\n");
         return 2;
     }
     const char *mode = argv[1];
     long n = atol(argv[2]);
     char b = 'x';
-    if (!strcmp(mode, "pipe")) {
+    if (!strcmp(mode, "pipe") || !strcmp(mode, "pipe-armed")) {
         int p[2];
+        int c = -1, s = -1;
+        if (!strcmp(mode, "pipe-armed"))
+            tcp_pair(&c, &s, 0);
         if (pipe(p))
             die("pipe");
         printf("calls_per_iter=2\n");
@@ -92,6 +98,10 @@ int main(int argc, char **argv)
         for (long i = 0; i < n; i++) {
             must(write(p[1], &b, 1), "write");
             must(read(p[0], &b, 1), "read");
+        }
+        if (c >= 0) {
+            close(c);
+            close(s);
         }
     } else if (!strcmp(mode, "devnull")) {
         int in = open("/dev/zero", O_RDONLY), out = open("/dev/null", O_WRONLY);

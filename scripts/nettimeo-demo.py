@@ -29,6 +29,7 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.dont_write_bytecode = True   # importing nettimeo-report.py: no __pycache__ beside it
 
 SLOW_SERVER_C = r"""/* slow-server: answers its client after 2 s, like a server stuck behind a
  * slow database. Written and compiled by `nettimeo demo`. */
@@ -200,7 +201,8 @@ def kill_group(p):
 
 
 def build_server(tmp, out):
-    """(argv, description) of the slow server: C when a compiler works."""
+    """(argv, argv as shown, description, program name) of the slow
+    server: C when a compiler works."""
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc:
         src = os.path.join(tmp, "slow-server.c")
@@ -210,13 +212,15 @@ def build_server(tmp, out):
         r = subprocess.run([cc, "-g", "-O0", "-o", exe, src],
                            capture_output=True, text=True, cwd=tmp)
         if r.returncode == 0:
-            return ["./slow-server"], "slow-server, a small C program (slow-server.c)", "slow-server"
+            return ["./slow-server"], ["./slow-server"], \
+                "slow-server, a small C program (slow-server.c)", "slow-server"
         out.say("(could not compile slow-server.c, using python3 instead: %s)"
                 % first_line(r.stderr))
     path = os.path.join(tmp, "slow-server.py")
     with open(path, "w") as f:
         f.write(SLOW_SERVER_PY)
-    return [sys.executable, "slow-server.py"], "slow-server, a small python3 program", None
+    return [sys.executable, "slow-server.py"], ["python3", "slow-server.py"], \
+        "slow-server, a small python3 program", None
 
 
 def frames_text(ev, report_mod, indent):
@@ -358,7 +362,7 @@ def main(argv):
 
         # ---- 2. the broken pipe --------------------------------------------
         out.title('2. A "broken pipe" nobody can explain')
-        server_argv, server_what, server_prog = build_server(tmp, out)
+        server_argv, server_shown, server_what, server_prog = build_server(tmp, out)
         out.say("%s, takes 2 s to answer. Its client" % server_what)
         out.say("gives up after 1 s. Both run under nettimeo, logging to the same file:")
         out.say()
@@ -371,7 +375,7 @@ def main(argv):
             out.bad("slow-server did not start: %s" % first_line(server.stderr.read().decode()))
             return 1
         surl = "http://127.0.0.1:%s/" % sport
-        out.cmd("nettimeo run -c demo.conf -- %s &" % " ".join(server_argv))
+        out.cmd("nettimeo run -c demo.conf -- %s &" % " ".join(server_shown))
         out.cmd("nettimeo run -c demo.conf -o read_timeout=1s -- curl -sS %s" % surl)
         t0 = time.monotonic()
         client = spawn([nettimeo, "run", "-c", "demo.conf", "-o", "read_timeout=1s", "--",

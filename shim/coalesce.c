@@ -806,14 +806,20 @@ static void decide(struct nt_conn *c, int fd)
         else
             mode = NT_CO_BUFFER;
     }
+    if (mode == NT_CO_OFF) {
+        /* the common case: nothing to set up, and from now on nt_io()'s
+         * single branch keeps the connection on the fast path */
+        __atomic_store_n(&c->co_mode, NT_CO_OFF, __ATOMIC_RELAXED);
+        return;
+    }
     int saved = errno, ready = c->role != NT_ROLE_OUTBOUND;
-    if (mode != NT_CO_OFF && tcp) {
+    if (tcp) {
         if (tcp_opt(fd, TCP_CORK))
             flags |= CO_PROG_CORK;
-        if (tcp_opt(fd, TCP_NODELAY))
-            flags |= CO_PROG_NODELAY;
+        if (mode == NT_CO_CORK && tcp_opt(fd, TCP_NODELAY))
+            flags |= CO_PROG_NODELAY; /* what the release restores */
     }
-    if (mode != NT_CO_OFF && !ready) {
+    if (!ready) {
         /* Bytes are buffered only on an established connection: before,
          * the kernel's answer (EAGAIN, ECONNREFUSED) is the program's. */
         struct sockaddr_storage ss;

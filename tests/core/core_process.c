@@ -43,14 +43,15 @@ Test(process, dup_family)
         nt_check_echo_both("poll", f, 2, NT_ARGV(NT_PROG("dup_prog"), "@ADDR"), NULL, fams[f]);
 }
 
+/* shutdown, close, and close with the fd number taken by a pipe, while
+ * another thread is blocked in read on the socket. */
 Test(process, close_vs_blocked_read)
 {
-    for (int f = 0; f < 3; f++) {
-        nt_check_run_both(NT_ARGV(NT_PROG("close_race"), "-f", fams[f], "-m", "shutdown"), NULL,
-                          0, fams[f]);
-        nt_check_run_both(NT_ARGV(NT_PROG("close_race"), "-f", fams[f], "-m", "close"), NULL, 0,
-                          fams[f]);
-    }
+    static const char *const modes[] = {"shutdown", "close", "reuse"};
+    for (int f = 0; f < 3; f++)
+        for (int m = 0; m < 3; m++)
+            nt_check_run_both(NT_ARGV(NT_PROG("close_race"), "-f", fams[f], "-m", modes[m]),
+                              NULL, 0, modes[m]);
 }
 
 Test(process, close_race_rounds)

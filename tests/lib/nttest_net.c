@@ -119,13 +119,19 @@ int nt_listen(enum nt_family f, int backlog, struct nt_addr *a)
 int nt_connect(const struct nt_addr *a, int timeout_ms)
 {
     int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    int err = 0;
+    int err = 0, rc;
     socklen_t len = sizeof err;
     struct pollfd p = {fd, POLLOUT, 0};
+    int64_t deadline = nt_now_ms() + timeout_ms;
     if (fd < 0)
         return -1;
-    if (connect(fd, (struct sockaddr *)&a->ss, a->len) < 0) {
-        if ((errno != EINPROGRESS && errno != EAGAIN) || poll(&p, 1, timeout_ms) != 1 ||
+    /* unix: EAGAIN means the accept queue is full (a blocking connect would
+     * wait for room): retry until the deadline. */
+    while ((rc = connect(fd, (struct sockaddr *)&a->ss, a->len)) < 0 && errno == EAGAIN &&
+           nt_now_ms() < deadline)
+        nt_sleep_ms(5);
+    if (rc < 0) {
+        if (errno != EINPROGRESS || poll(&p, 1, timeout_ms) != 1 ||
             getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err) {
             close(fd);
             return -1;

@@ -51,10 +51,22 @@ static bool overridden(const char *kv, const char *const *list)
     return false;
 }
 
+/* Strings child_env had to allocate, freed after the fork. */
+struct env_owned {
+    char *s[2];
+    int n;
+};
+
+static void env_free(char **env, struct env_owned *own)
+{
+    for (int i = 0; i < own->n; i++)
+        free(own->s[i]);
+    free(env);
+}
+
 /* The child's environment, built before fork (the child may only make
- * async-signal-safe calls). Strings are leaked deliberately: tiny, and
- * freeing them would need bookkeeping the callers do not want. */
-static char **child_env(const struct nt_spawn_opts *o)
+ * async-signal-safe calls). */
+static char **child_env(const struct nt_spawn_opts *o, struct env_owned *own)
 {
     size_t n = 0, k = 0;
     char **env;
@@ -73,16 +85,17 @@ static char **child_env(const struct nt_spawn_opts *o)
 #endif
         env[k++] = *e;
     }
+    own->n = 0;
     if (!o->no_preload && !overridden("LD_PRELOAD=", o->env) &&
         asprintf(&env[k], "LD_PRELOAD=%s", nt_preload_value()) > 0)
-        k++;
+        own->s[own->n++] = env[k++];
 #ifdef NT_SANITIZE
     /* Leak checking a third-party program is not our business. */
     if (!overridden("ASAN_OPTIONS=", o->env)) {
         const char *old = getenv("ASAN_OPTIONS");
         if (asprintf(&env[k], "ASAN_OPTIONS=%s%sdetect_leaks=0", old ? old : "",
                      old && *old ? ":" : "") > 0)
-            k++;
+            own->s[own->n++] = env[k++];
     }
 #endif
     for (const char *const *e = o->env; e && *e; e++)
@@ -144,7 +157,8 @@ pid_t nt_spawn(const char *const argv[], const struct nt_spawn_opts *opts)
     bool own[3];
     int fds[3], err;
     pid_t parent = getpid(), pid;
-    char **env = child_env(o);
+    struct env_owned own_env;
+    char **env = child_env(o, &own_env);
     char *path = resolve(argv[0]);
 
     fds[0] = o->stdin_data ? (own[0] = true, data_fd(o->stdin_data))
@@ -176,7 +190,7 @@ pid_t nt_spawn(const char *const argv[], const struct nt_spawn_opts *opts)
         if (own[i] && fds[i] >= 0)
             close(fds[i]);
     free(path);
-    free(env);
+    env_free(env, &own_env);
     errno = err;
     return pid;
 }

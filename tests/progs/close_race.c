@@ -1,11 +1,15 @@
-/* close_race [-f tcp4|tcp6|unix] [-m shutdown|close|race] [-i ITER]
+/* close_race [-f tcp4|tcp6|unix] [-m shutdown|close|reuse|race] [-i ITER]
  *
  * One thread blocks in read() on a connected socket while the main thread
  * pulls the socket away:
  *   shutdown  shutdown(SHUT_RDWR): prints "shutdown read=R" (Linux: 0).
  *   close     close(): Linux leaves the blocked read waiting on the open
  *             file; prints "close blocked=B", then the peer writes one
- *             byte and prints "after-peer-write read=R".
+ *             byte and prints "after-peer-write read=R data=D".
+ *   reuse     close(), then a pipe takes the fd number and holds data
+ *             of its own, then the old peer writes one byte: the read in
+ *             progress must return that byte, never the pipe's data.
+ *             Prints "reuse blocked=B" and "after-peer-write read=R data=D".
  *   race      ITER rounds of close() racing a read that may or may not
  *             have started, with new sockets immediately reusing the fd
  *             number; the peer then closes so every read ends. Prints
@@ -28,13 +32,13 @@ struct reader {
     volatile int done;
     ssize_t rc;
     int err;
+    char data[8];
 };
 
 static void *reader_main(void *arg)
 {
     struct reader *r = arg;
-    char c;
-    r->rc = read(r->fd, &c, 1);
+    r->rc = read(r->fd, r->data, sizeof r->data - 1);
     r->err = errno;
     r->done = 1;
     return NULL;
@@ -42,8 +46,8 @@ static void *reader_main(void *arg)
 
 static void start_reader(struct reader *r, int fd)
 {
+    memset(r, 0, sizeof *r);
     r->fd = fd;
-    r->done = 0;
     if (pthread_create(&r->t, NULL, reader_main, r) != 0)
         pc_die("pthread_create failed");
 }
@@ -68,7 +72,7 @@ static void describe(const char *what, const struct reader *r)
     if (r->rc < 0)
         printf("%s read=-1 errno=%s\n", what, strerrorname_np(r->err));
     else
-        printf("%s read=%zd\n", what, r->rc);
+        printf("%s read=%zd data=%s\n", what, r->rc, r->data);
 }
 
 int main(int argc, char **argv)
@@ -82,22 +86,28 @@ int main(int argc, char **argv)
         case 'f': family = pc_family(optarg); break;
         case 'm': mode = optarg; break;
         case 'i': iters = pc_num(optarg); break;
-        default: pc_die("usage: close_race [-f FAMILY] [-m shutdown|close|race] [-i N]");
+        default: pc_die("usage: close_race [-f FAMILY] [-m shutdown|close|reuse|race] [-i N]");
         }
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
-    if (!strcmp(mode, "shutdown") || !strcmp(mode, "close")) {
+    if (strcmp(mode, "race")) {
+        int p[2];
         pc_pair(family, &c, &s);
         start_reader(&r, c);
         sleep_us(100000);                     /* let it block in read */
-        if (mode[0] == 's') {
+        if (!strcmp(mode, "shutdown")) {
             shutdown(c, SHUT_RDWR);
-        } else {
+        } else if (!strcmp(mode, "close") || !strcmp(mode, "reuse")) {
             close(c);
+            if (mode[0] == 'r' && (pipe(p) < 0 || (p[0] != c && p[1] != c) ||
+                                   write(p[1], "PIPE", 4) != 4))
+                pc_die("the pipe did not take fd %d:", c);
             sleep_us(100000);
-            printf("close blocked=%d\n", !r.done);
+            printf("%s blocked=%d\n", mode, !r.done);
             if (write(s, "x", 1) != 1)
                 pc_die("peer write:");
+        } else {
+            pc_die("bad mode '%s'", mode);
         }
         if (join_reader(&r) < 0) {
             printf("hung\n");
@@ -106,8 +116,6 @@ int main(int argc, char **argv)
         describe(mode[0] == 's' ? "shutdown" : "after-peer-write", &r);
         return 0;
     }
-    if (strcmp(mode, "race"))
-        pc_die("bad mode '%s'", mode);
     for (long i = 0; i < iters; i++) {
         int filler;
         pc_pair(family, &c, &s);

@@ -185,30 +185,32 @@ ssize_t pc_read_full(int fd, void *buf, size_t len)
 
 int pc_echo_exchange(int fd, size_t total, size_t chunk, uint64_t *fnv)
 {
-    unsigned char *out = malloc(chunk), *in = malloc(chunk);
-    int rc = 0;
-    for (size_t off = 0; off < total && rc == 0; off += chunk) {
+    /* Stack buffers, no stdio on success: callable in the child of a fork
+     * from a multi-threaded program, where malloc may be locked (ASan). */
+    unsigned char out[16384], in[16384];
+    if (chunk > sizeof out)
+        chunk = sizeof out;
+    for (size_t off = 0; off < total; off += chunk) {
         size_t n = total - off < chunk ? total - off : chunk;
         ssize_t got;
         long bad;
         pc_pattern(out, n, off);
         if (pc_write_full(fd, out, n) < 0) {
-            fprintf(stderr, "write at %zu: %s\n", off, strerror(errno));
-            rc = -1;
-        } else if ((got = pc_read_full(fd, in, n)) != (ssize_t)n) {
-            fprintf(stderr, "read at %zu: got %zd of %zu: %s\n", off, got, n,
-                    got < 0 ? strerror(errno) : "EOF");
-            rc = -1;
-        } else if ((bad = pc_pattern_check(in, n, off)) >= 0) {
-            fprintf(stderr, "mismatch at byte %zu\n", off + bad);
-            rc = -1;
-        } else {
-            *fnv = pc_fnv(*fnv, in, n);
+            dprintf(2, "write at %zu: %s\n", off, strerror(errno));
+            return -1;
         }
+        if ((got = pc_read_full(fd, in, n)) != (ssize_t)n) {
+            dprintf(2, "read at %zu: got %zd of %zu: %s\n", off, got, n,
+                    got < 0 ? strerror(errno) : "EOF");
+            return -1;
+        }
+        if ((bad = pc_pattern_check(in, n, off)) >= 0) {
+            dprintf(2, "mismatch at byte %zu\n", off + bad);
+            return -1;
+        }
+        *fnv = pc_fnv(*fnv, in, n);
     }
-    free(out);
-    free(in);
-    return rc;
+    return 0;
 }
 
 uint64_t pc_echo_blocking(int fd)

@@ -52,8 +52,9 @@ ssize_t pc_write_full(int fd, const void *buf, size_t len);
 ssize_t pc_read_full(int fd, void *buf, size_t len);
 
 /* Lockstep echo exchange on a blocking socket: send `total` pattern bytes
- * in `chunk`-sized pieces, reading each piece back and checking it. Adds
- * what came back to *fnv. 0 on success, -1 (message on stderr) otherwise. */
+ * in `chunk`-sized pieces (at most 16 KiB), reading each piece back and
+ * checking it. Adds what came back to *fnv. 0 on success, -1 (message on
+ * stderr) otherwise. Allocates nothing: safe in a child of fork(). */
 int pc_echo_exchange(int fd, size_t total, size_t chunk, uint64_t *fnv);
 
 /* Echo everything read on a blocking socket back until EOF, then close it.

@@ -3,7 +3,8 @@
  * Sets errno to a sentinel before each of a long list of socket (and some
  * non-socket) calls that succeed, and checks errno still holds the sentinel
  * afterwards: a successful call must not touch errno (SPEC §7). Prints
- * "violation CALL errno=NAME" or "failed CALL: NAME" per problem, then
+ * "violation CALL (line N) errno=NAME" or "failed CALL (line N): NAME" per
+ * problem, then
  * "checked N violations V failed F"; the exit status is V + F. */
 #define _GNU_SOURCE
 #include "common.h"
@@ -35,10 +36,12 @@ static int checked, violations, failed;
         r_ = (long)(call);                                                     \
         checked++;                                                             \
         if (r_ < 0) {                                                          \
-            printf("failed %s: %s\n", name, strerrorname_np(errno) ?: "?");    \
+            printf("failed %s (line %d): %s\n", name, __LINE__,                \
+                   strerrorname_np(errno) ?: "?");                             \
             failed++;                                                          \
         } else if (errno != SENTINEL) {                                        \
-            printf("violation %s errno=%s\n", name, strerrorname_np(errno) ?: "?"); \
+            printf("violation %s (line %d) errno=%s\n", name, __LINE__,        \
+                   strerrorname_np(errno) ?: "?");                             \
             violations++;                                                      \
         }                                                                      \
     } while (0)

@@ -39,7 +39,7 @@ static int one_exchange(void)
     uint64_t fnv = PC_FNV_INIT;
     int fd = pc_connect(addr), rc;
     if (fd < 0) {
-        fprintf(stderr, "connect: %s\n", strerror(errno));
+        dprintf(2, "connect: %s\n", strerror(errno));
         return -1;
     }
     rc = pc_echo_exchange(fd, nbytes, 4096, &fnv);

@@ -10,7 +10,7 @@
  *       client writes a 4-byte request in two writes and reads the answer;
  *       the server (MODE block | poll | epoll) answers in PIECES writes
  *   records MODE ADDR N                  numbered records (records.h) around
- *       MODE: plain fork-exit fork-_exit exec _exit spawn dup2 dup
+ *       MODE: plain sleep fork-exit fork-_exit exec _exit spawn dup2 dup
  *   cont FD START COUNT END              (exec/spawn child) more records,
  *       then END: exit | _exit | return
  *   threads ADDR T N                     T threads, N records each, 1 socket
@@ -98,15 +98,20 @@ static void wait_for(struct loop *l, int fd, short events)
     }
 }
 
+/* "+nd": the server sets TCP_NODELAY, as servers writing small pieces do */
+static int opt_nodelay;
+
 static int loop_mode(const char *s)
 {
-    if (!strcmp(s, "block"))
+    size_t n = strcspn(s, "+");
+    opt_nodelay = !strcmp(s + n, "+nd");
+    if (!strncmp(s, "block", n) && n == 5)
         return 0;
-    if (!strcmp(s, "poll"))
+    if (!strncmp(s, "poll", n) && n == 4)
         return 1;
-    if (!strcmp(s, "epoll"))
+    if (!strncmp(s, "epoll", n) && n == 5)
         return 2;
-    pc_die("mode: block | poll | epoll");
+    pc_die("mode: block | poll | epoll [+nd]");
 }
 
 static void loop_init(struct loop *l, int fd, int mode)
@@ -171,6 +176,9 @@ static int do_serve(int argc, char **argv)
     if (fd < 0)
         pc_die("accept:");
     close(lfd);
+    int one = 1;
+    if (opt_nodelay)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     struct loop l;
     loop_init(&l, fd, mode);
     unsigned char *resp = malloc((size_t)writes * size);
@@ -295,6 +303,8 @@ static int do_records(int argc, char **argv)
     write_records(fd, 0, 0, n);
     if (!strcmp(mode, "plain")) {
         close(fd);
+    } else if (!strcmp(mode, "sleep")) {
+        sleep_ms(3000); /* no call at all: only the timer can flush */
     } else if (!strcmp(mode, "_exit")) {
         _exit(0);
     } else if (!strncmp(mode, "fork-", 5)) {
@@ -333,7 +343,7 @@ static int do_records(int argc, char **argv)
     } else if (!strcmp(mode, "dup")) {
         int twin = dup(fd);
         for (unsigned i = n; i < 2 * n; i++)
-            write_records(i % 2 ? twin : fd, 0, i, 1);
+            write_records(i % 2 ? fd : twin, 0, i, 1); /* twin first */
         close(twin);
         close(fd);
     } else {
@@ -429,7 +439,15 @@ static int do_nbslow(int argc, char **argv)
 {
     if (argc != 5)
         pc_die("nbslow ADDR TOTAL PIECE");
-    int fd = connect_or_die(argv[2]);
+    /* a small send buffer, so the slow reader is felt soon */
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    if (pc_parse_addr(argv[2], &ss, &sslen) < 0)
+        pc_die("bad address");
+    int fd = socket(ss.ss_family, SOCK_STREAM, 0), sndbuf = 32768;
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+    if (connect(fd, (struct sockaddr *)&ss, sslen) < 0)
+        pc_die("connect:");
     size_t total = (size_t)pc_num(argv[3]), piece = (size_t)pc_num(argv[4]);
     unsigned char *data = malloc(total);
     pc_pattern(data, total, 0);

@@ -1,0 +1,684 @@
+/* Write coalescing (SPEC section 6), observed from outside: co_prog runs
+ * under the library (never this test process), the test is the peer and
+ * counts what arrives, the syscalls the program made (strace -c) and the
+ * segments it sent (TCP_INFO of the test's own socket). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/tcp.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "nttest_cr.h"
+#include "records.h"
+
+#define PROG NT_PROG("co_prog")
+#define BUFFER_OPTS "coalesce=16KiB coalesce_delay=1ms coalesce_mode=buffer"
+#define CORK_OPTS "coalesce=16KiB coalesce_delay=1ms coalesce_mode=cork"
+
+TestSuite(coalesce, .timeout = 90);
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static char *opts_env(const char *opts)
+{
+    char *e;
+    cr_assert(asprintf(&e, "NETTIMEO_OPTIONS=%s", opts) > 0);
+    return e;
+}
+
+struct stream {
+    int fd;
+    char *buf;
+    size_t len, cap;
+    bool eof;
+};
+
+static void stream_add(struct stream *s, const char *p, size_t n)
+{
+    if (s->len + n > s->cap) {
+        s->cap = (s->len + n) * 2 + 65536;
+        s->buf = realloc(s->buf, s->cap);
+    }
+    memcpy(s->buf + s->len, p, n);
+    s->len += n;
+}
+
+/* Accept `want` connections on lfd (in order) and read each to EOF.
+ * Returns how many reached EOF before timeout_ms. */
+static int collect(int lfd, struct stream *st, int want, int timeout_ms)
+{
+    int accepted = 0, done = 0;
+    int64_t deadline = nt_now_ms() + timeout_ms;
+    char buf[65536];
+    while (done < want && nt_now_ms() < deadline) {
+        struct pollfd p[9];
+        int n = 0, map[9];
+        if (accepted < want) {
+            p[n] = (struct pollfd){ lfd, POLLIN, 0 };
+            map[n++] = -1;
+        }
+        for (int i = 0; i < accepted && n < 9; i++)
+            if (!st[i].eof) {
+                p[n] = (struct pollfd){ st[i].fd, POLLIN, 0 };
+                map[n++] = i;
+            }
+        if (poll(p, (nfds_t)n, 100) <= 0)
+            continue;
+        for (int k = 0; k < n; k++) {
+            if (!p[k].revents)
+                continue;
+            if (map[k] < 0) {
+                st[accepted] = (struct stream){ .fd = accept(lfd, NULL, NULL) };
+                cr_assert_geq(st[accepted].fd, 0, "accept: %s", strerror(errno));
+                accepted++;
+                continue;
+            }
+            struct stream *s = &st[map[k]];
+            ssize_t r = read(s->fd, buf, sizeof buf);
+            if (r > 0) {
+                stream_add(s, buf, (size_t)r);
+            } else if (r == 0 || errno != EINTR) {
+                s->eof = true;
+                close(s->fd);
+                done++;
+            }
+        }
+    }
+    return done;
+}
+
+static void streams_free(struct stream *st, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(st[i].buf);
+}
+
+/* The records of one stream, starting at writer 0's record `first`. */
+static void assert_records(const struct stream *s, unsigned first,
+                           long expect, const char *what)
+{
+    unsigned next[REC_WRITERS] = { 0 };
+    char why[200] = "";
+    next[0] = first;
+    long n = rec_check(s->buf, s->len, next, why, sizeof why);
+    cr_assert_eq(n, expect, "%s: %ld records (%s), expected %ld", what, n,
+                 why, expect);
+}
+
+/* strace -c -U name,calls: the "total" line. */
+static long strace_total(const char *path)
+{
+    char *text = nt_read_file(path, NULL);
+    cr_assert_not_null(text, "no strace output at %s", path);
+    long calls = -1;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"))
+        if (sscanf(line, "total %ld", &calls) == 1)
+            break;
+    free(text);
+    return calls;
+}
+
+#define STRACE_COUNT "strace", "-f", "-c", "-U", "name,calls", "-e", \
+                     "trace=write,sendmsg,sendto,writev"
+
+/* The client side of `co_prog serve`: RESPONSES requests, each answered by
+ * `bytes` pattern bytes, checked. Returns segments received (TCP_INFO). */
+static long drive_server(const struct nt_server *s, long responses,
+                         size_t bytes)
+{
+    struct nt_addr a;
+    nt_addr_from_line(NT_TCP4, s->line, &a);
+    int fd = nt_connect(&a, 3000);
+    cr_assert_geq(fd, 0, "connect to co_prog serve");
+    unsigned char *buf = malloc(bytes);
+    uint64_t off = 0;
+    for (long r = 0; r < responses; r++) {
+        cr_assert_eq(write(fd, "R", 1), 1);
+        ssize_t got = pc_read_full(fd, buf, bytes);
+        cr_assert_eq(got, (ssize_t)bytes, "response %ld: %zd bytes", r, got);
+        long bad = pc_pattern_check(buf, bytes, off);
+        cr_assert_lt(bad, 0, "response %ld: byte %ld differs", r, bad);
+        off += bytes;
+    }
+    struct tcp_info ti = { 0 };
+    socklen_t len = sizeof ti;
+    getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len);
+    shutdown(fd, SHUT_WR);
+    char c;
+    while (read(fd, &c, 1) > 0)
+        ;
+    close(fd);
+    free(buf);
+    return (long)ti.tcpi_segs_in;
+}
+
+struct serve_result {
+    long syscalls;  /* write-family calls (strace), or -1 */
+    long segs;      /* segments the test received */
+    int64_t ms;     /* the exchanges took */
+    char out[256];  /* the server's last words */
+};
+
+/* Run `co_prog serve MODE RESPONSES WRITES SIZE` under the library (with
+ * opts, NULL: no coalescing keys), optionally under strace -c. */
+static struct serve_result serve(const char *opts, bool use_strace,
+                                 const char *mode, long responses,
+                                 long writes, long size)
+{
+    struct serve_result res = { -1, -1, 0, "" };
+    char r[16], w[16], z[16];
+    snprintf(r, sizeof r, "%ld", responses);
+    snprintf(w, sizeof w, "%ld", writes);
+    snprintf(z, sizeof z, "%ld", size);
+    char *trace = nt_path("strace.out");
+    char *preload;
+    cr_assert(asprintf(&preload, "LD_PRELOAD=%s", nt_preload_value()) > 0);
+    struct nt_spawn_opts o = { .no_preload = use_strace,
+                               .env = NT_ENV(opts_env(opts ? opts : "")) };
+    const char *const plain[] = { PROG, "serve", mode, r, w, z, NULL };
+    const char *const traced[] = { STRACE_COUNT, "-o", trace, "-E", preload,
+                                   PROG, "serve", mode, r, w, z, NULL };
+    struct nt_server s;
+    cr_assert_eq(nt_server_start(&s, use_strace ? traced : plain, &o, 10000),
+                 0, "co_prog serve did not start");
+    int64_t t0 = nt_now_ms();
+    res.segs = drive_server(&s, responses, (size_t)(writes * size));
+    res.ms = nt_now_ms() - t0;
+    int status;
+    char *rest = NULL;
+    nt_server_stop(&s, 20000, &status, &rest);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "co_prog serve: status %#x: %s", status, rest ? rest : "");
+    snprintf(res.out, sizeof res.out, "%s", rest ? rest : "");
+    free(rest);
+    if (use_strace)
+        res.syscalls = strace_total(trace);
+    free(trace);
+    free(preload);
+    return res;
+}
+
+/* ---- fewer syscalls, same bytes ----------------------------------------- */
+
+Test(coalesce, tiny_writes_tenfold_fewer_syscalls)
+{
+    const long responses = 20, writes = 2000;
+    struct serve_result off = serve(NULL, true, "block", responses, writes, 8);
+    struct serve_result on = serve(BUFFER_OPTS, true, "block", responses,
+                                   writes, 8);
+    cr_log_info("write syscalls for %ld responses: %ld without coalescing, "
+                "%ld with coalesce_mode=buffer", responses, off.syscalls,
+                on.syscalls);
+    /* without coalescing every piece is a syscall: the test can fail */
+    cr_assert_geq(off.syscalls, responses * writes);
+    cr_assert_gt(on.syscalls, 0);
+    cr_assert_leq(on.syscalls * 10, off.syscalls,
+                  "%ld syscalls with coalescing, %ld without", on.syscalls,
+                  off.syscalls);
+    /* 16,000 bytes per response fit one 16 KiB buffer: about one flush */
+    cr_assert_leq(on.syscalls, responses * 3);
+}
+
+/* Many MB through every server loop, every write size class: small pieces,
+ * pieces that straddle the buffer, pieces bigger than the buffer. */
+Test(coalesce, bytes_identical_over_many_megabytes)
+{
+    static const struct { const char *mode; long responses, writes, size; }
+    runs[] = {
+        { "block", 200, 2000, 8 },      /* 3.2 MB of tiny writes */
+        { "poll", 200, 2000, 8 },
+        { "epoll", 200, 2000, 8 },
+        { "block", 100, 700, 97 },      /* straddles the 16 KiB buffer */
+        { "epoll", 100, 700, 97 },
+        { "block", 20, 12, 20000 },     /* larger than the buffer */
+        { "poll", 40, 300, 1500 },
+    };
+    for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++)
+        serve(BUFFER_OPTS, false, runs[i].mode, runs[i].responses,
+              runs[i].writes, runs[i].size);
+    for (size_t i = 0; i < 3; i++)
+        serve(CORK_OPTS, false, runs[i].mode, runs[i].responses,
+              runs[i].writes, runs[i].size);
+}
+
+Test(coalesce, cork_mode_fewer_segments_same_bytes)
+{
+    const long responses = 50, writes = 2000;
+    /* A server that writes in small pieces sets TCP_NODELAY (or it would
+     * meet the Nagle/delayed-ACK stall): "block+nd". */
+    struct serve_result none = serve(NULL, false, "block+nd", responses,
+                                     writes, 8);
+    /* 2,000 real sends take a few ms on a busy machine: with a 1 ms delay
+     * the timer releases mid-response (as it should); 50 ms measures the
+     * release at the program's read */
+    struct serve_result cork = serve(
+        "coalesce=16KiB coalesce_delay=50ms coalesce_mode=cork", false,
+        "block+nd", responses, writes, 8);
+    struct serve_result buf = serve(BUFFER_OPTS, false, "block+nd",
+                                    responses, writes, 8);
+    cr_log_info("segments per response: %.1f without coalescing, %.1f cork, "
+                "%.1f buffer", (double)none.segs / responses,
+                (double)cork.segs / responses, (double)buf.segs / responses);
+    cr_assert_gt(none.segs, responses * 3,
+                 "the baseline should need several segments per response");
+    cr_assert_leq(cork.segs * 3, none.segs, "cork: %ld segments, none: %ld",
+                  cork.segs, none.segs);
+    cr_assert_leq(cork.segs, responses * 3);
+    cr_assert_leq(buf.segs, responses * 3);
+    /* and no stall: a cork never released waits ~200 ms per response */
+    cr_assert_lt(cork.ms, 4000, "cork: %ld responses took %lld ms",
+                 responses, (long long)cork.ms);
+    cr_assert_lt(buf.ms, 4000, "buffer: %ld responses took %lld ms",
+                 responses, (long long)buf.ms);
+}
+
+/* ---- no Nagle/delayed-ACK stall: reads and waits flush ------------------ */
+
+static void pingpong(const char *mode, const char *family, const char *opts)
+{
+    struct nt_result r;
+    struct nt_spawn_opts o = { .env = NT_ENV(opts_env(opts)) };
+    int64_t t0 = nt_now_ms();
+    cr_assert_eq(nt_run(NT_ARGV(PROG, "pingpong", "200", "50", mode, family),
+                        &o, 30000, &r), 0);
+    int64_t ms = nt_now_ms() - t0;
+    nt_assert_exit(&r, 0, "pingpong");
+    cr_assert_lt(ms, 5000, "200 round trips (%s, %s) took %lld ms", mode,
+                 family, (long long)ms);
+    nt_result_free(&r);
+}
+
+#define SLOW_BUFFER "coalesce=16KiB coalesce_delay=500ms coalesce_mode=buffer"
+#define SLOW_CORK "coalesce=16KiB coalesce_delay=500ms coalesce_mode=cork"
+
+Test(coalesce, pingpong_not_slowed_blocking)
+{
+    pingpong("block", "tcp4", SLOW_BUFFER);
+    pingpong("block", "unix", SLOW_BUFFER);
+    pingpong("block", "tcp4", SLOW_CORK);
+}
+
+Test(coalesce, pingpong_not_slowed_event_loops)
+{
+    pingpong("poll", "tcp4", SLOW_BUFFER);
+    pingpong("epoll", "tcp6", SLOW_BUFFER);
+    pingpong("epoll", "tcp4", SLOW_CORK);
+}
+
+/* ---- every record exactly once, in order -------------------------------- */
+
+static void records_case(const char *mode, int conns, const long expect[],
+                         const unsigned first[])
+{
+    struct nt_addr a;
+    int lfd = nt_listen(NT_TCP4, 8, &a);
+    cr_assert_geq(lfd, 0);
+    struct nt_spawn_opts o = { .env = NT_ENV(opts_env(
+                                   "coalesce=16KiB coalesce_delay=200ms")) };
+    pid_t pid = nt_spawn(NT_ARGV(PROG, "records", mode, a.str, "200"), &o);
+    cr_assert_gt(pid, 0);
+    struct stream st[4] = { 0 };
+    int done = collect(lfd, st, conns, 15000);
+    int status;
+    cr_assert_eq(nt_wait_timeout(pid, 10000, &status), 0, "%s: hung", mode);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "%s: status %#x", mode, status);
+    cr_assert_eq(done, conns, "%s: %d of %d connections ended", mode, done,
+                 conns);
+    for (int i = 0; i < conns; i++) {
+        char what[64];
+        snprintf(what, sizeof what, "%s, connection %d", mode, i + 1);
+        assert_records(&st[i], first[i], expect[i], what);
+    }
+    streams_free(st, conns);
+    close(lfd);
+}
+
+Test(coalesce, records_close_and_exit)
+{
+    records_case("plain", 1, (long[]){ 200 }, (unsigned[]){ 0 });
+    records_case("_exit", 1, (long[]){ 200 }, (unsigned[]){ 0 });
+}
+
+Test(coalesce, records_across_fork)
+{
+    records_case("fork-exit", 1, (long[]){ 600 }, (unsigned[]){ 0 });
+    records_case("fork-_exit", 1, (long[]){ 600 }, (unsigned[]){ 0 });
+}
+
+Test(coalesce, records_across_exec_and_spawn)
+{
+    records_case("exec", 1, (long[]){ 400 }, (unsigned[]){ 0 });
+    records_case("spawn", 1, (long[]){ 600 }, (unsigned[]){ 0 });
+}
+
+Test(coalesce, records_dup2_over_buffered_fd_and_dup)
+{
+    records_case("dup2", 2, (long[]){ 200, 200 }, (unsigned[]){ 0, 200 });
+    records_case("dup", 1, (long[]){ 400 }, (unsigned[]){ 0 });
+}
+
+/* Bytes reach the socket within coalesce_delay even if the program makes
+ * no further call: it writes, then sleeps far longer than the delay. */
+Test(coalesce, delay_flushes_without_any_call)
+{
+    struct nt_addr a;
+    int lfd = nt_listen(NT_TCP4, 1, &a);
+    struct nt_spawn_opts o = { .env = NT_ENV(opts_env(
+                                   "coalesce=16KiB coalesce_delay=50ms")) };
+    pid_t pid = nt_spawn(NT_ARGV(PROG, "records", "sleep", a.str, "200"), &o);
+    cr_assert_gt(pid, 0);
+    struct pollfd p = { lfd, POLLIN, 0 };
+    cr_assert_eq(poll(&p, 1, 10000), 1, "co_prog did not connect");
+    int fd = accept(lfd, NULL, NULL);
+    size_t want = 0;
+    char rec[REC_MAX];
+    for (unsigned i = 0; i < 200; i++)
+        want += rec_make(rec, 0, i);
+    struct stream s = { .fd = fd };
+    int64_t t0 = nt_now_ms();
+    while (s.len < want && nt_now_ms() - t0 < 2500) {
+        struct pollfd q = { fd, POLLIN, 0 };
+        char buf[4096];
+        if (poll(&q, 1, 100) == 1) {
+            ssize_t r = read(fd, buf, sizeof buf);
+            if (r <= 0)
+                break;
+            stream_add(&s, buf, (size_t)r);
+        }
+    }
+    int64_t ms = nt_now_ms() - t0;
+    nt_kill(pid);
+    close(fd);
+    close(lfd);
+    cr_assert_eq(s.len, want, "%zu of %zu bytes while the program slept",
+                 s.len, want);
+    cr_assert_lt(ms, 1000, "bytes took %lld ms (delay 50 ms)", (long long)ms);
+    assert_records(&s, 0, 200, "sleep");
+    free(s.buf);
+}
+
+/* ---- threads writing to one socket -------------------------------------- */
+
+Test(coalesce, threads_records_intact)
+{
+    struct nt_addr a;
+    int lfd = nt_listen(NT_TCP4, 1, &a);
+    struct nt_spawn_opts o = { .env = NT_ENV(opts_env(BUFFER_OPTS)) };
+    pid_t pid = nt_spawn(NT_ARGV(PROG, "threads", a.str, "8", "3000"), &o);
+    struct stream st[1] = { 0 };
+    int done = collect(lfd, st, 1, 30000);
+    int status;
+    cr_assert_eq(nt_wait_timeout(pid, 10000, &status), 0, "threads: hung");
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    cr_assert_eq(done, 1);
+    unsigned next[REC_WRITERS] = { 0 };
+    char why[200] = "";
+    long n = rec_check(st[0].buf, st[0].len, next, why, sizeof why);
+    cr_assert_eq(n, 8 * 3000, "%ld records: %s", n, why);
+    for (int w = 0; w < 8; w++)
+        cr_assert_eq(next[w], 3000, "writer %d: %u records", w, next[w]);
+    streams_free(st, 1);
+    close(lfd);
+}
+
+/* ---- order around MSG_OOB and sendfile ---------------------------------- */
+
+static struct stream one_connection(const char *const argv[], const char *opts,
+                                    bool oobinline)
+{
+    struct nt_addr a;
+    int lfd = nt_listen(NT_TCP4, 1, &a);
+    const char *args[8];
+    int n = 0;
+    for (; argv[n]; n++)
+        args[n] = strcmp(argv[n], "@ADDR") ? argv[n] : a.str;
+    args[n] = NULL;
+    struct nt_spawn_opts o = { .env = NT_ENV(opts_env(opts)) };
+    pid_t pid = nt_spawn(args, &o);
+    struct pollfd p = { lfd, POLLIN, 0 };
+    cr_assert_eq(poll(&p, 1, 10000), 1, "%s did not connect", argv[1]);
+    int fd = accept(lfd, NULL, NULL);
+    int one = 1;
+    if (oobinline)
+        setsockopt(fd, SOL_SOCKET, SO_OOBINLINE, &one, sizeof one);
+    struct stream s = { .fd = fd };
+    char buf[65536];
+    ssize_t r;
+    while ((r = read(fd, buf, sizeof buf)) > 0)
+        stream_add(&s, buf, (size_t)r);
+    close(fd);
+    close(lfd);
+    int status;
+    cr_assert_eq(nt_wait_timeout(pid, 10000, &status), 0);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "%s: status %#x", argv[1], status);
+    return s;
+}
+
+static char *repeat(const char *unit, int times)
+{
+    size_t u = strlen(unit);
+    char *s = malloc(u * (size_t)times + 1);
+    for (int i = 0; i < times; i++)
+        memcpy(s + u * (size_t)i, unit, u);
+    s[u * (size_t)times] = 0;
+    return s;
+}
+
+Test(coalesce, oob_keeps_its_place)
+{
+    char *a = repeat("abc", 100), *d = repeat("def", 100), *want;
+    cr_assert(asprintf(&want, "%sX%s", a, d) > 0);
+    struct stream s = one_connection(NT_ARGV(PROG, "oob", "@ADDR"),
+                                     BUFFER_OPTS, true);
+    cr_assert_eq(s.len, strlen(want), "%zu bytes", s.len);
+    cr_assert(memcmp(s.buf, want, s.len) == 0,
+              "the OOB byte is out of place: %.*s", (int)s.len, s.buf);
+    free(s.buf);
+    free(want);
+}
+
+Test(coalesce, sendfile_after_buffered_bytes)
+{
+    char *path = nt_path("sendfile.data");
+    unsigned char data[100000];
+    pc_pattern(data, sizeof data, 7);
+    cr_assert_eq(nt_write_file(path, data, sizeof data), 0);
+    struct stream s = one_connection(NT_ARGV(PROG, "sendfile", "@ADDR", path),
+                                     BUFFER_OPTS, false);
+    char *h = repeat("head", 100), *t = repeat("tail", 100);
+    cr_assert_eq(s.len, 400 + sizeof data + 400);
+    cr_assert(memcmp(s.buf, h, 400) == 0, "header out of place");
+    cr_assert(memcmp(s.buf + 400, data, sizeof data) == 0, "file out of place");
+    cr_assert(memcmp(s.buf + 400 + sizeof data, t, 400) == 0);
+    free(s.buf);
+    free(path);
+}
+
+/* The program corks by itself: its writes pass straight through (what it
+ * asked the kernel for stays in force), bytes identical. */
+Test(coalesce, program_cork_passes_through)
+{
+    struct nt_addr a;
+    int lfd = nt_listen(NT_TCP4, 1, &a);
+    char *trace = nt_path("strace.usercork");
+    char *preload;
+    cr_assert(asprintf(&preload, "LD_PRELOAD=%s", nt_preload_value()) > 0);
+    struct nt_spawn_opts o = { .no_preload = true,
+                               .env = NT_ENV(opts_env(BUFFER_OPTS)) };
+    pid_t pid = nt_spawn(NT_ARGV(STRACE_COUNT, "-o", trace, "-E", preload,
+                                 PROG, "usercork", a.str, "500"), &o);
+    struct stream st[1] = { 0 };
+    cr_assert_eq(collect(lfd, st, 1, 15000), 1);
+    int status;
+    cr_assert_eq(nt_wait_timeout(pid, 10000, &status), 0);
+    cr_assert_eq(st[0].len, 4000);
+    cr_assert_lt(pc_pattern_check((unsigned char *)st[0].buf, 4000, 0), 0);
+    long calls = strace_total(trace);
+    cr_assert_geq(calls, 500, "%ld write calls: the program's cork was "
+                  "replaced by the library's buffer", calls);
+    streams_free(st, 1);
+    close(lfd);
+}
+
+/* ---- non-blocking writer, slow reader ------------------------------------ */
+
+Test(coalesce, nonblocking_slow_reader_back_pressure)
+{
+    struct nt_addr a;
+    int lfd = nt_listen(NT_TCP4, 1, &a);
+    int small = 16384;
+    setsockopt(lfd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    const size_t total = 2u << 20;
+    char *out = nt_path("nbslow.out");
+    struct nt_spawn_opts o = { .env = NT_ENV(opts_env(BUFFER_OPTS)),
+                               .out_path = out };
+    pid_t pid = nt_spawn(NT_ARGV(PROG, "nbslow", a.str, "2097152", "100"), &o);
+    struct pollfd p = { lfd, POLLIN, 0 };
+    cr_assert_eq(poll(&p, 1, 10000), 1);
+    int fd = accept(lfd, NULL, NULL);
+    unsigned char *buf = malloc(total);
+    size_t got = 0;
+    int64_t deadline = nt_now_ms() + 40000;
+    while (got < total && nt_now_ms() < deadline) {
+        struct pollfd q = { fd, POLLIN, 0 };
+        if (poll(&q, 1, 100) != 1)
+            continue;
+        size_t want = total - got < 8192 ? total - got : 8192;
+        ssize_t r = read(fd, buf + got, want);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+        if (got < total / 2)
+            nt_sleep_ms(1); /* slow at first: the writer meets back-pressure */
+    }
+    cr_assert_eq(got, total, "%zu of %zu bytes arrived", got, total);
+    cr_assert_lt(pc_pattern_check(buf, total, 0), 0, "bytes differ");
+    cr_assert_eq(write(fd, "D", 1), 1);
+    int status;
+    cr_assert_eq(nt_wait_timeout(pid, 10000, &status), 0);
+    char *text = nt_read_file(out, NULL);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "nbslow: %s",
+              text ? text : "");
+    long eagain = -1;
+    const char *e = text ? strstr(text, "eagain=") : NULL;
+    if (e)
+        eagain = strtol(e + 7, NULL, 10);
+    cr_log_info("nbslow: %s", text ? text : "");
+    cr_assert_gt(eagain, 0, "the writer never saw back-pressure: %s", text);
+    free(text);
+    free(buf);
+    close(fd);
+    close(lfd);
+}
+
+/* ---- the peer hangs up while bytes are buffered ------------------------- */
+
+struct hangup_result {
+    char out[256];
+    struct nt_jsonl log;
+};
+
+static void hangup(const char *how, bool rst, struct hangup_result *res)
+{
+    struct nt_addr a;
+    int lfd = nt_listen(NT_TCP4, 1, &a);
+    char *log = nt_path(rst ? "hangup-rst.jsonl" : "hangup-fin.jsonl");
+    char *conf = nt_path("hangup.conf");
+    unlink(log);
+    char *text;
+    cr_assert(asprintf(&text, "[global]\nlog = %s\n[defaults]\n"
+                              "coalesce = 16KiB\ncoalesce_delay = 20ms\n",
+                       log) > 0);
+    cr_assert_eq(nt_write_file(conf, text, strlen(text)), 0);
+    char *env_conf;
+    cr_assert(asprintf(&env_conf, "NETTIMEO_CONFIG=%s", conf) > 0);
+    char *out = nt_path("hangup.out");
+    struct nt_spawn_opts o = { .env = NT_ENV(env_conf), .out_path = out };
+    pid_t pid = nt_spawn(NT_ARGV(PROG, "hangup", a.str, how), &o);
+    struct pollfd p = { lfd, POLLIN, 0 };
+    cr_assert_eq(poll(&p, 1, 10000), 1);
+    int fd = accept(lfd, NULL, NULL);
+    char hello[6];
+    cr_assert_eq(pc_read_full(fd, hello, 6), 6);
+    cr_assert_eq(write(fd, "x", 1), 1);
+    if (rst) {
+        struct linger lg = { 1, 0 };
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    }
+    close(fd);
+    close(lfd);
+    int status;
+    cr_assert_eq(nt_wait_timeout(pid, 10000, &status), 0);
+    char *got = nt_read_file(out, NULL);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "hangup %s: status %#x: %s", how, status, got ? got : "");
+    snprintf(res->out, sizeof res->out, "%s", got ? got : "");
+    cr_assert_eq(nt_jsonl_load(&res->log, log), 0, "no log at %s", log);
+    free(got);
+    free(text);
+}
+
+/* One flush_error with the expected errno and lost bytes (10 records of
+ * writer 0 from `first`), and the next call failed with it. */
+static void assert_flush_error(struct hangup_result *r, const char *err,
+                               unsigned first, const char *op)
+{
+    cr_assert_geq(nt_jsonl_count(&r->log, "flush_error"), 1,
+                  "no flush_error event; program said %s", r->out);
+    const char *line = nt_jsonl_nth(&r->log, "flush_error", 0);
+    char v[64];
+    cr_assert(nt_json_get(line, "errno", v, sizeof v) && !strcmp(v, err),
+              "flush_error errno %s, expected %s: %s", v, err, line);
+    long lost = 0;
+    char rec[REC_MAX];
+    for (unsigned i = first; i < first + 10; i++)
+        lost += (long)rec_make(rec, 0, i);
+    cr_assert(nt_json_get(line, "lost_bytes", v, sizeof v) &&
+                  atol(v) == lost,
+              "lost_bytes %s, expected %ld: %s", v, lost, line);
+    cr_assert(nt_json_get(line, "op", v, sizeof v) && !strcmp(v, op),
+              "op %s, expected %s", v, op);
+    char next[80];
+    snprintf(next, sizeof next, "next=%s", err);
+    cr_assert(strstr(r->out, next), "the next call did not fail with %s: %s",
+              err, r->out);
+}
+
+Test(coalesce, peer_reset_while_buffered_timer_flush)
+{
+    struct hangup_result r;
+    hangup("rst-timer", true, &r);
+    cr_assert(strstr(r.out, "writes_ok=10 "), "%s", r.out);
+    assert_flush_error(&r, "ECONNRESET", 0, "timer");
+    cr_assert(strstr(r.out, "sigpipe=0"), "%s", r.out);
+    nt_jsonl_free(&r.log);
+}
+
+Test(coalesce, peer_reset_while_buffered_wait_flush)
+{
+    struct hangup_result r;
+    hangup("rst-wait", true, &r);
+    assert_flush_error(&r, "ECONNRESET", 0, "wait");
+    nt_jsonl_free(&r.log);
+}
+
+Test(coalesce, peer_closed_epipe_and_sigpipe_at_next_write)
+{
+    struct hangup_result r;
+    hangup("fin", false, &r);
+    cr_assert(strstr(r.out, "writes_ok=20 "), "%s", r.out);
+    assert_flush_error(&r, "EPIPE", 10, "timer");
+    cr_assert(strstr(r.out, "sigpipe=1"), "SIGPIPE not delivered at the "
+              "next write: %s", r.out);
+    nt_jsonl_free(&r.log);
+}
