@@ -46,8 +46,18 @@
  * something to flush is a small array of (fd, gen, buffer) under its own
  * spin lock, so a wait finds them without scanning the fd table, and
  * nt_coalesce_pending keeps the no-pending check in front of a wait a
- * single load. A thread re-entering this code from a signal handler (the
- * per-thread in_co count) writes through directly.
+ * single load.
+ *
+ * Signal handlers: a handler's write on a coalescing socket is coalesced
+ * like any other, unless it interrupted its own thread while that held the
+ * connection's slot lock (a few instructions around a copy or a send) or
+ * one of the global spin locks: then the state may be half-changed, and
+ * the handler's call goes straight to the kernel, so its bytes can land
+ * ahead of bytes buffered just before (the one ordering exception). A
+ * handler that interrupts its thread's wait for room in a send is not
+ * stopped by that thread's busy mark, just as a write from a handler gets
+ * in between the parts of an interrupted blocking send in the kernel.
+ * Waits and exits from such a handler skip what they cannot lock.
  *
  * Non-blocking sockets: flushes never block the program unless it has to
  * (close, shutdown, dup, fork, exec, exit, where a bounded wait follows:
@@ -120,9 +130,9 @@ unsigned nt_coalesce_pending;
 
 /* ---- thread identity and spin locks ---------------------------------- */
 
-/* Nonzero while this thread runs coalescing code: a signal handler that
- * lands in it must not touch buffers the interrupted code is changing. */
-static NT_TLS int in_co;
+/* Global spin locks this thread holds: a signal handler that lands while
+ * one is held must not take it again (it would spin forever). */
+static NT_TLS int co_spin;
 static NT_TLS char co_anchor; /* its address names the thread */
 
 /* (fork epoch, thread): owners from before a fork are not owners. */
@@ -148,11 +158,12 @@ static void backoff(int round)
     nanosleep(&ts, NULL);
 }
 
-/* Global spin locks (pool, pending set): held for a few instructions and
- * only inside in_co, so never re-entered by the owning thread. */
+/* Global spin locks (pool, pending set): held for a few instructions;
+ * enter() keeps a signal handler of the holding thread away (co_spin). */
 static void spin_lock(uint64_t *l)
 {
     uint64_t me = self_id();
+    co_spin++;
     for (int round = 0;; round++) {
         uint64_t cur = __atomic_load_n(l, __ATOMIC_RELAXED);
         if (!id_live(cur) &&
@@ -167,6 +178,7 @@ static void spin_lock(uint64_t *l)
 static void spin_unlock(uint64_t *l)
 {
     __atomic_store_n(l, 0, __ATOMIC_RELEASE);
+    co_spin--;
 }
 
 /* ---- buffer pool ------------------------------------------------------ */
@@ -338,21 +350,19 @@ struct co_call {
 
 static void release_buf(struct co_call *x);
 
-/* Lock the slot for coalescing work. 0: not here (a signal handler
- * interrupted the library on this thread, or the slot is locked by this
- * thread's own close): the caller does without. */
+/* Lock the slot for coalescing work. 0: not here: a signal handler
+ * interrupted this thread while it held the slot (inside this file, or in
+ * close) or a global spin lock; the caller does without (see "Signal
+ * handlers" above). */
 static int enter(struct co_call *x, struct nt_conn *c, int fd,
                  const char *op, void *caller)
 {
-    if (in_co)
+    if (co_spin)
         return 0;
     *x = (struct co_call){ .c = c, .fd = fd, .op = op, .caller = caller };
-    in_co++;
     x->taken = nt_conn_lock(c);
-    if (!x->taken) {
-        in_co--;
+    if (!x->taken)
         return 0;
-    }
     x->gen = c->gen;
     struct co_buf *b = c->cbuf;
     if (b && b->epoch != nt_fork_epoch) {
@@ -373,13 +383,15 @@ static void leave(struct co_call *x)
         };
         nt_event_emit(&ev);
     }
-    in_co--;
 }
 
+/* Another thread is sending with the slot unlocked. (This thread's own
+ * mark means a signal handler interrupted that send: the handler goes on,
+ * as a write from a handler interrupts a blocking send in the kernel.) */
 static int busy_other(const struct nt_conn *c)
 {
-    /* never this thread's own: it holds in_co while busy */
-    return id_live(__atomic_load_n(&c->co_busy, __ATOMIC_RELAXED));
+    uint64_t b = __atomic_load_n(&c->co_busy, __ATOMIC_RELAXED);
+    return id_live(b) && b != self_id();
 }
 
 /* Wait while another thread sends on the connection. 0: the slot was
@@ -434,25 +446,6 @@ static void sent(struct co_call *x, size_t n)
         nt_deadline_progress(x->c, x->fd, NT_OUT);
 }
 
-/* Up to max entries of iov, the first `skip` bytes left out. */
-static int iov_from(const struct iovec *iov, int n, size_t skip,
-                    struct iovec *out, int max, size_t *bytes)
-{
-    int k = 0;
-    for (int i = 0; i < n && k < max; i++) {
-        if (skip >= iov[i].iov_len) {
-            skip -= iov[i].iov_len;
-            continue;
-        }
-        out[k].iov_base = (char *)iov[i].iov_base + skip;
-        out[k].iov_len = iov[i].iov_len - skip;
-        *bytes += out[k].iov_len;
-        skip = 0;
-        k++;
-    }
-    return k;
-}
-
 /* A non-blocking socket (or no write_timeout) must still end a wait that
  * cannot be avoided (close, fork, exit): see "Non-blocking sockets". */
 static int linger_wait(struct nt_conn *c, int fd, nt_ns start)
@@ -485,6 +478,7 @@ static int wait_room(struct co_call *x, int how, nt_ns start)
 {
     struct nt_conn *c = x->c;
     int w;
+    uint64_t prev = c->co_busy; /* a handler's send keeps its thread's mark */
     __atomic_store_n(&c->co_busy, self_id(), __ATOMIC_RELAXED);
     nt_conn_unlock(c, 1);
     if (how == CO_BLOCK) {
@@ -494,7 +488,7 @@ static int wait_room(struct co_call *x, int how, nt_ns start)
     }
     int e = errno;
     nt_conn_lock(c);
-    __atomic_store_n(&c->co_busy, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&c->co_busy, prev, __ATOMIC_RELAXED);
     if (c->gen != x->gen) {
         errno = EBADF;
         return -2;
@@ -524,12 +518,13 @@ static ssize_t co_send(struct co_call *x, const struct iovec *iov,
         if (c->expired) {
             err = nt_deadline_errno(c);
         } else {
-            struct iovec v[CO_IOV + 1];
-            size_t want = have;
+            struct iovec v[CO_IOV + 1]; /* iovcnt <= CO_IOV (plain()) */
             int n = 0;
             if (have)
                 v[n++] = (struct iovec){ b->data + b->off, have };
-            n += iov_from(iov, iovcnt, done, v + n, CO_IOV + 1 - n, &want);
+            if (iovcnt > 0)
+                n += nt_iov_skip(iov, iovcnt, done, v + n);
+            size_t want = nt_iov_total(v, n);
             struct msghdr m = { .msg_iov = v, .msg_iovlen = (size_t)n };
             ssize_t r = real.sendmsg(x->fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
             if (r > 0) {
@@ -704,6 +699,8 @@ static void flush_pending(int how, int closing, const char *op, void *caller,
 {
     enum { BATCH = 64 };
     struct co_pend batch[BATCH];
+    if (co_spin)
+        return; /* a signal handler: this thread holds the set's lock */
     spin_lock(&pend_lock);
     size_t end = npend;
     spin_unlock(&pend_lock);
@@ -726,9 +723,7 @@ static void flush_pending(int how, int closing, const char *op, void *caller,
                 continue;
             if (c->gen != e->gen || nt_fd_kind(e->fd) != NT_FD_CONN) {
                 leave(&x);
-                in_co++;
                 reap_stale(e, op, caller);
-                in_co--;
                 continue;
             }
             if (!busy_other(c)) {
@@ -1168,7 +1163,7 @@ static void atfork_child(void)
 {
     pool_lock = 0;
     pend_lock = 0;
-    in_co = 0;
+    co_spin = 0;
 }
 
 __attribute__((constructor)) static void co_register_atfork(void)

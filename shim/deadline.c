@@ -255,8 +255,6 @@ int nt_deadline_wait(struct nt_conn *c, int fd, int dir, nt_ns start,
     int kind = dir == NT_IN ? NT_DL_READ : NT_DL_WRITE;
     nt_ns limit = limit_of(c->set, kind);
     struct pollfd p = { .fd = fd, .events = dir == NT_IN ? POLLIN : POLLOUT };
-    if (c->t_req)
-        arm(c, fd); /* an exchange is open: the timer watches it */
     for (;;) {
         struct timespec ts, *tsp = NULL;
         nt_ns now = nt_now();

@@ -48,8 +48,9 @@ void nt_deadline_waiting(struct nt_conn *c, int fd, int dir);
 /* The program waits for input on fd in poll/select: its read deadline
  * runs, as if a read had returned EAGAIN. */
 void nt_deadline_polled_in(struct nt_conn *c, int fd);
-/* Blocking call: wait until fd is ready in `dir` or the call's deadline
- * (start + read/write timeout) passes. Returns 1 ready, 0 deadline passed
+/* Blocking call: wait until fd (the connection's socket; possibly a
+ * private duplicate of the program's fd) is ready in `dir` or the call's
+ * deadline (start + read/write timeout) passes. Returns 1 ready, 0 deadline passed
  * (event logged, errno set to timeout_errno), -1 with errno (EINTR when
  * the kernel would not have restarted the call). */
 int nt_deadline_wait(struct nt_conn *c, int fd, int dir, nt_ns start,

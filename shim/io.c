@@ -1,5 +1,6 @@
 /* The I/O engine: accounting, the connection's story, EPIPE/SIGPIPE, stale
  * slots, and deadlines for blocking calls. See io.h. */
+#include <fcntl.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -104,56 +105,102 @@ static ssize_t finish(struct nt_conn *c, int fd, const struct nt_op *op,
     return failed(c, fd, op, extra);
 }
 
+/* The program's fd is about to be waited on. Returns the fd to wait and
+ * retry on: a private duplicate, so that if another thread closes the
+ * program's fd (and the number is reused) the call goes on with the socket
+ * it started on, as the kernel's blocking call would. */
+static int private_fd(int fd)
+{
+    int d = real.fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    return d >= 0 ? d : fd;
+}
+
+/* O_NONBLOCK belongs to the open file, which a dup'ed fd of the program
+ * may have changed: look before waiting. */
+static int became_nonblocking(struct nt_conn *c, int fd)
+{
+    int fl = real.fcntl(fd, F_GETFL);
+    if (fl < 0 || !(fl & O_NONBLOCK))
+        return 0;
+    c->nonblock = 1;
+    return 1;
+}
+
 /* A blocking call the library waits for itself, so that it ends at its
  * deadline. Writes (and MSG_WAITALL reads) continue until done, as the
- * kernel's blocking call would. */
+ * kernel's blocking call would. Only the slow path (the call would block)
+ * costs syscalls: F_GETFL, a private dup, the wait, the retry. */
 static ssize_t controlled(struct nt_conn *c, int fd, const struct nt_op *op,
                           int extra)
 {
     int want_all = !op->msgs && !op->flagless &&
                    (op->dir == NT_OUT || (op->flags & MSG_WAITALL));
     int flags = (op->flags | extra | MSG_DONTWAIT) & ~MSG_WAITALL;
+    int saved_errno = errno;
+    uint32_t gen = c->gen;
+    int wfd = fd; /* becomes a private duplicate once we wait */
     size_t done = 0;
     nt_ns start = 0;
+    ssize_t result;
+    if (op->flagless) {
+        /* sendfile/splice take no MSG_DONTWAIT: wait first, then call */
+        start = nt_now();
+        if (nt_deadline_wait(c, fd, op->dir, start, op->name, op->caller) <= 0)
+            return -1;
+        return finish(c, fd, op, op->attempt(fd, op, 0, 0), extra);
+    }
     for (;;) {
-        ssize_t r;
-        if (op->flagless) {
-            if (!start)
-                start = nt_now();
-            int w = nt_deadline_wait(c, fd, op->dir, start, op->name,
-                                     op->caller);
-            if (w <= 0)
-                return -1;
-            return finish(c, fd, op, op->attempt(fd, op, 0, 0), extra);
-        }
-        r = op->attempt(fd, op, flags, done);
+        ssize_t r = op->attempt(wfd, op, flags, done);
+        int closed = c->gen != gen; /* the program closed fd meanwhile */
         if (r > 0) {
-            account(c, fd, op->dir, op->msgs ? 0 : (size_t)r);
+            if (!closed)
+                account(c, fd, op->dir, op->msgs ? 0 : (size_t)r);
             done += (size_t)r;
-            if (!want_all || done >= op->total)
-                return (ssize_t)done;
+            if (!want_all || done >= op->total) {
+                errno = saved_errno;
+                result = (ssize_t)done;
+                break;
+            }
             start = 0; /* the peer drained: the write deadline restarts */
             continue;
         }
-        if (r == 0 || errno != EAGAIN) {
-            if (done)
-                return (ssize_t)done;
-            return finish(c, fd, op, r, extra);
+        if (closed && r < 0 && errno == EAGAIN) /* block as the kernel would, */
+            r = op->attempt(wfd, op, flags & ~MSG_DONTWAIT, done); /* on the socket */
+        if (r == 0 || errno != EAGAIN || closed) {
+            if (done) {
+                errno = saved_errno;
+                result = (ssize_t)done;
+            } else {
+                result = closed ? r : finish(c, fd, op, r, extra);
+            }
+            break;
+        }
+        if (wfd == fd && became_nonblocking(c, fd)) {
+            nt_deadline_waiting(c, fd, op->dir);
+            errno = EAGAIN;
+            result = done ? (ssize_t)done : -1;
+            break;
         }
         nt_deadline_waiting(c, fd, op->dir);
+        if (wfd == fd)
+            wfd = private_fd(fd);
         if (!start)
             start = nt_now();
-        int w = nt_deadline_wait(c, fd, op->dir, start, op->name, op->caller);
-        if (c->expired) {
+        int w = nt_deadline_wait(c, wfd, op->dir, start, op->name, op->caller);
+        if (c->gen == gen && c->expired) {
             errno = nt_deadline_errno(c);
             w = 0;
         }
-        if (w <= 0)
-            return done ? (ssize_t)done : -1;
+        if (w <= 0) {
+            result = done ? (ssize_t)done : -1;
+            break;
+        }
     }
+    if (wfd != fd)
+        NT_KEEP_ERRNO(real.close(wfd));
+    return result;
 }
 
-/* >>> coalescing (coalesce.c): one branch on the fast path */
 ssize_t nt_io(struct nt_conn *c, int fd, const struct nt_op *op)
 {
     if (unlikely(c->co_mode != NT_CO_OFF))

@@ -44,11 +44,26 @@ static inline size_t rec_make(char *buf, unsigned w, unsigned seq)
     return REC_HDR + n + 1;
 }
 
+static inline long rec_check_loose(const char *buf, size_t len,
+                                   unsigned next[], unsigned loose_writer,
+                                   unsigned char *seen, size_t nseen,
+                                   char *why, size_t whylen);
+
 /* Check a stream of records. next[w] is the sequence number expected next
  * from writer w (start at 0, or where an earlier stream stopped); updated.
  * Returns the number of records, or -1 with a description in why. */
 static inline long rec_check(const char *buf, size_t len, unsigned next[],
                              char *why, size_t whylen)
+{
+    return rec_check_loose(buf, len, next, REC_WRITERS, NULL, 0, why, whylen);
+}
+
+/* The same, except that writer `loose_writer`'s records may come in any
+ * order, each exactly once (seen[seq] marks them; next[] then counts). */
+static inline long rec_check_loose(const char *buf, size_t len,
+                                   unsigned next[], unsigned loose_writer,
+                                   unsigned char *seen, size_t nseen,
+                                   char *why, size_t whylen)
 {
     size_t off = 0;
     long count = 0;
@@ -67,7 +82,14 @@ static inline long rec_check(const char *buf, size_t len, unsigned next[],
                      hdr, off, count);
             return -1;
         }
-        if (seq != next[w]) {
+        if (w == loose_writer) {
+            if (seq >= nseen || seen[seq]) {
+                snprintf(why, whylen, "writer %u: record %u twice or bad", w,
+                         seq);
+                return -1;
+            }
+            seen[seq] = 1;
+        } else if (seq != next[w]) {
             snprintf(why, whylen,
                      "writer %u: record %u where %u was due (offset %zu)", w,
                      seq, next[w], off);

@@ -56,8 +56,11 @@ struct nt_spawn_opts {
 
 /* fork + exec argv[0] (searched in PATH). The child gets the parent's
  * environment minus LD_PRELOAD and NETTIMEO_* (so a developer's shell
- * cannot skew a test), plus LD_PRELOAD unless no_preload, plus o->env.
- * Returns the pid, or -1 with errno (exec failure shows as exit 127). */
+ * cannot skew a test), plus LD_PRELOAD unless no_preload, plus o->env;
+ * default signal dispositions for SIGPIPE and an empty signal mask.
+ * PR_SET_PDEATHSIG fires when the *thread* that called nt_spawn exits:
+ * spawn from the test's own thread. Returns the pid, or -1 with errno
+ * (an exec failure shows as exit 127). */
 pid_t nt_spawn(const char *const argv[], const struct nt_spawn_opts *o);
 /* Wait up to timeout_ms (< 0: forever). Returns 0 when the child exited
  * (status filled in), 1 when it timed out and was killed with SIGKILL,
@@ -177,7 +180,8 @@ void nt_addr_any(enum nt_family f, struct nt_addr *a);
 void nt_addr_from_line(enum nt_family f, const char *line, struct nt_addr *a);
 /* Listening socket (O_CLOEXEC) on a fresh address; *a gets the real one. */
 int nt_listen(enum nt_family f, int backlog, struct nt_addr *a);
-/* Blocking connected socket within timeout_ms, or -1. */
+/* Blocking connected socket within timeout_ms, or -1 (a unix listener
+ * with a full queue is retried until then, as a blocking connect waits). */
 int nt_connect(const struct nt_addr *a, int timeout_ms);
 /* Retry connecting until something listens (a just-spawned daemon);
  * 0 on success, -1 after timeout_ms. */

@@ -157,6 +157,7 @@ pid_t nt_spawn(const char *const argv[], const struct nt_spawn_opts *opts)
     bool own[3];
     int fds[3], err;
     pid_t parent = getpid(), pid;
+    sigset_t mask;
     struct env_owned own_env;
     char **env = child_env(o, &own_env);
     char *path = resolve(argv[0]);
@@ -181,7 +182,11 @@ pid_t nt_spawn(const char *const argv[], const struct nt_spawn_opts *opts)
             fcntl(o->pass_fds[i], F_SETFD, 0);
         if (o->cwd && chdir(o->cwd) < 0)
             _exit(127);
-        signal(SIGPIPE, SIG_DFL);   /* a test may ignore it; programs must not inherit that */
+        /* A test may ignore SIGPIPE or block signals; programs must not
+         * inherit that. */
+        signal(SIGPIPE, SIG_DFL);
+        sigemptyset(&mask);
+        sigprocmask(SIG_SETMASK, &mask, NULL);
         execve(path, (char *const *)argv, env);
         _exit(127);
     }

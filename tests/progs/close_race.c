@@ -19,6 +19,7 @@
 #include "common.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,7 @@
 
 struct reader {
     pthread_t t;
+    volatile pid_t tid;
     int fd;
     volatile int done;
     ssize_t rc;
@@ -38,6 +40,7 @@ struct reader {
 static void *reader_main(void *arg)
 {
     struct reader *r = arg;
+    r->tid = gettid();
     r->rc = read(r->fd, r->data, sizeof r->data - 1);
     r->err = errno;
     r->done = 1;
@@ -56,6 +59,30 @@ static void sleep_us(long us)
 {
     struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
     nanosleep(&ts, NULL);
+}
+
+/* Until the reader sleeps in the kernel (in read, or in whatever the
+ * library waits with): a fixed sleep is not enough on a loaded machine. */
+static void wait_blocked(struct reader *r)
+{
+    char path[64], buf[256];
+    for (int i = 0; i < 5000; i++) {
+        int fd;
+        ssize_t n = 0;
+        char *p;
+        if (r->tid) {
+            snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)r->tid);
+            if ((fd = open(path, O_RDONLY)) >= 0) {
+                n = read(fd, buf, sizeof buf - 1);
+                close(fd);
+            }
+        }
+        buf[n > 0 ? n : 0] = 0;
+        if ((p = strrchr(buf, ')')) && p[1] == ' ' && p[2] == 'S')
+            break;
+        sleep_us(1000);
+    }
+    sleep_us(20000);
 }
 
 /* Join within 5 s; 0 when the reader finished, -1 when it is still blocked. */
@@ -94,7 +121,7 @@ int main(int argc, char **argv)
         int p[2];
         pc_pair(family, &c, &s);
         start_reader(&r, c);
-        sleep_us(100000);                     /* let it block in read */
+        wait_blocked(&r);
         if (!strcmp(mode, "shutdown")) {
             shutdown(c, SHUT_RDWR);
         } else if (!strcmp(mode, "close") || !strcmp(mode, "reuse")) {

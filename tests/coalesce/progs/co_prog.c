@@ -14,6 +14,10 @@
  *   cont FD START COUNT END              (exec/spawn child) more records,
  *       then END: exit | _exit | return
  *   threads ADDR T N                     T threads, N records each, 1 socket
+ *   signals ADDR N                       N records, and more from a SIGALRM
+ *       handler every 100 us into the same socket
+ *   forkstress ADDR THREADS FORKS        threads write records while the
+ *       main thread forks children that _exit at once
  *   hangup ADDR HOW                      bytes buffered when the peer is
  *       gone: HOW rst-timer | rst-wait | fin
  *   nbslow ADDR TOTAL PIECE              non-blocking writer, slow reader,
@@ -37,6 +41,7 @@
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -386,6 +391,81 @@ static int do_threads(int argc, char **argv)
     return 0;
 }
 
+/* ---- signal handlers and fork from a busy process ----------------------- */
+
+#define SIG_RECS 20000
+static char *sig_recs[SIG_RECS];
+static size_t sig_lens[SIG_RECS];
+static volatile sig_atomic_t sig_next;
+static int sig_fd;
+
+/* Writer 1, from a SIGALRM handler, into the socket writer 0 is using. */
+static void on_alarm(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    if (sig_next < SIG_RECS &&
+        write(sig_fd, sig_recs[sig_next], sig_lens[sig_next]) ==
+            (ssize_t)sig_lens[sig_next])
+        sig_next++;
+    errno = saved;
+}
+
+static int do_signals(int argc, char **argv)
+{
+    if (argc != 4)
+        pc_die("signals ADDR N");
+    sig_fd = connect_or_die(argv[2]);
+    unsigned n = (unsigned)pc_num(argv[3]);
+    for (unsigned i = 0; i < SIG_RECS; i++) {
+        sig_recs[i] = malloc(REC_MAX);
+        sig_lens[i] = rec_make(sig_recs[i], 1, i);
+    }
+    struct sigaction sa = { .sa_handler = on_alarm, .sa_flags = SA_RESTART };
+    sigaction(SIGALRM, &sa, NULL);
+    struct itimerval it = { { 0, 100 }, { 0, 100 } };
+    setitimer(ITIMER_REAL, &it, NULL);
+    write_records(sig_fd, 0, 0, n);
+    struct itimerval off = { { 0, 0 }, { 0, 0 } };
+    setitimer(ITIMER_REAL, &off, NULL);
+    printf("handler_records=%d\n", (int)sig_next);
+    close(sig_fd);
+    return 0;
+}
+
+struct fw {
+    int fd;
+    unsigned w, n;
+    volatile int *stop;
+};
+
+/* Threads keep writing while the main thread forks: no byte twice. */
+static int do_forkstress(int argc, char **argv)
+{
+    if (argc != 5)
+        pc_die("forkstress ADDR THREADS FORKS");
+    int fd = connect_or_die(argv[2]);
+    unsigned nt = (unsigned)pc_num(argv[3]), forks = (unsigned)pc_num(argv[4]);
+    struct tw tw[REC_WRITERS];
+    pthread_t t[REC_WRITERS];
+    for (unsigned i = 0; i < nt && i < REC_WRITERS; i++) {
+        tw[i] = (struct tw){ fd, i, 4000 };
+        pthread_create(&t[i], NULL, thread_writer, &tw[i]);
+    }
+    for (unsigned i = 0; i < forks; i++) {
+        pid_t pid = fork();
+        if (pid == 0)
+            _exit(0); /* inherits buffers mid-write: must send none */
+        if (pid > 0)
+            waitpid(pid, NULL, 0);
+        sleep_ms(1);
+    }
+    for (unsigned i = 0; i < nt && i < REC_WRITERS; i++)
+        pthread_join(t[i], NULL);
+    close(fd);
+    return 0;
+}
+
 /* ---- the peer goes away while bytes are buffered ------------------------ */
 
 static volatile sig_atomic_t sigpipes;
@@ -555,6 +635,10 @@ int main(int argc, char **argv)
         return do_cont(argc, argv);
     if (!strcmp(m, "threads"))
         return do_threads(argc, argv);
+    if (!strcmp(m, "signals"))
+        return do_signals(argc, argv);
+    if (!strcmp(m, "forkstress"))
+        return do_forkstress(argc, argv);
     if (!strcmp(m, "hangup"))
         return do_hangup(argc, argv);
     if (!strcmp(m, "nbslow"))
