@@ -990,7 +990,7 @@ static ssize_t output_buffer(struct nt_conn *c, int fd,
     }
     int how = c->nonblock || (op->flags & MSG_DONTWAIT) ? CO_TRY : CO_BLOCK;
     if (!plain(op) || c->dup_shared || (c->co_flags & CO_PROG_CORK) ||
-        !c->co_ready) {
+        !c->co_ready || c->self_closed) {
         /* Not to be coalesced: after what is buffered, as it is. */
         if (flush(&x, how) < 0)
             return out_failed(&x, op);

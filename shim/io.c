@@ -170,8 +170,12 @@ static ssize_t controlled(struct nt_conn *c, int fd, const struct nt_op *op,
             if (done) {
                 errno = saved_errno;
                 result = (ssize_t)done;
+            } else if (closed) {
+                if (r >= 0)
+                    errno = saved_errno;
+                result = r;
             } else {
-                result = closed ? r : finish(c, fd, op, r, extra);
+                result = finish(c, fd, op, r, extra);
             }
             break;
         }
