@@ -321,17 +321,23 @@ static void pend_remove_at(size_t i)
     publish_count();
 }
 
-/* Slot locked: the connection leaves the set. */
-static void pend_del(struct nt_conn *c, int fd)
+/* Slot locked: the connection leaves the set. Returns the buffer its
+ * entry held, for the caller to free: a buffer is freed only by whoever
+ * removes its entry (reap_stale for a slot closed behind our back). */
+static struct co_buf *pend_del(struct nt_conn *c, int fd)
 {
+    struct co_buf *b = NULL;
     if (!c->co_pidx)
-        return;
+        return NULL;
     spin_lock(&pend_lock);
     size_t i = c->co_pidx - 1;
-    if (i < npend && pend[i].fd == fd && pend[i].gen == c->gen)
+    if (i < npend && pend[i].fd == fd && pend[i].gen == c->gen) {
+        b = pend[i].buf;
         pend_remove_at(i);
+    }
     c->co_pidx = 0;
     spin_unlock(&pend_lock);
+    return b;
 }
 
 /* ---- one call's work on a connection ---------------------------------- */
@@ -412,8 +418,7 @@ static int wait_idle(struct co_call *x)
 static void release_buf(struct co_call *x)
 {
     struct nt_conn *c = x->c;
-    struct co_buf *b = c->cbuf;
-    pend_del(c, x->fd);
+    struct co_buf *b = pend_del(c, x->fd);
     c->cbuf = NULL;
     c->clen = 0;
     c->co_flags &= (uint8_t)~CO_STUCK;
@@ -721,9 +726,14 @@ static void flush_pending(int how, int closing, const char *op, void *caller,
             struct co_call x;
             if (!c || !enter(&x, c, e->fd, op, caller))
                 continue;
-            if (c->gen != e->gen || nt_fd_kind(e->fd) != NT_FD_CONN) {
+            /* stale: the fd was closed (or reused) behind our back; or,
+             * defensively, an entry that is not the connection's state */
+            if (c->gen != e->gen || nt_fd_kind(e->fd) != NT_FD_CONN ||
+                (e->buf ? c->cbuf != e->buf
+                        : !(c->co_flags & CO_CORKED))) {
+                reap_stale(e, op, caller); /* under the slot lock: the slot
+                                              cannot re-add that buffer */
                 leave(&x);
-                reap_stale(e, op, caller);
                 continue;
             }
             if (!busy_other(c)) {
@@ -1149,6 +1159,9 @@ void nt_coalesce_expired(struct nt_conn *c, int fd)
  * unlock: the owners' fork epoch is stale there.) */
 static void atfork_prepare(void)
 {
+    /* fork() itself flushed (process.c); this catches forks glibc makes
+     * internally (daemon()), whose parent then leaves with _exit */
+    nt_coalesce_flush_all();
     spin_lock(&pend_lock);
     spin_lock(&pool_lock);
 }

@@ -105,6 +105,18 @@ static void arm(struct nt_conn *c, int fd)
     nt_timer_arm(c, fd, due);
 }
 
+/* The fast path's way to arm: a deadline that starts `now` comes due at
+ * `due`. Nothing to do when the connection is already filed at or before
+ * that, and comfortably in the future: the timer cannot be popping that
+ * entry while we look, and when it does pop it, it sees the new clock. */
+#define NT_ARM_MARGIN 20000000LL /* 20 ms: more than the coarse clock lags */
+static inline void arm_for(struct nt_conn *c, int fd, nt_ns now, nt_ns due)
+{
+    if (c->heap_idx && c->heap_due <= due && c->heap_due > now + NT_ARM_MARGIN)
+        return;
+    arm(c, fd);
+}
+
 void nt_deadline_open(struct nt_conn *c, int fd)
 {
     if (!c->set)
@@ -145,22 +157,19 @@ int nt_deadline_connect_done(struct nt_conn *c)
     return c->expired && c->expired_kind == NT_DL_CONNECT;
 }
 
-int nt_deadline_controls(const struct nt_conn *c, int dir)
-{
-    unsigned own = dir == NT_IN ? BIT(NT_DL_READ) : BIT(NT_DL_WRITE);
-    return (c->dl_active & (own | BIT(NT_DL_REQUEST))) != 0;
-}
-
 void nt_deadline_progress(struct nt_conn *c, int fd, int dir)
 {
     uint8_t a = c->dl_active;
-    c->t_connect = 0; /* bytes moved: the connect is long done */
-    if (a & BIT(NT_DL_IDLE))
-        c->t_last = nt_now();
+    if (unlikely(c->t_connect))
+        c->t_connect = 0; /* bytes moved: the connect is long done */
     if (dir == NT_IN)
         c->t_wait_rd = 0;
     else
         c->t_wait_wr = 0;
+    if (!(a & (BIT(NT_DL_IDLE) | BIT(NT_DL_REQUEST))))
+        return;
+    nt_ns now = nt_now_coarse(); /* one clock read per call, no syscall */
+    c->t_last = now;
     if (!(a & BIT(NT_DL_REQUEST)))
         return;
     /* Inbound: reading starts a request, writing answers it. Outbound:
@@ -168,8 +177,9 @@ void nt_deadline_progress(struct nt_conn *c, int fd, int dir)
     int starts = c->role == NT_ROLE_OUTBOUND ? dir == NT_OUT : dir == NT_IN;
     if (starts && c->req_phase != PH_REQUEST) {
         c->req_phase = PH_REQUEST;
-        c->t_req = nt_now();
-        arm(c, fd); /* the handler may make no further call on it */
+        c->t_req = now;
+        /* the handler may make no further call on it */
+        arm_for(c, fd, now, now + c->set->request_timeout);
     } else if (!starts && c->req_phase == PH_REQUEST) {
         c->req_phase = PH_ANSWERED;
     }
@@ -192,9 +202,11 @@ void nt_deadline_waiting(struct nt_conn *c, int fd, int dir)
     if (c->nonblock) {
         nt_ns *since = dir == NT_IN ? &c->t_wait_rd : &c->t_wait_wr;
         if (!*since) {
-            *since = nt_now();
-            if (a & BIT(dir == NT_IN ? NT_DL_READ : NT_DL_WRITE))
-                arm(c, fd);
+            nt_ns now = nt_now_coarse();
+            *since = now;
+            int k = dir == NT_IN ? NT_DL_READ : NT_DL_WRITE;
+            if (a & BIT(k))
+                arm_for(c, fd, now, now + limit_of(c->set, k));
         }
     }
 }
@@ -203,8 +215,9 @@ void nt_deadline_polled_in(struct nt_conn *c, int fd)
 {
     if (!(c->dl_active & BIT(NT_DL_READ)) || c->t_wait_rd)
         return;
-    c->t_wait_rd = nt_now();
-    arm(c, fd);
+    nt_ns now = nt_now_coarse();
+    c->t_wait_rd = now;
+    arm_for(c, fd, now, now + c->set->read_timeout);
 }
 
 /* Raised by the faulting thread itself, never while it sleeps in a wait:

@@ -39,7 +39,11 @@ void nt_deadline_connect_check(struct nt_conn *c, int fd);
 
 /* Does a blocking call in direction `dir` need the library to control its
  * wait (a per-call deadline, or request boundaries to observe)? */
-int nt_deadline_controls(const struct nt_conn *c, int dir);
+static inline int nt_deadline_controls(const struct nt_conn *c, int dir)
+{
+    unsigned own = 1u << (dir == NT_IN ? NT_DL_READ : NT_DL_WRITE);
+    return (c->dl_active & (own | (1u << NT_DL_REQUEST))) != 0;
+}
 /* Bytes moved (n > 0) in direction dir: restart clocks, track exchanges. */
 void nt_deadline_progress(struct nt_conn *c, int fd, int dir);
 /* The call would block: the program is now waiting in direction dir.

@@ -158,6 +158,9 @@ int nt_rmtree(const char *path);
 int nt_write_file(const char *path, const void *data, size_t len);
 /* Whole file, NUL-terminated, malloc'ed; *len may be NULL. */
 char *nt_read_file(const char *path, size_t *len);
+/* nt_path(name) with `text` written to it (a config file, say): the path,
+ * malloc'ed, or NULL. */
+char *nt_write_tmp(const char *name, const char *text);
 /* Bytes of a deterministic pseudo-random file (for download tests). */
 void nt_fill_bytes(void *buf, size_t len, uint32_t seed);
 
@@ -240,6 +243,9 @@ const char *nt_jsonl_nth(const struct nt_jsonl *j, const char *event, size_t nth
  * (\uXXXX kept as is), numbers/literals/arrays/objects copied raw. false
  * when absent or malformed. */
 bool nt_json_get(const char *line, const char *key, char *out, size_t outlen);
+/* Member `key` as a number (age_ms is 0.102); dflt when line is NULL or
+ * the member is absent or not a number. */
+double nt_json_num(const char *line, const char *key, double dflt);
 /* Every line of the file parses as a JSON object (python3's json module);
  * 0 when valid, else -1 and *why (malloc'ed, may be NULL) says where. */
 int nt_jsonl_validate(const char *path, char **why);

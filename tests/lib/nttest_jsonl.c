@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include "nttest.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,6 +157,17 @@ bool nt_json_get(const char *line, const char *key, char *out, size_t outlen)
         if (*p++ != ',')
             return false;
     }
+}
+
+double nt_json_num(const char *line, const char *key, double dflt)
+{
+    char v[64], *end;
+    double n;
+    if (!line || !nt_json_get(line, key, v, sizeof v))
+        return dflt;
+    errno = 0;
+    n = strtod(v, &end);
+    return end == v || *end || errno ? dflt : n;
 }
 
 int nt_jsonl_validate(const char *path, char **why)

@@ -139,6 +139,16 @@ char *nt_read_file(const char *path, size_t *len)
     return buf;
 }
 
+char *nt_write_tmp(const char *name, const char *text)
+{
+    char *path = nt_path(name);
+    if (path && nt_write_file(path, text, strlen(text)) < 0) {
+        free(path);
+        return NULL;
+    }
+    return path;
+}
+
 void nt_fill_bytes(void *buf, size_t len, uint32_t seed)
 {
     unsigned char *p = buf;

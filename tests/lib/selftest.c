@@ -176,7 +176,7 @@ Test(nttest, jsonl)
         "not json\n"
         "{\"ts\":\"t\",\"event\":\"epipe\",\"fd\":4,\"bt\":[\"a,}\",\"b\"],\"s\":\"q\\\"x\\n\"}\n"
         "{\"event\":\"timeout\",\"o\":{\"event\":\"inner\"},\"limit_ms\":50}\n"
-        "{\"event\":\"epipe\"}\n";
+        "{\"event\":\"epipe\",\"age_ms\":0.102}\n";
     struct nt_jsonl j;
     char v[64], *path = nt_path("log.jsonl"), *why;
     nt_jsonl_parse(&j, text);
@@ -191,6 +191,12 @@ Test(nttest, jsonl)
     cr_assert(nt_json_get(nt_jsonl_nth(&j, "timeout", 0), "limit_ms", v, sizeof v) &&
               !strcmp(v, "50"));
     cr_assert(!nt_json_get(nt_jsonl_nth(&j, "epipe", 1), "fd", v, sizeof v));
+    cr_assert_eq(nt_json_num(nt_jsonl_nth(&j, "epipe", 0), "fd", -1), 4);
+    cr_assert_eq(nt_json_num(nt_jsonl_nth(&j, "timeout", 0), "limit_ms", -1), 50);
+    cr_assert_eq(nt_json_num(nt_jsonl_nth(&j, "epipe", 0), "s", -1), -1);
+    cr_assert_eq(nt_json_num(nt_jsonl_nth(&j, "epipe", 1), "fd", -1), -1);
+    cr_assert_eq(nt_json_num(nt_jsonl_nth(&j, "epipe", 1), "age_ms", -1), 0.102);
+    cr_assert_eq(nt_json_num(NULL, "fd", -1), -1);
     nt_jsonl_free(&j);
     nt_write_file(path, text + 9, strlen(text + 9));
     cr_assert(nt_jsonl_validate(path, &why) == 0, "%s", why ? why : "");
@@ -211,4 +217,9 @@ Test(nttest, tmpdir_is_private_and_readable)
     struct stat st;
     cr_assert(stat(nt_tmpdir(), &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & 0777) == 0755);
     cr_assert(strncmp(nt_tmpdir(), "/tmp/nttest.", 12) == 0);
+    char *p = nt_write_tmp("t.conf", "[global]\n"), *text = p ? nt_read_file(p, NULL) : NULL;
+    cr_assert(p && !strncmp(p, nt_tmpdir(), strlen(nt_tmpdir())) && text &&
+              !strcmp(text, "[global]\n"));
+    free(text);
+    free(p);
 }
