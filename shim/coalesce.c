@@ -14,11 +14,13 @@
  *   TCP_NODELAY does, with TCP_NAGLE_PUSH, so no Nagle/delayed-ACK wait
  *   follows. The release is setsockopt(TCP_NODELAY, 1), then back to 0
  *   unless the program itself asked for TCP_NODELAY. Measured on loopback,
- *   2,000 8-byte sends per response: 9 segments per response without
- *   MSG_MORE (and up to 48 ms Nagle stalls), 26 and 220 ms stalls with
- *   MSG_MORE and no release (the 200 ms cork ceiling), 2 with the
- *   TCP_NODELAY release (the response and the ACK of the next request).
- *   Unix stream sockets ignore MSG_MORE: cork mode leaves them alone.
+ *   2,000 8-byte sends per response (Nagle on), OutSegs per exchange:
+ *   9 without MSG_MORE (and up to 48 ms Nagle stalls), 26 and 220 ms
+ *   stalls with MSG_MORE and no release (the 200 ms cork ceiling), 26 with
+ *   a zero-length send as the release, 2.5 with TCP_CORK 0 as the release
+ *   (still subject to Nagle), 2 with the TCP_NODELAY release (the response
+ *   and the next request). Unix stream sockets ignore MSG_MORE: cork mode
+ *   leaves them alone.
  *
  * Flush points (both modes; in cork mode a flush is the release): the
  * buffer is full; coalesce_delay has passed since the first byte (the
@@ -28,7 +30,10 @@
  * exec, posix_spawn, exit, _exit (nt_coalesce_flush_all); an output call
  * that cannot be coalesced (other flags such as MSG_OOB or MSG_MORE,
  * sendfile, splice, sendmmsg, control data); the program changing
- * TCP_CORK.
+ * TCP_CORK; dup or fdopen of the socket (and coalescing stops there).
+ * Writes after the program's own shutdown(SHUT_WR) go straight through,
+ * so their EPIPE is immediate; writes on an outbound socket that is not
+ * yet connected too (the kernel's EAGAIN/ECONNREFUSED is the program's).
  *
  * Memory: buffers come from a pool of mmap'ed blocks with a spin-locked
  * free list; nothing here calls malloc (hooks may run in signal handlers
@@ -80,9 +85,10 @@
  * call (a write that did not fit, a read), that call fails instead.
  *
  * Sharing: once another descriptor refers to the socket (dup, dup2,
- * F_DUPFD), the connection is flushed and coalescing stops on both
- * descriptors, so no byte written through one can overtake bytes buffered
- * for the other. Across fork both processes keep coalescing their own
+ * F_DUPFD) or the program wraps it in a FILE* (fdopen: stdio writes with
+ * glibc's internal calls, which no hook sees), the connection is flushed
+ * and coalescing stops on both, so no byte written through one can
+ * overtake bytes buffered for the other. Across fork both processes keep coalescing their own
  * writes: the fork is a flush point, and bytes a fork child would inherit
  * in a buffer (only if the pre-fork flush could not complete) belong to the
  * parent: the child drops them (buffers carry the fork epoch), so nothing
@@ -90,9 +96,17 @@
  * guaranteed at the flush points only (fork, exit, exec, waits).
  *
  * Stale slots: flushes use sendmsg only, so an fd closed and reopened as
- * a non-socket behind the library's back gets ENOTSOCK, never the bytes;
+ * a non-socket behind the library's back gets ENOTSOCK, never the bytes
+ * (the slot is then forgotten and the program's call made as it was);
  * entries whose slot generation changed are dropped and their bytes
- * reported lost (EBADF).
+ * reported lost (EBADF). A raw close(2) followed by writes to a file
+ * opened under the same number within one buffer's life can still put the
+ * file's bytes into the socket's buffer: raw syscalls are out of reach.
+ *
+ * Limits: a program's bad buffer pointer crashes in the copy instead of
+ * failing with EFAULT; SO_SNDTIMEO is not applied to flushes (the program
+ * was told the bytes were written); a flush at exit or close on a blocking
+ * socket with no write_timeout waits as long as a blocking write would.
  */
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -118,6 +132,7 @@
 #define CO_STUCK 0x02        /* the kernel refused buffered bytes (EAGAIN) */
 #define CO_PROG_CORK 0x04    /* the program set TCP_CORK: pass through */
 #define CO_PROG_NODELAY 0x08 /* the program set TCP_NODELAY (cork release) */
+#define CO_SHARED 0x10       /* another writer shares the socket: stop */
 
 #define CO_IOV 64                            /* program iovecs per sendmsg */
 #define NT_CO_LINGER (5 * 1000000000LL)      /* see "Non-blocking sockets" */
@@ -378,17 +393,20 @@ static int enter(struct co_call *x, struct nt_conn *c, int fd,
     return 1;
 }
 
-static void leave(struct co_call *x)
+static void report_lost(const struct co_call *x)
+{
+    struct nt_event ev = {
+        .kind = NT_EV_FLUSH_ERROR, .fd = x->fd, .op = x->op, .conn = x->c,
+        .err = x->lost_err, .lost_bytes = x->lost, .caller = x->caller,
+    };
+    nt_event_emit(&ev);
+}
+
+static inline void leave(struct co_call *x)
 {
     nt_conn_unlock(x->c, x->taken);
-    if (x->lost_err) {
-        struct nt_event ev = {
-            .kind = NT_EV_FLUSH_ERROR, .fd = x->fd, .op = x->op,
-            .conn = x->c, .err = x->lost_err, .lost_bytes = x->lost,
-            .caller = x->caller,
-        };
-        nt_event_emit(&ev);
-    }
+    if (unlikely(x->lost_err))
+        report_lost(x);
 }
 
 /* Another thread is sending with the slot unlocked. (This thread's own
@@ -402,7 +420,7 @@ static int busy_other(const struct nt_conn *c)
 
 /* Wait while another thread sends on the connection. 0: the slot was
  * closed or reused meanwhile. */
-static int wait_idle(struct co_call *x)
+static int wait_idle_slow(struct co_call *x)
 {
     for (int round = 0; busy_other(x->c); round++) {
         nt_conn_unlock(x->c, 1);
@@ -412,6 +430,13 @@ static int wait_idle(struct co_call *x)
             return 0;
     }
     return 1;
+}
+
+static inline int wait_idle(struct co_call *x)
+{
+    if (likely(!__atomic_load_n(&x->c->co_busy, __ATOMIC_RELAXED)))
+        return 1;
+    return wait_idle_slow(x);
 }
 
 /* The buffer is empty, or its bytes are lost: give it back. */
@@ -440,8 +465,13 @@ static void lose(struct co_call *x, int err)
     release_buf(x);
     if (err == ECONNRESET)
         c->peer_closed = 1;
-    if (x->defer && n)
+    if (err == ENOTSOCK || err == EBADF) {
+        /* closed (and reopened) behind our back: those bytes cannot be
+         * delivered, and the descriptor is no longer this connection */
+        nt_fd_forget(x->fd);
+    } else if (x->defer && n) {
         c->flush_err = err;
+    }
 }
 
 static void sent(struct co_call *x, size_t n)
@@ -841,6 +871,11 @@ static void decide(struct nt_conn *c, int fd)
     nt_conn_unlock(c, taken);
 }
 
+static int shared(const struct nt_conn *c)
+{
+    return c->dup_shared || (c->co_flags & CO_SHARED);
+}
+
 /* May this output call be coalesced (its bytes copied and sent later)? */
 static int plain(const struct nt_op *op)
 {
@@ -881,6 +916,8 @@ static ssize_t out_failed(struct co_call *x, const struct nt_op *op)
     if (e == EAGAIN && x->c->dl_active)
         nt_deadline_waiting(x->c, x->fd, NT_OUT);
     leave(x);
+    if (e == ENOTSOCK) /* not our socket any more: the call as made */
+        return op->attempt(x->fd, op, op->flags, 0);
     if (e == EAGAIN || e == EINTR || e == EBADF) {
         errno = e;
         return -1;
@@ -919,7 +956,7 @@ static ssize_t input(struct nt_conn *c, int fd, const struct nt_op *op)
 
 static ssize_t output_cork(struct nt_conn *c, int fd, const struct nt_op *op)
 {
-    int corkable = !op->flagless && !op->msgs && !c->dup_shared &&
+    int corkable = !op->flagless && !op->msgs && !shared(c) &&
                    !(op->flags & ~(MSG_NOSIGNAL | MSG_DONTWAIT | MSG_MORE));
     struct co_call x;
     if ((c->flush_err || !corkable || (c->co_flags & CO_PROG_CORK)) &&
@@ -927,7 +964,7 @@ static ssize_t output_cork(struct nt_conn *c, int fd, const struct nt_op *op)
         int e = c->flush_err ? take_err(c) : 0;
         if (!e && (!corkable || (c->co_flags & CO_PROG_CORK)))
             release(&x, 1); /* OOB, sendfile, ...: after what is held */
-        if (c->dup_shared && !(c->co_flags & CO_CORKED))
+        if (shared(c) && !(c->co_flags & CO_CORKED))
             c->co_mode = NT_CO_OFF;
         leave(&x);
         if (e)
@@ -954,8 +991,13 @@ static ssize_t output_cork(struct nt_conn *c, int fd, const struct nt_op *op)
 }
 
 /* The bytes of a plain call go into the buffer. */
-static void copy_in(struct co_buf *b, const struct nt_op *op)
+static inline void copy_in(struct co_buf *b, const struct nt_op *op)
 {
+    if (op->iovcnt == 1) { /* write, send */
+        memcpy(b->data + b->len, op->iov[0].iov_base, op->iov[0].iov_len);
+        b->len += (uint32_t)op->iov[0].iov_len;
+        return;
+    }
     for (int i = 0; i < op->iovcnt; i++) {
         memcpy(b->data + b->len, op->iov[i].iov_base, op->iov[i].iov_len);
         b->len += (uint32_t)op->iov[i].iov_len;
@@ -999,12 +1041,12 @@ static ssize_t output_buffer(struct nt_conn *c, int fd,
         return nt_io_direct(c, fd, op);
     }
     int how = c->nonblock || (op->flags & MSG_DONTWAIT) ? CO_TRY : CO_BLOCK;
-    if (!plain(op) || c->dup_shared || (c->co_flags & CO_PROG_CORK) ||
+    if (!plain(op) || shared(c) || (c->co_flags & CO_PROG_CORK) ||
         !c->co_ready || c->self_closed) {
         /* Not to be coalesced: after what is buffered, as it is. */
         if (flush(&x, how) < 0)
             return out_failed(&x, op);
-        if (c->dup_shared)
+        if (shared(c))
             c->co_mode = NT_CO_OFF;
         leave(&x);
         ssize_t r = nt_io_direct(c, fd, op);
@@ -1071,6 +1113,25 @@ ssize_t nt_coalesce_io(struct nt_conn *c, int fd, const struct nt_op *op)
 
 /* ---- sharing, socket options, the timer --------------------------------- */
 
+/* Another writer now shares the socket (a dup'ed fd, a FILE*): what is
+ * held goes out, and this descriptor stops coalescing (see "Sharing"). */
+static void stop_coalescing(struct nt_conn *c, int fd, const char *op,
+                            void *caller)
+{
+    struct co_call x;
+    if (c->co_mode == NT_CO_OFF || !enter(&x, c, fd, op, caller))
+        return;
+    c->co_flags |= CO_SHARED;
+    if (c->co_mode == NT_CO_UNDECIDED) {
+        c->co_mode = NT_CO_OFF;
+    } else if (wait_idle(&x)) {
+        flush_deferred(&x, CO_LINGER);
+        if (!c->cbuf && !c->flush_err && !(c->co_flags & CO_CORKED))
+            c->co_mode = NT_CO_OFF; /* else its next call reports, then off */
+    }
+    leave(&x);
+}
+
 void nt_coalesce_dup(int from, int to)
 {
     struct nt_conn *dst = nt_fd_conn(to);
@@ -1080,16 +1141,12 @@ void nt_coalesce_dup(int from, int to)
     /* nt_conn_dup copied the source's coalescing state: not the copy's */
     memset(&dst->cbuf, 0, sizeof *dst - offsetof(struct nt_conn, cbuf));
     dst->co_mode = NT_CO_OFF;
-    struct co_call x;
-    if (src->co_mode <= NT_CO_OFF ||
-        !enter(&x, src, from, "dup", __builtin_return_address(0)))
-        return;
-    if (wait_idle(&x)) {
-        flush_deferred(&x, CO_LINGER);
-        if (!src->cbuf && !src->flush_err)
-            src->co_mode = NT_CO_OFF;
-    }
-    leave(&x);
+    stop_coalescing(src, from, "dup", __builtin_return_address(0));
+}
+
+void nt_coalesce_fdopen(struct nt_conn *c, int fd)
+{
+    stop_coalescing(c, fd, "fdopen", __builtin_return_address(0));
 }
 
 int nt_coalesce_setsockopt(struct nt_conn *c, int fd, int opt,

@@ -51,6 +51,10 @@ void nt_coalesce_close_range(unsigned lo, unsigned hi);
  * `from` and stop coalescing on both (see coalesce.c, "Sharing"). */
 void nt_coalesce_dup(int from, int to);
 
+/* hook_sockopt.c: the program wraps the socket in a FILE* (fdopen): its
+ * stdio writes bypass every hook, so coalescing stops (after a flush). */
+void nt_coalesce_fdopen(struct nt_conn *c, int fd);
+
 /* hook_sockopt.c: the program sets TCP_CORK or TCP_NODELAY. */
 int nt_coalesce_setsockopt(struct nt_conn *c, int fd, int opt,
                            const void *val, socklen_t len);

@@ -80,8 +80,8 @@ struct nt_conn {
     uint32_t clen;           /* bytes buffered */
     int flush_err;           /* error to report on the next call */
     uint8_t co_mode;         /* enum nt_co_mode; 0: not decided yet */
-    uint8_t co_flags;        /* NT_CO_* bits (coalesce.c), slot lock */
-    uint8_t co_ready;        /* outbound: a call succeeded, so connected */
+    uint8_t co_flags;        /* CO_* bits (coalesce.c), slot lock */
+    uint8_t co_ready;        /* connected: bytes may be buffered */
     uint8_t co_retry;        /* failed timer flushes in a row (back-off) */
     uint32_t co_pidx;        /* 1 + index in the pending set (its lock) */
     uint64_t co_busy;        /* thread sending with the slot unlocked */

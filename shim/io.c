@@ -205,6 +205,7 @@ static ssize_t controlled(struct nt_conn *c, int fd, const struct nt_op *op,
     return result;
 }
 
+/* >>> coalescing (coalesce.c): one branch on the fast path */
 ssize_t nt_io(struct nt_conn *c, int fd, const struct nt_op *op)
 {
     if (unlikely(c->co_mode != NT_CO_OFF))

@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <sys/epoll.h>
 #include <sys/select.h>
 #include <sys/sendfile.h>
@@ -24,6 +25,7 @@
     X(int, listen, (int, int))                                               \
     X(int, getsockopt, (int, int, int, void *, socklen_t *))                 \
     X(int, setsockopt, (int, int, int, const void *, socklen_t))             \
+    X(FILE *, fdopen, (int, const char *))                                   \
     X(int, accept, (int, struct sockaddr *, socklen_t *))                    \
     X(int, accept4, (int, struct sockaddr *, socklen_t *, int))              \
     X(ssize_t, read, (int, void *, size_t))                                  \

@@ -389,6 +389,13 @@ Test(coalesce, records_dup2_over_buffered_fd_and_dup)
     records_case("dup", 1, (long[]){ 400 }, (unsigned[]){ 0 });
 }
 
+/* stdio on the socket (fdopen) bypasses the hooks: buffered records must
+ * not be overtaken by fprintf'ed ones. */
+Test(coalesce, records_fdopen_stdio)
+{
+    records_case("fdopen", 1, (long[]){ 600 }, (unsigned[]){ 0 });
+}
+
 /* Bytes reach the socket within coalesce_delay even if the program makes
  * no further call: it writes, then sleeps far longer than the delay. */
 Test(coalesce, delay_flushes_without_any_call)

@@ -11,6 +11,7 @@
  *       the server (MODE block | poll | epoll) answers in PIECES writes
  *   records MODE ADDR N                  numbered records (records.h) around
  *       MODE: plain sleep fork-exit fork-_exit exec _exit spawn dup2 dup
+ *       fdopen
  *   cont FD START COUNT END              (exec/spawn child) more records,
  *       then END: exit | _exit | return
  *   threads ADDR T N                     T threads, N records each, 1 socket
@@ -345,6 +346,17 @@ static int do_records(int argc, char **argv)
         write_records(fd, 0, n, n); /* now on the second connection */
         close(other);
         close(fd);
+    } else if (!strcmp(mode, "fdopen")) {
+        /* stdio writes through glibc's internal calls, unseen */
+        FILE *f = fdopen(fd, "w");
+        char rec[REC_MAX];
+        for (unsigned i = n; i < 2 * n; i++) {
+            size_t len = rec_make(rec, 0, i);
+            fwrite(rec, 1, len, f);
+        }
+        fflush(f);
+        write_records(fd, 0, 2 * n, n);
+        fclose(f);
     } else if (!strcmp(mode, "dup")) {
         int twin = dup(fd);
         for (unsigned i = n; i < 2 * n; i++)
