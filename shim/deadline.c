@@ -157,7 +157,7 @@ int nt_deadline_connect_done(struct nt_conn *c)
     return c->expired && c->expired_kind == NT_DL_CONNECT;
 }
 
-void nt_deadline_progress(struct nt_conn *c, int fd, int dir)
+NT_NO_CANARY void nt_deadline_progress(struct nt_conn *c, int fd, int dir)
 {
     uint8_t a = c->dl_active;
     if (unlikely(c->t_connect))

@@ -35,7 +35,7 @@ static ssize_t attempt_recvfrom(int fd, const struct nt_op *op, int flags,
 
 /* The governed path, out of line: the hooks' fast path keeps no locals
  * (no stack frame, no stack-protector canary). */
-__attribute__((noinline)) static ssize_t
+__attribute__((noinline)) NT_NO_CANARY static ssize_t
 read_buf(int fd, const char *name, nt_attempt_fn fn, void *buf, size_t len,
          int flags, struct sockaddr *from, socklen_t *fromlen, void *caller)
 {
@@ -142,7 +142,7 @@ static ssize_t attempt_recvmsg(int fd, const struct nt_op *op, int flags,
     return with_skipped_iov(fd, a->msg, flags, skip, 0);
 }
 
-__attribute__((noinline)) static ssize_t
+__attribute__((noinline)) NT_NO_CANARY static ssize_t
 read_vec(int fd, const struct iovec *iov, int iovcnt, void *caller)
 {
     struct vec_args a = { iov, iovcnt, NULL };
@@ -177,7 +177,7 @@ static void forget_passed_fds(const struct msghdr *msg)
     }
 }
 
-__attribute__((noinline)) static ssize_t
+__attribute__((noinline)) NT_NO_CANARY static ssize_t
 read_msg(int fd, struct msghdr *msg, int flags, void *caller)
 {
     struct vec_args a = { NULL, 0, msg };
@@ -212,7 +212,7 @@ static ssize_t attempt_recvmmsg(int fd, const struct nt_op *op, int flags,
     return real.recvmmsg(fd, a->vec, a->n, flags, a->timeout);
 }
 
-__attribute__((noinline)) static int
+__attribute__((noinline)) NT_NO_CANARY static int
 read_mmsg(int fd, struct mmsghdr *vec, unsigned n, int flags,
           struct timespec *timeout, void *caller)
 {

@@ -37,7 +37,7 @@ static ssize_t attempt_sendto(int fd, const struct nt_op *op, int flags,
 
 /* The governed path, out of line: the hooks' fast path keeps no locals
  * (no stack frame, no stack-protector canary). */
-__attribute__((noinline)) static ssize_t
+__attribute__((noinline)) NT_NO_CANARY static ssize_t
 write_buf(int fd, const char *name, nt_attempt_fn fn, const void *buf,
           size_t len, int flags, const struct sockaddr *to, socklen_t tolen,
           void *caller)
@@ -121,7 +121,7 @@ static ssize_t attempt_sendmsg(int fd, const struct nt_op *op, int flags,
 
 /* Coalescing sees the bytes of a plain vectored write: not those of a
  * message with an address or control data. */
-__attribute__((noinline)) static ssize_t
+__attribute__((noinline)) NT_NO_CANARY static ssize_t
 write_vec(int fd, const char *name, nt_attempt_fn fn, const struct iovec *iov,
           int iovcnt, const struct msghdr *msg, int flags, void *caller)
 {
@@ -166,7 +166,7 @@ static ssize_t attempt_sendmmsg(int fd, const struct nt_op *op, int flags,
     return real.sendmmsg(fd, a->vec, a->n, flags);
 }
 
-__attribute__((noinline)) static int
+__attribute__((noinline)) NT_NO_CANARY static int
 write_mmsg(int fd, struct mmsghdr *vec, unsigned n, int flags, void *caller)
 {
     struct mmsg_args a = { vec, n };
@@ -204,7 +204,7 @@ static ssize_t attempt_xfer(int fd, const struct nt_op *op, int flags,
                                                       a->in_off, a->len);
 }
 
-__attribute__((noinline)) static ssize_t
+__attribute__((noinline)) NT_NO_CANARY static ssize_t
 xfer(int fd, int dir, const char *name, struct xfer_args a, void *caller)
 {
     struct nt_op op = { .name = name, .dir = dir, .flagless = 1,

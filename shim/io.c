@@ -35,7 +35,7 @@ int nt_iov_skip(const struct iovec *iov, int n, size_t skip,
     return k;
 }
 
-static void account(struct nt_conn *c, int fd, int dir, size_t n)
+static inline void account(struct nt_conn *c, int fd, int dir, size_t n)
 {
     if (dir == NT_IN)
         c->bytes_in += n;
@@ -55,8 +55,9 @@ static void deliver_sigpipe(void)
         raise(SIGPIPE);
 }
 
-/* A call that did not move bytes: report, heal stale slots, and decide. */
-static ssize_t failed(struct nt_conn *c, int fd, const struct nt_op *op,
+/* A call that did not move bytes: report, heal stale slots, and decide.
+ * Out of line: the success path stays short. */
+__attribute__((noinline, cold)) static ssize_t failed(struct nt_conn *c, int fd, const struct nt_op *op,
                       int extra)
 {
     int e = errno;
@@ -89,10 +90,10 @@ static ssize_t failed(struct nt_conn *c, int fd, const struct nt_op *op,
     return -1;
 }
 
-static ssize_t finish(struct nt_conn *c, int fd, const struct nt_op *op,
-                      ssize_t r, int extra)
+static inline ssize_t finish(struct nt_conn *c, int fd,
+                             const struct nt_op *op, ssize_t r, int extra)
 {
-    if (r > 0) {
+    if (likely(r > 0)) {
         /* mmsg calls count messages; their bytes are not summed here */
         account(c, fd, op->dir, op->msgs ? 0 : (size_t)r);
         return r;
@@ -126,17 +127,19 @@ static int became_nonblocking(struct nt_conn *c, int fd)
     return 1;
 }
 
+#define NT_NOT_TRIED (-2)
+
 /* A blocking call the library waits for itself, so that it ends at its
  * deadline. Writes (and MSG_WAITALL reads) continue until done, as the
  * kernel's blocking call would. Only the slow path (the call would block)
  * costs syscalls: F_GETFL, a private dup, the wait, the retry. */
-static ssize_t controlled(struct nt_conn *c, int fd, const struct nt_op *op,
-                          int extra)
+__attribute__((noinline)) static ssize_t
+controlled(struct nt_conn *c, int fd, const struct nt_op *op, int extra,
+           ssize_t first, int saved_errno)
 {
     int want_all = !op->msgs && !op->flagless &&
                    (op->dir == NT_OUT || (op->flags & MSG_WAITALL));
     int flags = (op->flags | extra | MSG_DONTWAIT) & ~MSG_WAITALL;
-    int saved_errno = errno;
     uint32_t gen = c->gen;
     int wfd = fd; /* becomes a private duplicate once we wait */
     size_t done = 0;
@@ -150,7 +153,10 @@ static ssize_t controlled(struct nt_conn *c, int fd, const struct nt_op *op,
         return finish(c, fd, op, op->attempt(fd, op, 0, 0), extra);
     }
     for (;;) {
-        ssize_t r = op->attempt(wfd, op, flags, done);
+        /* `first` is the caller's attempt, when it made one */
+        ssize_t r = first != NT_NOT_TRIED ? first
+                                          : op->attempt(wfd, op, flags, done);
+        first = NT_NOT_TRIED;
         int closed = c->gen != gen; /* the program closed fd meanwhile */
         if (r > 0) {
             if (!closed)
@@ -205,16 +211,11 @@ static ssize_t controlled(struct nt_conn *c, int fd, const struct nt_op *op,
     return result;
 }
 
-/* >>> coalescing (coalesce.c): one branch on the fast path */
-ssize_t nt_io(struct nt_conn *c, int fd, const struct nt_op *op)
-{
-    if (unlikely(c->co_mode != NT_CO_OFF))
-        return nt_coalesce_io(c, fd, op); /* may come back to nt_io_direct */
-    return nt_io_direct(c, fd, op);
-}
-/* <<< coalescing */
-
-ssize_t nt_io_direct(struct nt_conn *c, int fd, const struct nt_op *op)
+/* The engine's body: a governed call made once, with the library's own
+ * flags, or waited for when a blocking call has a deadline. Inlined into
+ * both entry points. */
+static inline __attribute__((always_inline)) ssize_t
+io_direct(struct nt_conn *c, int fd, const struct nt_op *op)
 {
     int extra = 0;
     if (unlikely(c->expired) && op->dir == NT_OUT) {
@@ -225,11 +226,27 @@ ssize_t nt_io_direct(struct nt_conn *c, int fd, const struct nt_op *op)
     }
     if (op->dir == NT_OUT && !op->flagless && !(op->flags & MSG_NOSIGNAL))
         extra = MSG_NOSIGNAL;
-    if (c->dl_active && !c->nonblock && !(op->flags & MSG_DONTWAIT) &&
-        nt_deadline_controls(c, op->dir))
-        return controlled(c, fd, op, extra);
+    if (unlikely(c->dl_active) && !c->nonblock && !(op->flags & MSG_DONTWAIT) &&
+        nt_deadline_controls(c, op->dir)) {
+        if (op->flagless || (op->flags & MSG_WAITALL))
+            return controlled(c, fd, op, extra, NT_NOT_TRIED, errno);
+        /* Try without blocking first: when the data or the buffer space is
+         * there, as it mostly is, that is the whole call. */
+        int saved_errno = errno;
+        ssize_t r = op->attempt(fd, op, op->flags | extra | MSG_DONTWAIT, 0);
+        if (likely(r > 0) &&
+            (op->dir == NT_IN || op->msgs || (size_t)r >= op->total))
+            return finish(c, fd, op, r, extra);
+        return controlled(c, fd, op, extra, r, saved_errno);
+    }
     ssize_t r = op->attempt(fd, op, op->flags | extra, 0);
     return finish(c, fd, op, r, extra);
+}
+
+/* Coalescing's way back into the engine, for what it does not buffer. */
+ssize_t nt_io_direct(struct nt_conn *c, int fd, const struct nt_op *op)
+{
+    return io_direct(c, fd, op);
 }
 
 ssize_t nt_io_call(int fd, const struct nt_op *op)
@@ -237,5 +254,7 @@ ssize_t nt_io_call(int fd, const struct nt_op *op)
     struct nt_conn *c = nt_conn_get(fd);
     if (!c)
         return op->attempt(fd, op, op->flags, 0);
-    return nt_io(c, fd, op);
+    if (unlikely(c->co_mode != NT_CO_OFF))
+        return nt_coalesce_io(c, fd, op); /* may come back to nt_io_direct */
+    return io_direct(c, fd, op);
 }

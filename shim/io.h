@@ -32,7 +32,6 @@ struct nt_op {
     int iovcnt;
 };
 
-ssize_t nt_io(struct nt_conn *c, int fd, const struct nt_op *op);
 /* What a hook calls when fd is not known to pass through: looks the fd up
  * (initialising, classifying) and either governs the call or makes it as
  * the program asked. */
