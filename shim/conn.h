@@ -80,7 +80,7 @@ struct nt_conn {
     uint32_t clen;           /* bytes buffered */
     int flush_err;           /* error to report on the next call */
     uint8_t co_mode;         /* enum nt_co_mode; 0: not decided yet */
-    uint8_t co_flags;        /* CO_* bits (coalesce.c), slot lock */
+    uint8_t co_flags;        /* CO_* bits (coalesce_internal.h), slot lock */
     uint8_t co_ready;        /* connected: bytes may be buffered */
     uint8_t co_retry;        /* failed timer flushes in a row (back-off) */
     uint32_t co_pidx;        /* 1 + index in the pending set (its lock) */

@@ -35,6 +35,16 @@ static void must_not_report(void *ctx, const char *file, int line,
     abort();
 }
 
+/* Where a comment starts, by the format's rule: '#' at the start of a
+ * line or after a blank; elsewhere it is part of a value. */
+static char *comment_start(char *line, char *eol)
+{
+    for (char *p = line; p < eol; p++)
+        if (*p == '#' && (p == line || p[-1] == ' ' || p[-1] == '\t'))
+            return p;
+    return NULL;
+}
+
 /* The dump without its comments ("# from [defaults]" marks). */
 static char *dump_uncommented(const struct nt_config *cfg)
 {
@@ -48,7 +58,7 @@ static char *dump_uncommented(const struct nt_config *cfg)
     out = text;
     for (char *line = text; *line;) {
         char *eol = strchrnul(line, '\n');
-        char *hash = memchr(line, '#', (size_t)(eol - line));
+        char *hash = comment_start(line, eol);
         char *end = hash ? hash : eol;
         while (end > line && end[-1] == ' ')
             end--;

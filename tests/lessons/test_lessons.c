@@ -33,8 +33,13 @@ static void assert_ok(struct nt_result *r, const char *what)
 Test(lessons, hooks_before_our_constructor)
 {
     char first[1024], second[1024];
-    snprintf(first, sizeof first, "LD_PRELOAD=%s:%s", NT_LESSONS_DIR "/libearly_io.so",
-             nt_preload_value());
+#ifdef NT_SANITIZE
+    const char *runtime = NT_ASAN_LIB ":"; /* ASan's runtime must come first */
+#else
+    const char *runtime = "";
+#endif
+    snprintf(first, sizeof first, "LD_PRELOAD=%s%s:%s", runtime,
+             NT_LESSONS_DIR "/libearly_io.so", nt_lib_path());
     snprintf(second, sizeof second, "LD_PRELOAD=%s:%s", nt_preload_value(),
              NT_LESSONS_DIR "/libearly_io.so");
     const char *envs[] = { first, second };
