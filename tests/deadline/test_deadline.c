@@ -176,6 +176,32 @@ Test(deadline, python_client)
     nt_peer_stop(p);
 }
 
+/* The timer thread does not survive fork; the child restarts it. The
+ * parent closes its copy at once, so only the child's timer can cut the
+ * connection the child waits on. */
+Test(deadline, fork_child_gets_working_deadlines)
+{
+    struct nt_peer *p = nt_peer_start(NT_PEER_SILENT, NT_TCP4, NULL);
+    char script[640];
+    snprintf(script, sizeof script,
+             "import os,socket,time\n"
+             "s=socket.create_connection(('127.0.0.1',%d))\n"
+             "pid=os.fork()\n"
+             "if pid:\n"
+             "  s.close(); os.waitpid(pid,0)\n"
+             "else:\n"
+             "  t=time.time(); r=s.recv(1)\n"
+             "  print('result=%%s n=0 elapsed_ms=%%d' %% ('eof' if r==b'' else 'ok',"
+             " int((time.time()-t)*1000)), flush=True)\n"
+             "  os._exit(0)\n",
+             nt_peer_addr(p)->port);
+    struct outcome o = cut_but_hangs_without(NT_ARGV("python3", "-c", script),
+                                             "idle_timeout=1s");
+    cr_assert_str_eq(o.result, "eof", "the child's idle deadline fired");
+    nt_assert_elapsed(o.elapsed_ms, DEADLINE_MS, SLACK_MS);
+    nt_peer_stop(p);
+}
+
 /* ---- signals -------------------------------------------------------- */
 
 Test(deadline, eintr_without_sa_restart)
