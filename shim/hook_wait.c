@@ -9,6 +9,7 @@
 #include "coalesce.h"
 #include "deadline.h"
 #include "real.h"
+#include "timer.h"
 
 /* glibc declares poll's array write-only; the hooks read the requested
  * events before the kernel fills in the results. */
@@ -17,6 +18,7 @@
 static inline void before_wait(void)
 {
     nt_init();
+    nt_timer_check_fork(); /* a fork child's deadlines need their thread */
     nt_coalesce_before_wait();
 }
 

@@ -9,6 +9,7 @@
 #include "event.h"
 #include "io.h"
 #include "real.h"
+#include "timer.h"
 
 size_t nt_iov_total(const struct iovec *iov, int n)
 {
@@ -254,6 +255,7 @@ ssize_t nt_io_call(int fd, const struct nt_op *op)
     struct nt_conn *c = nt_conn_get(fd);
     if (!c)
         return op->attempt(fd, op, op->flags, 0);
+    nt_timer_check_fork();
     if (unlikely(c->co_mode != NT_CO_OFF))
         return nt_coalesce_io(c, fd, op); /* may come back to nt_io_direct */
     return io_direct(c, fd, op);

@@ -216,12 +216,24 @@ void nt_timer_atfork_parent(void)
 }
 
 /* The thread did not survive fork; its entries did (the child shares the
- * sockets). Restart it now if anything is filed. */
+ * sockets). It is restarted on the child's first governed call or wait,
+ * not here: creating a thread inside a fork handler is not safe (an
+ * allocator of the program's or a sanitizer's may still be locked). */
+int nt_timer_orphaned;
+
 void nt_timer_atfork_child(void)
 {
     pthread_mutex_init(&lock, NULL);
     running = 0;
     sleeping_until = 0;
-    if (count)
+    nt_timer_orphaned = count != 0;
+}
+
+void nt_timer_restart(void)
+{
+    pthread_mutex_lock(&lock);
+    if (!running && count)
         start_thread();
+    nt_timer_orphaned = 0;
+    pthread_mutex_unlock(&lock);
 }

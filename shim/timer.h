@@ -15,6 +15,14 @@ void nt_timer_disarm(struct nt_conn *c);
 void nt_timer_atfork_prepare(void);
 void nt_timer_atfork_parent(void);
 void nt_timer_atfork_child(void);
+/* A fork child whose entries have no thread yet; the hooks restart it. */
+extern int nt_timer_orphaned;
+void nt_timer_restart(void);
+static inline void nt_timer_check_fork(void)
+{
+    if (unlikely(__atomic_load_n(&nt_timer_orphaned, __ATOMIC_RELAXED)))
+        nt_timer_restart();
+}
 /* Stats for tests and benchmarks: entries filed. */
 unsigned nt_timer_pending(void);
 
