@@ -23,28 +23,13 @@
 
 #include "common.h"
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
-
 static long long t0;
 
 static int report(ssize_t r, long long n, int err)
 {
     const char *what = r > 0 ? "ok" : r == 0 ? "eof" : strerrorname_np(err);
-    printf("result=%s n=%lld elapsed_ms=%lld\n", what, n, now_ms() - t0);
+    printf("result=%s n=%lld elapsed_ms=%lld\n", what, n, pc_now_ms() - t0);
     return 0;
-}
-
-static int connect_or_die(const char *addr)
-{
-    int fd = pc_connect(addr);
-    if (fd < 0)
-        pc_die("connect %s:", addr);
-    return fd;
 }
 
 static int do_read(int fd)
@@ -109,19 +94,19 @@ static int do_alarm(int fd, int ms, int restart)
  * not die at A's deadline. */
 static int do_reuse(const char *addr, int idle_ms)
 {
-    int a = connect_or_die(addr);
+    int a = pc_connect_or_die(addr);
     usleep((useconds_t)idle_ms * 800);
     close(a);
-    int b = connect_or_die(addr);
+    int b = pc_connect_or_die(addr);
     if (b != a)
         pc_die("fd not reused (%d then %d)", a, b);
-    long long b_open = now_ms();
+    long long b_open = pc_now_ms();
     usleep((useconds_t)idle_ms * 500); /* past A's deadline */
     char buf[64];
     if (write(b, "req\n", 4) != 4)
-        return report(-1, now_ms() - b_open, errno);
+        return report(-1, pc_now_ms() - b_open, errno);
     ssize_t r = read(b, buf, sizeof buf);
-    return report(r, now_ms() - b_open, errno);
+    return report(r, pc_now_ms() - b_open, errno);
 }
 
 int main(int argc, char **argv)
@@ -129,7 +114,7 @@ int main(int argc, char **argv)
     if (argc < 3)
         pc_die("usage: dl_client ADDR MODE [ARGS]");
     const char *addr = argv[1], *mode = argv[2];
-    t0 = now_ms();
+    t0 = pc_now_ms();
     if (strcmp(mode, "reuse") == 0 && argc > 3)
         return do_reuse(addr, atoi(argv[3]));
     signal(SIGPIPE, SIG_IGN); /* report EPIPE rather than die of it */
@@ -137,7 +122,7 @@ int main(int argc, char **argv)
         int c = pc_connect(addr);
         return report(c >= 0 ? 1 : -1, 0, errno);
     }
-    int fd = connect_or_die(addr);
+    int fd = pc_connect_or_die(addr);
     if (strcmp(mode, "read") == 0)
         return do_read(fd);
     if (strcmp(mode, "keepalive") == 0 && argc > 4)

@@ -27,13 +27,6 @@
 
 extern char **environ;
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
-
 static int fail(const char *what)
 {
     printf("result=FAIL %s (errno %s)\n", what, strerrorname_np(errno));
@@ -112,7 +105,7 @@ static int sockflags(const char *addr)
     if (pc_parse_addr(addr, &ss, &len) != 0)
         pc_die("bad address %s", addr);
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    long long t0 = now_ms();
+    long long t0 = pc_now_ms();
     if (connect(fd, (struct sockaddr *)&ss, len) != 0 && errno != EINPROGRESS)
         return fail("connect");
     struct pollfd p = { .fd = fd, .events = POLLOUT };
@@ -122,7 +115,7 @@ static int sockflags(const char *addr)
     char buf[8];
     ssize_t r = n == 1 ? read(fd, buf, sizeof buf) : -2;
     printf("result=%s elapsed_ms=%lld\n", r == 0 ? "eof" : r == -2 ? "hang" : "other",
-           now_ms() - t0);
+           pc_now_ms() - t0);
     return r == 0 ? 0 : 1;
 }
 

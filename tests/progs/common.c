@@ -2,6 +2,8 @@
 #define _GNU_SOURCE
 #include "common.h"
 
+#include <time.h>
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -296,4 +298,19 @@ void pc_pair(int family, int *c, int *s)
     if (*s < 0)
         pc_die("pair accept:");
     close(lfd);
+}
+
+int pc_connect_or_die(const char *addr)
+{
+    int fd = pc_connect(addr);
+    if (fd < 0)
+        pc_die("connect %s:", addr);
+    return fd;
+}
+
+long long pc_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
 }

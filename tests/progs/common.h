@@ -30,6 +30,10 @@ noreturn void pc_die(const char *fmt, ...) __attribute__((format(printf, 1, 2)))
 long pc_num(const char *s);
 
 int pc_parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len);
+/* pc_connect, or die saying which address. */
+int pc_connect_or_die(const char *addr);
+/* CLOCK_MONOTONIC in milliseconds. */
+long long pc_now_ms(void);
 /* Blocking connect to an address string; -1 with errno on failure. */
 int pc_connect(const char *addr);
 /* Bound, listening socket. `shown` receives what a client needs: the port

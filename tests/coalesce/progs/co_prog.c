@@ -53,13 +53,6 @@
 extern char **environ;
 static const char *self_path;
 
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void sleep_ms(int ms)
 {
     struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
@@ -247,7 +240,7 @@ static int do_pingpong(int argc, char **argv)
     int c;
     pc_pair(pc_family(argv[5]), &c, &p.fd);
     pthread_t t;
-    long t0 = now_ms();
+    long long t0 = pc_now_ms();
     pthread_create(&t, NULL, pp_server, &p);
     size_t resp_len = (size_t)p.pieces * 8;
     unsigned char *resp = malloc(resp_len);
@@ -262,19 +255,11 @@ static int do_pingpong(int argc, char **argv)
         off += resp_len;
     }
     pthread_join(t, NULL);
-    printf("rounds=%ld elapsed_ms=%ld\n", p.rounds, now_ms() - t0);
+    printf("rounds=%ld elapsed_ms=%lld\n", p.rounds, pc_now_ms() - t0);
     return 0;
 }
 
 /* ---- records around process and descriptor events ---------------------- */
-
-static int connect_or_die(const char *addr)
-{
-    int fd = pc_connect(addr);
-    if (fd < 0)
-        pc_die("connect %s:", addr);
-    return fd;
-}
 
 static void end_as(const char *how)
 {
@@ -301,7 +286,7 @@ static int do_records(int argc, char **argv)
         pc_die("records MODE ADDR N");
     const char *mode = argv[2];
     unsigned n = (unsigned)pc_num(argv[4]);
-    int fd = connect_or_die(argv[3]);
+    int fd = pc_connect_or_die(argv[3]);
     char fdstr[16], a[16], b[16];
     snprintf(fdstr, sizeof fdstr, "%d", fd);
     snprintf(a, sizeof a, "%u", n);
@@ -340,7 +325,7 @@ static int do_records(int argc, char **argv)
         write_records(fd, 0, 2 * n, n);
     } else if (!strcmp(mode, "dup2")) {
         /* fd's socket holds buffered records when dup2 replaces it */
-        int other = connect_or_die(argv[3]);
+        int other = pc_connect_or_die(argv[3]);
         if (dup2(other, fd) < 0)
             pc_die("dup2:");
         write_records(fd, 0, n, n); /* now on the second connection */
@@ -387,7 +372,7 @@ static int do_threads(int argc, char **argv)
 {
     if (argc != 5)
         pc_die("threads ADDR T N");
-    int fd = connect_or_die(argv[2]);
+    int fd = pc_connect_or_die(argv[2]);
     unsigned nt = (unsigned)pc_num(argv[3]), n = (unsigned)pc_num(argv[4]);
     if (nt > REC_WRITERS)
         pc_die("at most %d threads", REC_WRITERS);
@@ -427,7 +412,7 @@ static int do_signals(int argc, char **argv)
 {
     if (argc != 4)
         pc_die("signals ADDR N");
-    sig_fd = connect_or_die(argv[2]);
+    sig_fd = pc_connect_or_die(argv[2]);
     unsigned n = (unsigned)pc_num(argv[3]);
     for (unsigned i = 0; i < SIG_RECS; i++) {
         sig_recs[i] = malloc(REC_MAX);
@@ -456,7 +441,7 @@ static int do_forkstress(int argc, char **argv)
 {
     if (argc != 5)
         pc_die("forkstress ADDR THREADS FORKS");
-    int fd = connect_or_die(argv[2]);
+    int fd = pc_connect_or_die(argv[2]);
     unsigned nt = (unsigned)pc_num(argv[3]), forks = (unsigned)pc_num(argv[4]);
     struct tw tw[REC_WRITERS];
     pthread_t t[REC_WRITERS];
@@ -493,7 +478,7 @@ static int do_hangup(int argc, char **argv)
         pc_die("hangup ADDR rst-timer|rst-wait|fin");
     const char *how = argv[3];
     signal(SIGPIPE, on_sigpipe);
-    int fd = connect_or_die(argv[2]);
+    int fd = pc_connect_or_die(argv[2]);
     char c;
     if (write(fd, "hello\n", 6) != 6 || read(fd, &c, 1) != 1)
         pc_die("handshake:");
@@ -578,7 +563,7 @@ static int do_oob(int argc, char **argv)
 {
     if (argc != 3)
         pc_die("oob ADDR");
-    int fd = connect_or_die(argv[2]);
+    int fd = pc_connect_or_die(argv[2]);
     for (int i = 0; i < 100; i++)
         write(fd, "abc", 3);
     if (send(fd, "X", 1, MSG_OOB) != 1)
@@ -593,7 +578,7 @@ static int do_sendfile(int argc, char **argv)
 {
     if (argc != 4)
         pc_die("sendfile ADDR FILE");
-    int fd = connect_or_die(argv[2]);
+    int fd = pc_connect_or_die(argv[2]);
     int in = open(argv[3], O_RDONLY);
     struct stat st;
     if (in < 0 || fstat(in, &st) < 0)
@@ -614,7 +599,7 @@ static int do_usercork(int argc, char **argv)
 {
     if (argc != 4)
         pc_die("usercork ADDR N");
-    int fd = connect_or_die(argv[2]);
+    int fd = pc_connect_or_die(argv[2]);
     long n = pc_num(argv[3]);
     int one = 1, zero = 0;
     unsigned char piece[8];
