@@ -18,7 +18,6 @@
  */
 #include <pthread.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "coalesce_internal.h"
 #include "event.h"
@@ -40,17 +39,7 @@ static uint64_t pend_lock;
 
 static int pend_grow(void)
 {
-    size_t ncap = pend_cap ? pend_cap * 2 : 1024;
-    void *m = pend_cap ? mremap(pend, pend_cap * sizeof *pend,
-                                ncap * sizeof *pend, MREMAP_MAYMOVE)
-                       : mmap(NULL, ncap * sizeof *pend,
-                              PROT_READ | PROT_WRITE,
-                              MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED)
-        return -1;
-    pend = m;
-    pend_cap = ncap;
-    return 0;
+    return nt_mmap_grow((void **)&pend, &pend_cap, sizeof *pend, 1024);
 }
 
 static void publish_count(void)

@@ -5,6 +5,7 @@
 #define NT_H
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -37,6 +38,10 @@ static inline nt_ns nt_now_coarse(void)
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
     return (nt_ns)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
+
+/* Double an mmap'ed array of `elem`-byte items (`first` items the first
+ * time), without malloc; 0, or -1 leaving it as it was. */
+int nt_mmap_grow(void **base, size_t *cap, size_t elem, size_t first);
 
 /* Process-wide state, set up once by nt_init(). */
 struct nt_state {

@@ -7,7 +7,6 @@
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "deadline.h"
 #include "real.h"
@@ -28,17 +27,7 @@ static nt_ns sleeping_until; /* the thread's current wake-up time */
 
 static int grow(void)
 {
-    size_t ncap = capacity ? capacity * 2 : 4096;
-    void *m = capacity
-                  ? mremap(heap, capacity * sizeof *heap, ncap * sizeof *heap,
-                           MREMAP_MAYMOVE)
-                  : mmap(NULL, ncap * sizeof *heap, PROT_READ | PROT_WRITE,
-                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED)
-        return -1;
-    heap = m;
-    capacity = ncap;
-    return 0;
+    return nt_mmap_grow((void **)&heap, &capacity, sizeof *heap, 4096);
 }
 
 /* The slot an entry belongs to, if the entry still describes it. */
