@@ -5,6 +5,7 @@
  * re-checks the connection when an entry comes due (deadline.c), refiling
  * it if the deadline has moved. */
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <string.h>
 
@@ -23,6 +24,7 @@ static pthread_cond_t wake;
 static struct entry *heap; /* heap[1..count]; heap[0] unused */
 static size_t count, capacity;
 static int running;        /* the thread exists in this process */
+static sem_t started;      /* start_thread waits until the thread runs */
 static nt_ns sleeping_until; /* the thread's current wake-up time */
 
 static int grow(void)
@@ -100,9 +102,18 @@ static void start_thread(void)
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&attr, 256 * 1024);
+    /* Return only once the thread is fully started: its start-up
+     * allocates (thread state, sanitizer bookkeeping), and a fork that
+     * caught it there would leave the child's allocator locked. After
+     * start-up the thread never allocates, and fork holds its lock. */
+    sem_init(&started, 0, 0);
     pthread_t t;
-    if (pthread_create(&t, &attr, timer_main, NULL) == 0)
+    if (pthread_create(&t, &attr, timer_main, NULL) == 0) {
         running = 1;
+        while (sem_wait(&started) != 0 && errno == EINTR)
+            ;
+    }
+    sem_destroy(&started);
     pthread_attr_destroy(&attr);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
@@ -159,6 +170,7 @@ void nt_timer_disarm(struct nt_conn *c)
 static void *timer_main(void *arg)
 {
     nt_in_lib = 1; /* anything this thread calls goes straight through */
+    sem_post(&started);
     pthread_mutex_lock(&lock);
     for (;;) {
         nt_ns now = nt_now();
@@ -220,9 +232,11 @@ void nt_timer_atfork_child(void)
 
 void nt_timer_restart(void)
 {
+    int saved = errno;
     pthread_mutex_lock(&lock);
     if (!running && count)
         start_thread();
     nt_timer_orphaned = 0;
     pthread_mutex_unlock(&lock);
+    errno = saved;
 }
