@@ -7,7 +7,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "event_format.h"
+#include "audit/event_format.h"
 
 TestSuite(format, .timeout = 30);
 

@@ -2,7 +2,7 @@
 #include <criterion/criterion.h>
 
 #include "nt_config.h"
-#include "ratelimit.h"
+#include "audit/ratelimit.h"
 
 TestSuite(ratelimit, .timeout = 30);
 

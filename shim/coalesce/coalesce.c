@@ -1,0 +1,457 @@
+/* Write coalescing (shared/SPEC.md section 6).
+ *
+ * Files: this one decides per connection and handles the program's calls
+ * and the hooks' close, dup, fdopen and setsockopt. coalesce_flush.c sends
+ * what is held, and has the timer's flushes and the notes on Locking,
+ * Signal handlers, Non-blocking sockets and Errors; coalesce_pending.c the
+ * set of connections with something to flush (waits, exit, fork) and
+ * Stale slots; coalesce_pool.c the buffers, spin locks and Memory.
+ * coalesce_internal.h is what they share.
+ *
+ * Modes
+ *   buffer: a plain output call (write, send, sendto without an address,
+ *   writev, sendmsg without name or control data; flags at most
+ *   MSG_NOSIGNAL) on a coalescing connection copies its bytes into the
+ *   connection's buffer of `coalesce` bytes and returns their count. A call
+ *   that does not fit sends the buffered bytes and its own in one sendmsg
+ *   (two or more iovecs); a call of `coalesce` bytes or more with nothing
+ *   buffered goes straight to the kernel.
+ *   cork: plain output calls go to the kernel at once with MSG_MORE, which
+ *   keeps a partial segment back like TCP_CORK. A zero-length send does not
+ *   release it (tcp_sendmsg pushes only when it copied bytes); setting
+ *   TCP_NODELAY does, with TCP_NAGLE_PUSH, so no Nagle/delayed-ACK wait
+ *   follows. The release is setsockopt(TCP_NODELAY, 1), then back to 0
+ *   unless the program itself asked for TCP_NODELAY. Measured on loopback,
+ *   2,000 8-byte sends per response (Nagle on), OutSegs per exchange:
+ *   9 without MSG_MORE (and up to 48 ms Nagle stalls), 26 and 220 ms
+ *   stalls with MSG_MORE and no release (the 200 ms cork ceiling), 26 with
+ *   a zero-length send as the release, 2.5 with TCP_CORK 0 as the release
+ *   (still subject to Nagle), 2 with the TCP_NODELAY release (the response
+ *   and the next request). Unix stream sockets ignore MSG_MORE: cork mode
+ *   leaves them alone.
+ *
+ * Flush points (both modes; in cork mode a flush is the release): the
+ * buffer is full; coalesce_delay has passed since the first byte (the
+ * timer thread, nt_coalesce_due); any input call on the connection; any
+ * wait of the program's (poll/select/epoll, whatever the fds); shutdown,
+ * close, close_range/closefrom, dup2/dup3 over the fd, dup of it; fork,
+ * exec, posix_spawn, exit, _exit (nt_coalesce_flush_all); an output call
+ * that cannot be coalesced (other flags such as MSG_OOB or MSG_MORE,
+ * sendfile, splice, sendmmsg, control data); the program changing
+ * TCP_CORK; dup or fdopen of the socket (and coalescing stops there).
+ * Writes after the program's own shutdown(SHUT_WR) go straight through,
+ * so their EPIPE is immediate; writes on an outbound socket that is not
+ * yet connected too (the kernel's EAGAIN/ECONNREFUSED is the program's).
+ *
+ * Sharing: once another descriptor refers to the socket (dup, dup2,
+ * F_DUPFD) or the program wraps it in a FILE* (fdopen: stdio writes with
+ * glibc's internal calls, which no hook sees), the connection is flushed
+ * and coalescing stops on both, so no byte written through one can
+ * overtake bytes buffered for the other. Across fork both processes keep coalescing their own
+ * writes: the fork is a flush point, and bytes a fork child would inherit
+ * in a buffer (only if the pre-fork flush could not complete) belong to the
+ * parent: the child drops them (buffers carry the fork epoch), so nothing
+ * is sent twice. Ordering between processes writing to one socket is
+ * guaranteed at the flush points only (fork, exit, exec, waits).
+ *
+ * Limits: a program's bad buffer pointer crashes in the copy instead of
+ * failing with EFAULT; SO_SNDTIMEO is not applied to flushes (the program
+ * was told the bytes were written); a flush at exit or close on a blocking
+ * socket with no write_timeout waits as long as a blocking write would.
+ */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "coalesce/coalesce_internal.h"
+#include "deadline/deadline.h"
+#include "audit/event.h"
+#include "core/io.h"
+#include "core/real.h"
+#include "deadline/timer.h"
+
+/* ---- deciding, and the calls of the program ---------------------------- */
+
+static int tcp_opt(int fd, int opt)
+{
+    int v = 0;
+    socklen_t len = sizeof v;
+    return real.getsockopt(fd, IPPROTO_TCP, opt, &v, &len) == 0 && v;
+}
+
+static void decide(struct nt_conn *c, int fd)
+{
+    const struct nt_settings *s = c->set;
+    uint8_t mode = NT_CO_OFF, flags = 0;
+    int tcp = c->family == AF_INET || c->family == AF_INET6;
+    if (s && s->coalesce > 0 && !c->dup_shared) {
+        if (s->coalesce_mode == NT_COALESCE_CORK)
+            mode = tcp ? NT_CO_CORK : NT_CO_OFF;
+        else
+            mode = NT_CO_BUFFER;
+    }
+    if (mode == NT_CO_OFF) {
+        /* the common case: nothing to set up, and from now on nt_io()'s
+         * single branch keeps the connection on the fast path */
+        __atomic_store_n(&c->co_mode, NT_CO_OFF, __ATOMIC_RELAXED);
+        return;
+    }
+    int saved = errno, ready = c->role != NT_ROLE_OUTBOUND;
+    if (tcp) {
+        if (tcp_opt(fd, TCP_CORK))
+            flags |= CO_PROG_CORK;
+        if (mode == NT_CO_CORK && tcp_opt(fd, TCP_NODELAY))
+            flags |= CO_PROG_NODELAY; /* what the release restores */
+    }
+    if (!ready) {
+        /* Bytes are buffered only on an established connection: before,
+         * the kernel's answer (EAGAIN, ECONNREFUSED) is the program's. */
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof ss;
+        ready = getpeername(fd, (struct sockaddr *)&ss, &len) == 0;
+    }
+    errno = saved;
+    int taken = nt_conn_lock(c);
+    if (c->co_mode == NT_CO_UNDECIDED) {
+        c->co_flags |= flags;
+        c->co_ready = (uint8_t)ready;
+        c->co_mode = mode;
+    }
+    nt_conn_unlock(c, taken);
+}
+
+static int shared(const struct nt_conn *c)
+{
+    return c->dup_shared || (c->co_flags & CO_SHARED);
+}
+
+/* May this output call be coalesced (its bytes copied and sent later)? */
+static int plain(const struct nt_op *op)
+{
+    return op->iov && !op->flagless && !op->msgs && op->iovcnt >= 0 &&
+           op->iovcnt <= CO_IOV && !(op->flags & ~MSG_NOSIGNAL);
+}
+
+/* The program's call fails with an error that belongs to it (a flush
+ * inside it failed, or an earlier flush's error is reported now). */
+static ssize_t fail_out(struct nt_conn *c, int fd, const struct nt_op *op,
+                        int e)
+{
+    if (e == EPIPE || e == ECONNRESET) {
+        nt_in_lib++;
+        nt_event_io_error(c, fd, op->name, e, op->caller);
+        nt_in_lib--;
+    }
+    if (e == EPIPE && !(op->flags & MSG_NOSIGNAL)) {
+        const struct nt_global *g = nt_g.global;
+        if (!g || !g->sigpipe_ignore)
+            raise(SIGPIPE); /* what the kernel would have done */
+    }
+    errno = e;
+    return -1;
+}
+
+static int take_err(struct nt_conn *c)
+{
+    int e = c->flush_err;
+    c->flush_err = 0;
+    return e;
+}
+
+/* A flush inside the program's own output call did not complete. */
+static ssize_t out_failed(struct co_call *x, const struct nt_op *op)
+{
+    int e = errno;
+    if (e == EAGAIN && x->c->dl_active)
+        nt_deadline_waiting(x->c, x->fd, NT_OUT);
+    co_leave(x);
+    if (e == ENOTSOCK) /* not our socket any more: the call as made */
+        return op->attempt(x->fd, op, op->flags, 0);
+    if (e == EAGAIN || e == EINTR || e == EBADF) {
+        errno = e;
+        return -1;
+    }
+    return fail_out(x->c, x->fd, op, e);
+}
+
+static ssize_t input(struct nt_conn *c, int fd, const struct nt_op *op)
+{
+    struct co_call x;
+    if ((c->cbuf || (c->co_flags & CO_CORKED) || c->flush_err) &&
+        co_enter(&x, c, fd, op->name, op->caller)) {
+        int e = 0;
+        if (!co_wait_idle(&x)) {
+            e = 0; /* closed meanwhile: the kernel says so */
+        } else if (c->flush_err) {
+            e = take_err(c);
+        } else {
+            int how = c->nonblock || (op->flags & MSG_DONTWAIT) ? CO_TRY
+                                                                : CO_BLOCK;
+            /* EAGAIN: read anyway; the bytes stay and are retried */
+            if (co_flush(&x, how) < 0 && errno != EAGAIN && errno != EBADF)
+                e = errno;
+        }
+        co_leave(&x);
+        if (e) {
+            errno = e;
+            return -1;
+        }
+    }
+    ssize_t r = nt_io_direct(c, fd, op);
+    if (r > 0 && !c->co_ready)
+        c->co_ready = 1;
+    return r;
+}
+
+/* The first byte is held: the timer flushes it within coalesce_delay. */
+static void arm_delay(struct co_call *x)
+{
+    nt_ns delay = x->c->set->coalesce_delay;
+    x->c->t_cflush = nt_now() + (delay > 0 ? delay : 0);
+    x->c->co_retry = 0;
+    nt_timer_arm(x->c, x->fd, x->c->t_cflush);
+}
+
+static ssize_t output_cork(struct nt_conn *c, int fd, const struct nt_op *op)
+{
+    int corkable = !op->flagless && !op->msgs && !shared(c) &&
+                   !(op->flags & ~(MSG_NOSIGNAL | MSG_DONTWAIT | MSG_MORE));
+    struct co_call x;
+    if ((c->flush_err || !corkable || (c->co_flags & CO_PROG_CORK)) &&
+        co_enter(&x, c, fd, op->name, op->caller)) {
+        int e = c->flush_err ? take_err(c) : 0;
+        if (!e && (!corkable || (c->co_flags & CO_PROG_CORK)))
+            co_release(&x, 1); /* OOB, sendfile, ...: after what is held */
+        if (shared(c) && !(c->co_flags & CO_CORKED))
+            c->co_mode = NT_CO_OFF;
+        co_leave(&x);
+        if (e)
+            return fail_out(c, fd, op, e);
+    }
+    if (!corkable || (c->co_flags & CO_PROG_CORK))
+        return nt_io_direct(c, fd, op);
+    struct nt_op more = *op;
+    more.flags |= MSG_MORE;
+    ssize_t r = nt_io_direct(c, fd, &more);
+    if (r > 0 && !(c->co_flags & CO_CORKED) &&
+        co_enter(&x, c, fd, op->name, op->caller)) {
+        int e = errno;
+        if (!(c->co_flags & CO_CORKED) && co_pend_add(c, fd, NULL)) {
+            c->co_flags |= CO_CORKED;
+            arm_delay(&x);
+        } else if (!(c->co_flags & CO_CORKED)) {
+            co_release(&x, 1); /* cannot track it: push now */
+        }
+        co_leave(&x);
+        errno = e;
+    }
+    return r;
+}
+
+/* The bytes of a plain call go into the buffer. */
+static inline void copy_in(struct co_buf *b, const struct nt_op *op)
+{
+    if (op->iovcnt == 1) { /* write, send */
+        memcpy(b->data + b->len, op->iov[0].iov_base, op->iov[0].iov_len);
+        b->len += (uint32_t)op->iov[0].iov_len;
+        return;
+    }
+    for (int i = 0; i < op->iovcnt; i++) {
+        memcpy(b->data + b->len, op->iov[i].iov_base, op->iov[i].iov_len);
+        b->len += (uint32_t)op->iov[i].iov_len;
+    }
+}
+
+static struct co_buf *start_buf(struct co_call *x, uint32_t cap)
+{
+    struct co_buf *b = co_buf_get(cap);
+    if (!b)
+        return NULL;
+    if (!co_pend_add(x->c, x->fd, b)) {
+        co_buf_put(b);
+        return NULL;
+    }
+    x->c->cbuf = b;
+    arm_delay(x);
+    return b;
+}
+
+static ssize_t output_buffer(struct nt_conn *c, int fd,
+                             const struct nt_op *op)
+{
+    struct co_call x;
+    if (!co_enter(&x, c, fd, op->name, op->caller))
+        return nt_io_direct(c, fd, op); /* signal handler: write through */
+    if (!co_wait_idle(&x)) {
+        co_leave(&x);
+        return nt_io_direct(c, fd, op);
+    }
+    if (c->flush_err) {
+        int e = take_err(c);
+        co_leave(&x);
+        return fail_out(c, fd, op, e);
+    }
+    if (c->expired) {
+        /* nt_io_direct fails the call with timeout_errno */
+        if (c->cbuf)
+            co_lose(&x, nt_deadline_errno(c));
+        co_leave(&x);
+        return nt_io_direct(c, fd, op);
+    }
+    int how = c->nonblock || (op->flags & MSG_DONTWAIT) ? CO_TRY : CO_BLOCK;
+    if (!plain(op) || shared(c) || (c->co_flags & CO_PROG_CORK) ||
+        !c->co_ready || c->self_closed) {
+        /* Not to be coalesced: after what is buffered, as it is. */
+        if (co_flush(&x, how) < 0)
+            return out_failed(&x, op);
+        if (shared(c))
+            c->co_mode = NT_CO_OFF;
+        co_leave(&x);
+        ssize_t r = nt_io_direct(c, fd, op);
+        if (r > 0 && !c->co_ready)
+            c->co_ready = 1;
+        return r;
+    }
+    struct co_buf *b = c->cbuf;
+    if (b && (c->co_flags & CO_STUCK) && how == CO_TRY) {
+        /* Back-pressure: nothing new until the kernel took the rest. */
+        if (co_send(&x, NULL, 0, 0, CO_TRY) < 0)
+            return out_failed(&x, op);
+        b = NULL;
+    }
+    uint32_t cap = c->set->coalesce;
+    size_t total = op->total;
+    if (total == 0) {
+        co_leave(&x);
+        return 0;
+    }
+    if (total < cap && co_held(b) + total <= cap) {
+        if (!b && !(b = start_buf(&x, cap))) {
+            co_leave(&x);
+            return nt_io_direct(c, fd, op); /* nothing buffered: in order */
+        }
+        if (b->len + total > b->cap) {
+            memmove(b->data, b->data + b->off, co_held(b));
+            b->len -= b->off;
+            b->off = 0;
+        }
+        copy_in(b, op);
+        c->clen = (uint32_t)co_held(b);
+        co_leave(&x);
+        return (ssize_t)total;
+    }
+    if (!b) {
+        co_leave(&x);
+        return nt_io_direct(c, fd, op); /* big, nothing buffered */
+    }
+    /* Does not fit: what is buffered and this call in one sendmsg. */
+    ssize_t r = co_send(&x, op->iov, op->iovcnt, total, how);
+    if (r < 0)
+        return out_failed(&x, op);
+    if (r == 0) { /* the kernel took the buffered bytes only */
+        errno = EAGAIN;
+        return out_failed(&x, op);
+    }
+    co_leave(&x);
+    return r;
+}
+
+ssize_t nt_coalesce_io(struct nt_conn *c, int fd, const struct nt_op *op)
+{
+    if (unlikely(c->co_mode == NT_CO_UNDECIDED))
+        decide(c, fd);
+    if (c->co_mode == NT_CO_OFF)
+        return nt_io_direct(c, fd, op);
+    if (op->dir == NT_IN)
+        return input(c, fd, op);
+    if (c->co_mode == NT_CO_CORK)
+        return output_cork(c, fd, op);
+    return output_buffer(c, fd, op);
+}
+
+/* ---- closing, sharing, socket options --------------------------------- */
+
+void nt_coalesce_close(struct nt_conn *c, int fd, int how)
+{
+    struct co_call x;
+    if (c->co_mode <= NT_CO_OFF && !c->cbuf && !c->co_pidx)
+        return;
+    int saved = errno;
+    if (!co_enter(&x, c, fd, how < 0 ? "close" : "shutdown",
+                  __builtin_return_address(0))) {
+        errno = saved;
+        return;
+    }
+    /* Another thread is sending: it finds the fd gone and stops there. */
+    if (!co_busy_other(c)) {
+        if (how < 0)
+            co_flush_closing(&x);
+        else
+            co_flush_deferred(&x, CO_LINGER);
+    }
+    co_leave(&x);
+    errno = saved;
+}
+
+/* Another writer now shares the socket (a dup'ed fd, a FILE*): what is
+ * held goes out, and this descriptor stops coalescing (see "Sharing"). */
+static void stop_coalescing(struct nt_conn *c, int fd, const char *op,
+                            void *caller)
+{
+    struct co_call x;
+    if (c->co_mode == NT_CO_OFF || !co_enter(&x, c, fd, op, caller))
+        return;
+    c->co_flags |= CO_SHARED;
+    if (c->co_mode == NT_CO_UNDECIDED) {
+        c->co_mode = NT_CO_OFF;
+    } else if (co_wait_idle(&x)) {
+        co_flush_deferred(&x, CO_LINGER);
+        if (!c->cbuf && !c->flush_err && !(c->co_flags & CO_CORKED))
+            c->co_mode = NT_CO_OFF; /* else its next call reports, then off */
+    }
+    co_leave(&x);
+}
+
+void nt_coalesce_dup(int from, int to)
+{
+    struct nt_conn *dst = nt_fd_conn(to);
+    struct nt_conn *src = nt_fd_conn(from);
+    if (!dst || !src)
+        return;
+    /* nt_conn_dup copied the source's coalescing state: not the copy's */
+    memset(&dst->cbuf, 0, sizeof *dst - offsetof(struct nt_conn, cbuf));
+    dst->co_mode = NT_CO_OFF;
+    stop_coalescing(src, from, "dup", __builtin_return_address(0));
+}
+
+void nt_coalesce_fdopen(struct nt_conn *c, int fd)
+{
+    stop_coalescing(c, fd, "fdopen", __builtin_return_address(0));
+}
+
+int nt_coalesce_setsockopt(struct nt_conn *c, int fd, int opt,
+                           const void *val, socklen_t len)
+{
+    if (c->co_mode == NT_CO_UNDECIDED)
+        decide(c, fd);
+    struct co_call x;
+    if (c->co_mode == NT_CO_OFF ||
+        !co_enter(&x, c, fd, "setsockopt", __builtin_return_address(0)))
+        return real.setsockopt(fd, IPPROTO_TCP, opt, val, len);
+    if (opt == TCP_CORK && co_wait_idle(&x))
+        co_flush_deferred(&x, c->nonblock ? CO_TRY : CO_BLOCK);
+    int r = real.setsockopt(fd, IPPROTO_TCP, opt, val, len);
+    int e = errno;
+    if (r == 0 && val && len >= (socklen_t)sizeof(int)) {
+        uint8_t bit = opt == TCP_CORK ? CO_PROG_CORK : CO_PROG_NODELAY;
+        if (*(const int *)val)
+            c->co_flags |= bit;
+        else
+            c->co_flags &= (uint8_t)~bit;
+    }
+    co_leave(&x);
+    errno = e;
+    return r;
+}

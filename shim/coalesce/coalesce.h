@@ -1,0 +1,69 @@
+/* Write coalescing (shared/SPEC.md section 6). Design notes at the top of
+ * coalesce.c.
+ *
+ * Every entry point here is called from a hook or the timer thread with a
+ * governed connection; none allocates with malloc, and none blocks while
+ * holding a lock another thread may need for long. */
+#ifndef NT_COALESCE_H
+#define NT_COALESCE_H
+
+#include "core/conn.h"
+
+struct nt_op;
+
+enum nt_co_mode {
+    NT_CO_UNDECIDED = 0, /* fresh slot: decided on the first call */
+    NT_CO_OFF,           /* not coalescing: nt_io's fast path */
+    NT_CO_BUFFER,        /* coalesce_mode = buffer */
+    NT_CO_CORK,          /* coalesce_mode = cork (TCP only) */
+};
+
+/* Connections holding coalesced bytes (or a cork); waits flush only when
+ * nonzero. */
+extern unsigned nt_coalesce_pending;
+
+/* The program is about to wait (poll, select, epoll): whatever it wrote
+ * must be on the wire, or a request/response exchange would stall. */
+void nt_coalesce_flush_for_wait(void);
+static inline void nt_coalesce_before_wait(void)
+{
+    if (unlikely(__atomic_load_n(&nt_coalesce_pending, __ATOMIC_RELAXED)))
+        nt_coalesce_flush_for_wait();
+}
+
+/* Flush every connection's buffered bytes (fork, exec, spawn, exit). */
+void nt_coalesce_flush_all(void);
+
+/* io.c: nt_io() hands every call on a connection whose co_mode is not
+ * NT_CO_OFF to this function, which buffers, flushes first, or passes the
+ * call on to nt_io_direct(). */
+ssize_t nt_coalesce_io(struct nt_conn *c, int fd, const struct nt_op *op);
+/* io.c: the I/O engine proper, without coalescing. */
+ssize_t nt_io_direct(struct nt_conn *c, int fd, const struct nt_op *op);
+
+/* hook_close.c: the fd is about to be closed, or dup2'ed over (how < 0),
+ * or shut down (how = SHUT_*): flush first. On close the connection's
+ * coalescing state is released whatever happens. */
+void nt_coalesce_close(struct nt_conn *c, int fd, int how);
+/* hook_close.c: close_range/closefrom are about to close [lo, hi]. */
+void nt_coalesce_close_range(unsigned lo, unsigned hi);
+/* hook_dup.c: `to` now shares `from`'s socket (dup, F_DUPFD): flush
+ * `from` and stop coalescing on both (see coalesce.c, "Sharing"). */
+void nt_coalesce_dup(int from, int to);
+
+/* hook_sockopt.c: the program wraps the socket in a FILE* (fdopen): its
+ * stdio writes bypass every hook, so coalescing stops (after a flush). */
+void nt_coalesce_fdopen(struct nt_conn *c, int fd);
+
+/* hook_sockopt.c: the program sets TCP_CORK or TCP_NODELAY. */
+int nt_coalesce_setsockopt(struct nt_conn *c, int fd, int opt,
+                           const void *val, socklen_t len);
+
+/* deadline.c, timer thread: coalesce_delay. Flushes when due; returns
+ * when the timer should look again (0: nothing to do). */
+nt_ns nt_coalesce_due(int fd, uint32_t gen, nt_ns now);
+/* deadline.c, timer thread: a deadline just expired the connection:
+ * whatever is still buffered cannot be delivered. */
+void nt_coalesce_expired(struct nt_conn *c, int fd);
+
+#endif

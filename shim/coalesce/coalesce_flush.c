@@ -1,0 +1,402 @@
+/* Write coalescing: flushing. One call's work on a connection under its
+ * slot lock (co_enter .. co_leave), sending what is buffered (co_send),
+ * blocking and non-blocking flushes, flush_error, the cork release, and
+ * the timer's flushes. Design notes at the top of coalesce.c.
+ *
+ * Locking: the slot lock (nt_conn_lock) guards a connection's buffer and
+ * flags and is held only for short work, never across a wait. When a send
+ * must wait for room (a blocking socket, or a flush that must complete),
+ * the thread marks the connection busy (co_busy), unlocks, polls, and locks
+ * again; meanwhile other program threads wait for it to finish (order, and
+ * no interleaving inside one call's bytes) and the timer and other
+ * threads' waits leave the connection alone.
+ *
+ * Signal handlers: a handler's write on a coalescing socket is coalesced
+ * like any other, unless it interrupted its own thread while that held the
+ * connection's slot lock (a few instructions around a copy or a send) or
+ * one of the global spin locks: then the state may be half-changed, and
+ * the handler's call goes straight to the kernel, so its bytes can land
+ * ahead of bytes buffered just before (the one ordering exception). A
+ * handler that interrupts its thread's wait for room in a send is not
+ * stopped by that thread's busy mark, just as a write from a handler gets
+ * in between the parts of an interrupted blocking send in the kernel.
+ * Waits and exits from such a handler skip what they cannot lock.
+ *
+ * Non-blocking sockets: flushes never block the program unless it has to
+ * (close, shutdown, dup, fork, exec, exit, where a bounded wait follows:
+ * write_timeout if set, else NT_CO_LINGER on a non-blocking socket). If the
+ * kernel refuses buffered bytes (EAGAIN), they stay buffered (the program
+ * was told they were written) and the connection is "stuck": its next
+ * write retries the flush and fails with EAGAIN while the bytes are still
+ * there, so the program sees back-pressure instead of an ever-growing
+ * buffer; each wait retries it, and the timer retries it every 1 ms
+ * backing off to 16 ms, so the bytes reach the peer even if the program
+ * only waits for input. A blocking socket's flush is a blocking send of
+ * everything, bounded by write_timeout like any blocking write.
+ *
+ * Errors: a flush that fails for good (EPIPE, ECONNRESET, a deadline that
+ * expired the connection or a write_timeout) drops the buffered bytes,
+ * logs flush_error with lost_bytes and the errno, and makes the program's
+ * next call on the socket fail with that errno once: a write without
+ * MSG_NOSIGNAL gets SIGPIPE for EPIPE, as from the kernel (unless
+ * sigpipe = ignore). If the failing flush is part of the program's own
+ * call (a write that did not fit, a read), that call fails instead.
+ */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/uio.h>
+
+#include "coalesce/coalesce_internal.h"
+#include "deadline/deadline.h"
+#include "audit/event.h"
+#include "core/io.h"
+#include "core/process.h"
+#include "core/real.h"
+
+#define NT_CO_LINGER (5 * 1000000000LL)      /* see "Non-blocking sockets" */
+#define CO_RETRY_MIN (1000000LL)             /* timer retry of a stuck flush */
+#define CO_RETRY_SHIFT_MAX 4                 /* ... backing off to 16 ms */
+
+/* ---- one call's work on a connection ---------------------------------- */
+
+static void release_buf(struct co_call *x);
+
+/* Lock the slot for coalescing work. 0: not here: a signal handler
+ * interrupted this thread while it held the slot (inside the coalescing
+ * code, or in close) or a global spin lock; the caller does without (see
+ * "Signal handlers" above). */
+int co_enter(struct co_call *x, struct nt_conn *c, int fd,
+             const char *op, void *caller)
+{
+    if (co_spin)
+        return 0;
+    *x = (struct co_call){ .c = c, .fd = fd, .op = op, .caller = caller };
+    x->taken = nt_conn_lock(c);
+    if (!x->taken)
+        return 0;
+    x->gen = c->gen;
+    struct co_buf *b = c->cbuf;
+    if (b && b->epoch != nt_fork_epoch) {
+        /* A fork child: these bytes are the parent's to send. */
+        release_buf(x);
+    }
+    return 1;
+}
+
+void co_report_lost(const struct co_call *x)
+{
+    struct nt_event ev = {
+        .kind = NT_EV_FLUSH_ERROR, .fd = x->fd, .op = x->op, .conn = x->c,
+        .err = x->lost_err, .lost_bytes = x->lost, .caller = x->caller,
+    };
+    nt_event_emit(&ev);
+}
+
+/* Another thread is sending with the slot unlocked. (This thread's own
+ * mark means a signal handler interrupted that send: the handler goes on,
+ * as a write from a handler interrupts a blocking send in the kernel.) */
+int co_busy_other(const struct nt_conn *c)
+{
+    uint64_t b = __atomic_load_n(&c->co_busy, __ATOMIC_RELAXED);
+    return co_id_live(b) && b != co_self_id();
+}
+
+/* Wait while another thread sends on the connection. 0: the slot was
+ * closed or reused meanwhile. */
+int co_wait_idle_slow(struct co_call *x)
+{
+    for (int round = 0; co_busy_other(x->c); round++) {
+        nt_conn_unlock(x->c, 1);
+        co_backoff(round);
+        nt_conn_lock(x->c);
+        if (x->c->gen != x->gen)
+            return 0;
+    }
+    return 1;
+}
+
+/* The buffer is empty, or its bytes are lost: give it back. */
+static void release_buf(struct co_call *x)
+{
+    struct nt_conn *c = x->c;
+    struct co_buf *b = co_pend_del(c, x->fd);
+    c->cbuf = NULL;
+    c->clen = 0;
+    c->co_flags &= (uint8_t)~CO_STUCK;
+    c->t_cflush = 0;
+    c->co_retry = 0;
+    if (b)
+        co_buf_put(b);
+}
+
+/* A flush failed for good: the buffered bytes cannot be delivered. */
+void co_lose(struct co_call *x, int err)
+{
+    struct nt_conn *c = x->c;
+    uint64_t n = co_held(c->cbuf);
+    if (n) {
+        x->lost_err = err;
+        x->lost += n;
+    }
+    release_buf(x);
+    if (err == ECONNRESET)
+        c->peer_closed = 1;
+    if (err == ENOTSOCK || err == EBADF) {
+        /* closed (and reopened) behind our back: those bytes cannot be
+         * delivered, and the descriptor is no longer this connection */
+        nt_fd_forget(x->fd);
+    } else if (x->defer && n) {
+        c->flush_err = err;
+    }
+}
+
+static void sent(struct co_call *x, size_t n)
+{
+    x->c->bytes_out += n;
+    if (x->c->dl_active)
+        nt_deadline_progress(x->c, x->fd, NT_OUT);
+}
+
+/* A non-blocking socket (or no write_timeout) must still end a wait that
+ * cannot be avoided (close, fork, exit): see "Non-blocking sockets". */
+static int linger_wait(struct nt_conn *c, int fd, nt_ns start)
+{
+    nt_ns limit = c->set && c->set->write_timeout > 0 ? c->set->write_timeout
+                : c->nonblock ? NT_CO_LINGER : 0;
+    struct pollfd p = { .fd = fd, .events = POLLOUT };
+    for (;;) {
+        struct timespec ts, *tsp = NULL;
+        if (limit) {
+            nt_ns left = start + limit - nt_now();
+            if (left <= 0) {
+                errno = ETIMEDOUT;
+                return 0;
+            }
+            ts.tv_sec = left / 1000000000;
+            ts.tv_nsec = left % 1000000000;
+            tsp = &ts;
+        }
+        int r = real.ppoll(&p, 1, tsp, NULL);
+        if (r > 0 || (r < 0 && errno != EINTR))
+            return 1; /* ready, or let the send report the problem */
+    }
+}
+
+/* Wait for room with the slot unlocked and the connection marked busy.
+ * 1 ready; 0 deadline passed (errno says which); -1 EINTR that the
+ * kernel would not have restarted; -2 the fd was closed meanwhile. */
+static int wait_room(struct co_call *x, int how, nt_ns start)
+{
+    struct nt_conn *c = x->c;
+    int w;
+    uint64_t prev = c->co_busy; /* a handler's send keeps its thread's mark */
+    __atomic_store_n(&c->co_busy, co_self_id(), __ATOMIC_RELAXED);
+    nt_conn_unlock(c, 1);
+    if (how == CO_BLOCK) {
+        w = nt_deadline_wait(c, x->fd, NT_OUT, start, x->op, x->caller);
+    } else {
+        w = linger_wait(c, x->fd, start);
+    }
+    int e = errno;
+    nt_conn_lock(c);
+    __atomic_store_n(&c->co_busy, prev, __ATOMIC_RELAXED);
+    if (c->gen != x->gen) {
+        errno = EBADF;
+        return -2;
+    }
+    errno = e;
+    return w;
+}
+
+/* Send the buffered bytes, then iov (the program's own; may be empty), in
+ * order, in as few sendmsg calls as the kernel allows. Slot locked on entry
+ * and return. Returns the bytes of iov sent (>= 0), the buffer then being
+ * empty; or -1 with errno: EAGAIN (CO_TRY: the kernel has no room; bytes
+ * kept, connection stuck), EINTR (kept), EBADF (closed meanwhile: nothing
+ * touched), or a hard error (the buffered bytes were lost). */
+ssize_t co_send(struct co_call *x, const struct iovec *iov,
+                int iovcnt, size_t total, int how)
+{
+    struct nt_conn *c = x->c;
+    size_t done = 0;
+    nt_ns start = 0;
+    for (;;) {
+        struct co_buf *b = c->cbuf;
+        size_t have = co_held(b);
+        if (!have && done == total)
+            return (ssize_t)done;
+        int err = 0;
+        if (c->expired) {
+            err = nt_deadline_errno(c);
+        } else {
+            struct iovec v[CO_IOV + 1]; /* iovcnt <= CO_IOV (plain()) */
+            int n = 0;
+            if (have)
+                v[n++] = (struct iovec){ b->data + b->off, have };
+            if (iovcnt > 0)
+                n += nt_iov_skip(iov, iovcnt, done, v + n);
+            size_t want = nt_iov_total(v, n);
+            struct msghdr m = { .msg_iov = v, .msg_iovlen = (size_t)n };
+            ssize_t r = real.sendmsg(x->fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (r > 0) {
+                sent(x, (size_t)r);
+                size_t from_buf = (size_t)r < have ? (size_t)r : have;
+                if (from_buf) {
+                    b->off += (uint32_t)from_buf;
+                    c->clen = (uint32_t)co_held(b);
+                    if (b->off == b->len)
+                        release_buf(x);
+                }
+                done += (size_t)r - from_buf;
+                if ((size_t)r == want)
+                    continue;
+                /* a short send: the kernel is full, as EAGAIN would say */
+            } else if (r < 0 && errno == EINTR) {
+                continue;
+            } else if (r < 0 && errno != EAGAIN) {
+                err = errno;
+            }
+        }
+        if (!err) {
+            /* no room */
+            if (c->cbuf)
+                c->co_flags |= CO_STUCK;
+            if (how == CO_TRY) {
+                if (c->cbuf) {
+                    errno = EAGAIN;
+                    return -1;
+                }
+                return (ssize_t)done;
+            }
+            if (!start)
+                start = nt_now();
+            int w = wait_room(x, how, start);
+            if (w == -2)
+                return -1;
+            if (w > 0)
+                continue;
+            if (w < 0) { /* EINTR: a blocking send would return */
+                if (c->cbuf || !done)
+                    return -1;
+                return (ssize_t)done;
+            }
+            err = errno; /* the deadline passed */
+        }
+        if (!c->cbuf && done)
+            return (ssize_t)done; /* as the kernel: the error comes next */
+        co_lose(x, err);
+        errno = err;
+        return -1;
+    }
+}
+
+/* ---- cork mode -------------------------------------------------------- */
+
+/* Push whatever MSG_MORE held back (see "Modes" atop coalesce.c). */
+void co_release(struct co_call *x, int push)
+{
+    struct nt_conn *c = x->c;
+    if (!(c->co_flags & CO_CORKED))
+        return;
+    c->co_flags &= (uint8_t)~CO_CORKED;
+    c->t_cflush = 0;
+    co_pend_del(c, x->fd);
+    if (!push || (c->co_flags & CO_PROG_CORK))
+        return; /* close pushes by itself; the program's cork is its own */
+    int one = 1, zero = 0, saved = errno;
+    real.setsockopt(x->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (!(c->co_flags & CO_PROG_NODELAY))
+        real.setsockopt(x->fd, IPPROTO_TCP, TCP_NODELAY, &zero, sizeof zero);
+    errno = saved;
+}
+
+/* ---- flushing ---------------------------------------------------------- */
+
+/* Whatever the connection holds goes out (cork: is released). 0, or -1
+ * with errno as co_send. */
+int co_flush(struct co_call *x, int how)
+{
+    if (x->c->co_mode == NT_CO_CORK) {
+        co_release(x, 1);
+        return 0;
+    }
+    if (!x->c->cbuf)
+        return 0;
+    return co_send(x, NULL, 0, 0, how) < 0 ? -1 : 0;
+}
+
+/* A flush no program call on this connection is waiting for (a wait, the
+ * timer, close, fork, ...): a failure is remembered for its next call.
+ * Returns 0 or the failure's errno; errno itself is left alone. */
+int co_flush_deferred(struct co_call *x, int how)
+{
+    x->defer = 1;
+    int saved = errno;
+    int e = co_flush(x, how) < 0 ? errno : 0;
+    errno = saved;
+    return e;
+}
+
+/* The fd goes away: nothing may stay buffered for it. */
+void co_flush_closing(struct co_call *x)
+{
+    struct nt_conn *c = x->c;
+    int e;
+    if (c->co_mode == NT_CO_CORK) {
+        co_release(x, 0); /* close pushes whatever is held */
+        return;
+    }
+    e = co_flush_deferred(x, CO_LINGER);
+    if (c->gen == x->gen) {
+        if (c->cbuf)
+            co_lose(x, e ? e : EIO);
+        c->flush_err = 0;
+    }
+}
+
+/* ---- the timer -------------------------------------------------------- */
+
+static nt_ns retry_interval(struct nt_conn *c)
+{
+    int n = c->co_retry < CO_RETRY_SHIFT_MAX ? c->co_retry
+                                             : CO_RETRY_SHIFT_MAX;
+    if (c->co_retry < 255)
+        c->co_retry++;
+    return CO_RETRY_MIN << n;
+}
+
+nt_ns nt_coalesce_due(int fd, uint32_t gen, nt_ns now)
+{
+    struct nt_conn *c = nt_fd_conn(fd);
+    struct co_call x;
+    if (!c || !__atomic_load_n(&c->t_cflush, __ATOMIC_RELAXED) ||
+        !co_enter(&x, c, fd, "timer", NULL))
+        return 0;
+    nt_ns next = 0;
+    if (c->gen == gen && nt_fd_kind(fd) == NT_FD_CONN && c->t_cflush) {
+        if (c->t_cflush > now) {
+            next = c->t_cflush;
+        } else if (co_busy_other(c)) {
+            next = now + CO_RETRY_MIN; /* its sender is at it */
+        } else {
+            co_flush_deferred(&x, CO_TRY);
+            if (c->cbuf) /* stuck: try again soon, backing off */
+                next = c->t_cflush = now + retry_interval(c);
+        }
+    }
+    co_leave(&x);
+    return next;
+}
+
+void nt_coalesce_expired(struct nt_conn *c, int fd)
+{
+    struct co_call x;
+    if (c->co_mode <= NT_CO_OFF || !co_enter(&x, c, fd, "timer", NULL))
+        return;
+    x.defer = 1;
+    co_release(&x, 0);
+    if (c->cbuf)
+        co_lose(&x, nt_deadline_errno(c));
+    co_leave(&x);
+}

@@ -1,0 +1,230 @@
+/* Write coalescing: the pending set (the connections with something to
+ * flush) and the flushes that walk it: waits, exit/exec/fork
+ * (nt_coalesce_flush_all), close_range/closefrom. Design notes at the top
+ * of coalesce.c.
+ *
+ * The set is a small array of (fd, gen, buffer) under its own spin lock,
+ * so a wait finds them without scanning the fd table, and
+ * nt_coalesce_pending keeps the no-pending check in front of a wait a
+ * single load.
+ *
+ * Stale slots: flushes use sendmsg only, so an fd closed and reopened as
+ * a non-socket behind the library's back gets ENOTSOCK, never the bytes
+ * (the slot is then forgotten and the program's call made as it was);
+ * entries whose slot generation changed are dropped and their bytes
+ * reported lost (EBADF). A raw close(2) followed by writes to a file
+ * opened under the same number within one buffer's life can still put the
+ * file's bytes into the socket's buffer: raw syscalls are out of reach.
+ */
+#include <pthread.h>
+#include <string.h>
+
+#include "coalesce/coalesce_internal.h"
+#include "audit/event.h"
+#include "core/process.h"
+
+unsigned nt_coalesce_pending;
+
+/* ---- the pending set -------------------------------------------------- */
+
+struct co_pend {
+    int fd;
+    uint32_t gen;        /* the slot's generation when it was added */
+    struct co_buf *buf;  /* buffer mode: its buffer; cork mode: NULL */
+};
+
+static struct co_pend *pend;
+static size_t npend, pend_cap;
+static uint64_t pend_lock;
+
+static int pend_grow(void)
+{
+    return nt_mmap_grow((void **)&pend, &pend_cap, sizeof *pend, 1024);
+}
+
+static void publish_count(void)
+{
+    __atomic_store_n(&nt_coalesce_pending, (unsigned)npend, __ATOMIC_RELAXED);
+}
+
+/* Slot locked. */
+int co_pend_add(struct nt_conn *c, int fd, struct co_buf *b)
+{
+    int ok = 0;
+    co_spin_lock(&pend_lock);
+    if (npend < pend_cap || pend_grow() == 0) {
+        pend[npend] = (struct co_pend){ fd, c->gen, b };
+        c->co_pidx = (uint32_t)++npend;
+        publish_count();
+        ok = 1;
+    }
+    co_spin_unlock(&pend_lock);
+    return ok;
+}
+
+/* pend_lock held. */
+static void pend_remove_at(size_t i)
+{
+    struct co_pend last = pend[--npend];
+    if (i < npend) {
+        pend[i] = last;
+        struct nt_conn *m = nt_fd_conn(last.fd);
+        if (m && m->gen == last.gen && m->co_pidx == npend + 1)
+            m->co_pidx = (uint32_t)i + 1;
+    }
+    publish_count();
+}
+
+/* Slot locked: the connection leaves the set. Returns the buffer its
+ * entry held, for the caller to free: a buffer is freed only by whoever
+ * removes its entry (reap_stale for a slot closed behind our back). */
+struct co_buf *co_pend_del(struct nt_conn *c, int fd)
+{
+    struct co_buf *b = NULL;
+    if (!c->co_pidx)
+        return NULL;
+    co_spin_lock(&pend_lock);
+    size_t i = c->co_pidx - 1;
+    if (i < npend && pend[i].fd == fd && pend[i].gen == c->gen) {
+        b = pend[i].buf;
+        pend_remove_at(i);
+    }
+    c->co_pidx = 0;
+    co_spin_unlock(&pend_lock);
+    return b;
+}
+
+/* An entry whose fd was closed or reused behind the library's back. */
+static void reap_stale(const struct co_pend *e, const char *op,
+                       void *caller)
+{
+    struct co_buf *b = NULL;
+    co_spin_lock(&pend_lock);
+    for (size_t i = 0; i < npend; i++) {
+        if (pend[i].fd == e->fd && pend[i].gen == e->gen &&
+            pend[i].buf == e->buf) {
+            b = pend[i].buf;
+            pend_remove_at(i);
+            break;
+        }
+    }
+    co_spin_unlock(&pend_lock);
+    if (!b)
+        return;
+    uint64_t lost = co_held(b);
+    int ours = b->epoch == nt_fork_epoch;
+    co_buf_put(b);
+    if (ours && lost) {
+        struct nt_event ev = { .kind = NT_EV_FLUSH_ERROR, .fd = e->fd,
+                               .op = op, .err = EBADF, .lost_bytes = lost,
+                               .caller = caller };
+        nt_event_emit(&ev);
+    }
+}
+
+#define CO_ALL_FDS 0u, 0xffffffffu
+
+/* Flush (or on close: flush and release) every pending connection with
+ * lo <= fd <= hi. Walks the set from the end in batches: removals move
+ * only the last entry, so every entry present at the start is visited. */
+static void flush_pending(int how, int closing, const char *op, void *caller,
+                          unsigned lo, unsigned hi)
+{
+    enum { BATCH = 64 };
+    struct co_pend batch[BATCH];
+    if (co_spin)
+        return; /* a signal handler: this thread holds the set's lock */
+    co_spin_lock(&pend_lock);
+    size_t end = npend;
+    co_spin_unlock(&pend_lock);
+    while (end > 0) {
+        co_spin_lock(&pend_lock);
+        if (end > npend)
+            end = npend;
+        size_t first = end > BATCH ? end - BATCH : 0;
+        size_t n = end - first;
+        memcpy(batch, pend + first, n * sizeof *batch);
+        co_spin_unlock(&pend_lock);
+        end = first;
+        for (size_t i = 0; i < n; i++) {
+            const struct co_pend *e = &batch[i];
+            if ((unsigned)e->fd < lo || (unsigned)e->fd > hi)
+                continue;
+            struct nt_conn *c = nt_fd_conn(e->fd);
+            struct co_call x;
+            if (!c || !co_enter(&x, c, e->fd, op, caller))
+                continue;
+            /* stale: the fd was closed (or reused) behind our back; or,
+             * defensively, an entry that is not the connection's state */
+            if (c->gen != e->gen || nt_fd_kind(e->fd) != NT_FD_CONN ||
+                (e->buf ? c->cbuf != e->buf
+                        : !(c->co_flags & CO_CORKED))) {
+                reap_stale(e, op, caller); /* under the slot lock: the slot
+                                              cannot re-add that buffer */
+                co_leave(&x);
+                continue;
+            }
+            if (!co_busy_other(c)) {
+                if (closing)
+                    co_flush_closing(&x);
+                else
+                    co_flush_deferred(&x, how);
+            }
+            co_leave(&x);
+        }
+    }
+}
+
+void nt_coalesce_flush_for_wait(void)
+{
+    if (nt_in_lib)
+        return; /* the library's own poll */
+    flush_pending(CO_TRY, 0, "wait", __builtin_return_address(0),
+                  CO_ALL_FDS);
+}
+
+void nt_coalesce_flush_all(void)
+{
+    if (__atomic_load_n(&nt_coalesce_pending, __ATOMIC_RELAXED))
+        flush_pending(CO_LINGER, 0, "flush", __builtin_return_address(0),
+                      CO_ALL_FDS);
+}
+
+void nt_coalesce_close_range(unsigned lo, unsigned hi)
+{
+    if (__atomic_load_n(&nt_coalesce_pending, __ATOMIC_RELAXED))
+        flush_pending(CO_LINGER, 1, "close", __builtin_return_address(0),
+                      lo, hi);
+}
+
+/* ---- fork --------------------------------------------------------------- */
+
+/* The pool and the pending set are consistent in a fork child: no other
+ * thread is inside them when fork happens. (The child does not need to
+ * unlock: the owners' fork epoch is stale there.) */
+static void atfork_prepare(void)
+{
+    /* fork() itself flushed (process.c); this catches forks glibc makes
+     * internally (daemon()), whose parent then leaves with _exit */
+    nt_coalesce_flush_all();
+    co_spin_lock(&pend_lock);
+    co_spin_lock(&co_pool_lock);
+}
+
+static void atfork_parent(void)
+{
+    co_spin_unlock(&co_pool_lock);
+    co_spin_unlock(&pend_lock);
+}
+
+static void atfork_child(void)
+{
+    co_pool_lock = 0;
+    pend_lock = 0;
+    co_spin = 0;
+}
+
+__attribute__((constructor)) static void co_register_atfork(void)
+{
+    pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}

@@ -1,0 +1,36 @@
+/* Resolution of the next definitions (RTLD_NEXT) of interposed functions. */
+#include <dlfcn.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "core/nt.h"
+#include "core/real.h"
+
+/* Raw-syscall stand-ins used until dlsym has answered: an allocator or
+ * logger that reads or writes while the library resolves its symbols must
+ * not find a NULL pointer. */
+static ssize_t early_read(int fd, void *b, size_t n) { return syscall(SYS_read, fd, b, n); }
+static ssize_t early_write(int fd, const void *b, size_t n) { return syscall(SYS_write, fd, b, n); }
+static ssize_t early_readv(int fd, const struct iovec *v, int n) { return syscall(SYS_readv, fd, v, n); }
+static ssize_t early_writev(int fd, const struct iovec *v, int n) { return syscall(SYS_writev, fd, v, n); }
+static int early_close(int fd) { return (int)syscall(SYS_close, fd); }
+static int early_poll(struct pollfd *p, nfds_t n, int t) { return (int)syscall(SYS_poll, p, n, t); }
+static ssize_t early_recv(int fd, void *b, size_t n, int f) { return syscall(SYS_recvfrom, fd, b, n, f, 0, 0); }
+static ssize_t early_send(int fd, const void *b, size_t n, int f) { return syscall(SYS_sendto, fd, b, n, f, 0, 0); }
+
+struct nt_real real = {
+    .read = early_read, .write = early_write, .readv = early_readv,
+    .writev = early_writev, .close = early_close, .poll = early_poll,
+    .recv = early_recv, .send = early_send,
+};
+
+void nt_real_resolve(void)
+{
+    void *p;
+#define NT_RESOLVE(ret, name, args)                                         \
+    p = dlsym(RTLD_NEXT, #name);                                            \
+    if (p)                                                                  \
+        __atomic_store_n((void **)&real.name, p, __ATOMIC_RELEASE);
+    NT_REAL_FUNCS(NT_RESOLVE)
+#undef NT_RESOLVE
+}

@@ -1,0 +1,242 @@
+/* The timer thread. A binary min-heap of (due, fd, gen), kept in an
+ * mmap'ed array (no malloc: arming can happen inside any hook), protected
+ * by one mutex. Entries are filed no later than the connection's true due
+ * time; the fast path only ever moves due times later, and the thread
+ * re-checks the connection when an entry comes due (deadline.c), refiling
+ * it if the deadline has moved. */
+#include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <string.h>
+
+#include "deadline/deadline.h"
+#include "core/real.h"
+#include "deadline/timer.h"
+
+struct entry {
+    nt_ns due;
+    int fd;
+    uint32_t gen;
+};
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wake;
+static struct entry *heap; /* heap[1..count]; heap[0] unused */
+static size_t count, capacity;
+static int running;        /* the thread exists in this process */
+static sem_t started;      /* start_thread waits until the thread runs */
+static nt_ns sleeping_until; /* the thread's current wake-up time */
+
+static int grow(void)
+{
+    return nt_mmap_grow((void **)&heap, &capacity, sizeof *heap, 4096);
+}
+
+/* The slot an entry belongs to, if the entry still describes it. */
+static struct nt_conn *owner(const struct entry *e)
+{
+    struct nt_conn *c = nt_fd_conn(e->fd);
+    return c && c->gen == e->gen ? c : NULL;
+}
+
+static void place(size_t i, struct entry e)
+{
+    heap[i] = e;
+    struct nt_conn *c = owner(&e);
+    if (c) {
+        c->heap_idx = (uint32_t)i;
+        c->heap_due = e.due;
+    }
+}
+
+static void sift_up(size_t i, struct entry e)
+{
+    while (i > 1 && heap[i / 2].due > e.due) {
+        place(i, heap[i / 2]);
+        i /= 2;
+    }
+    place(i, e);
+}
+
+static void sift_down(size_t i, struct entry e)
+{
+    for (;;) {
+        size_t child = 2 * i;
+        if (child > count)
+            break;
+        if (child < count && heap[child + 1].due < heap[child].due)
+            child++;
+        if (heap[child].due >= e.due)
+            break;
+        place(i, heap[child]);
+        i = child;
+    }
+    place(i, e);
+}
+
+static void remove_at(size_t i)
+{
+    struct entry last = heap[count--];
+    if (i > count)
+        return; /* it was the last one */
+    if (i > 1 && heap[i / 2].due > last.due)
+        sift_up(i, last);
+    else
+        sift_down(i, last);
+}
+
+static void *timer_main(void *arg);
+
+static void start_thread(void)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&wake, &ca);
+    pthread_condattr_destroy(&ca);
+    /* The thread must never take one of the program's signals. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    /* Return only once the thread is fully started: its start-up
+     * allocates (thread state, sanitizer bookkeeping), and a fork that
+     * caught it there would leave the child's allocator locked. After
+     * start-up the thread never allocates, and fork holds its lock. */
+    sem_init(&started, 0, 0);
+    pthread_t t;
+    if (pthread_create(&t, &attr, timer_main, NULL) == 0) {
+        running = 1;
+        while (sem_wait(&started) != 0 && errno == EINTR)
+            ;
+    }
+    sem_destroy(&started);
+    pthread_attr_destroy(&attr);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* File under the lock; the caller holds it. */
+static void file_locked(struct nt_conn *c, int fd, nt_ns due)
+{
+    if (c->heap_idx && c->heap_idx <= count && heap[c->heap_idx].fd == fd &&
+        heap[c->heap_idx].gen == c->gen) {
+        if (due >= heap[c->heap_idx].due)
+            return;
+        struct entry e = heap[c->heap_idx];
+        e.due = due;
+        sift_up(c->heap_idx, e);
+    } else {
+        if (count + 1 >= capacity && grow() != 0)
+            return;
+        count++;
+        sift_up(count, (struct entry){ .due = due, .fd = fd, .gen = c->gen });
+    }
+    if (!running)
+        start_thread();
+    else if (due < sleeping_until)
+        pthread_cond_signal(&wake);
+}
+
+void nt_timer_arm(struct nt_conn *c, int fd, nt_ns due)
+{
+    /* Already filed at or before `due`: nothing to do, and no lock. The
+     * fence pairs with the thread's: either it sees our new clocks when it
+     * re-checks, or we see its entry is gone and file a new one. */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (c->heap_idx && c->heap_due <= due && running)
+        return;
+    int saved = errno;
+    pthread_mutex_lock(&lock);
+    file_locked(c, fd, due);
+    pthread_mutex_unlock(&lock);
+    errno = saved;
+}
+
+void nt_timer_disarm(struct nt_conn *c)
+{
+    if (!c->heap_idx)
+        return;
+    pthread_mutex_lock(&lock);
+    size_t i = c->heap_idx;
+    if (i <= count && owner(&heap[i]) == c)
+        remove_at(i);
+    c->heap_idx = 0;
+    pthread_mutex_unlock(&lock);
+}
+
+static void *timer_main(void *arg)
+{
+    nt_in_lib = 1; /* anything this thread calls goes straight through */
+    sem_post(&started);
+    pthread_mutex_lock(&lock);
+    for (;;) {
+        nt_ns now = nt_now();
+        if (!count) {
+            sleeping_until = INT64_MAX;
+            pthread_cond_wait(&wake, &lock);
+            continue;
+        }
+        if (heap[1].due > now) {
+            sleeping_until = heap[1].due;
+            struct timespec ts = { .tv_sec = heap[1].due / 1000000000,
+                                   .tv_nsec = heap[1].due % 1000000000 };
+            pthread_cond_timedwait(&wake, &lock, &ts);
+            continue;
+        }
+        struct entry e = heap[1];
+        struct nt_conn *c = owner(&e);
+        if (c)
+            c->heap_idx = 0;
+        remove_at(1);
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        pthread_mutex_unlock(&lock);
+        nt_ns next = nt_deadline_due(e.fd, e.gen, now);
+        pthread_mutex_lock(&lock);
+        if (next && (c = owner(&e)) != NULL)
+            file_locked(c, e.fd, next);
+    }
+    return arg;
+}
+
+unsigned nt_timer_pending(void)
+{
+    return (unsigned)count;
+}
+
+void nt_timer_atfork_prepare(void)
+{
+    pthread_mutex_lock(&lock);
+}
+
+void nt_timer_atfork_parent(void)
+{
+    pthread_mutex_unlock(&lock);
+}
+
+/* The thread did not survive fork; its entries did (the child shares the
+ * sockets). It is restarted on the child's first governed call or wait,
+ * not here: creating a thread inside a fork handler is not safe (an
+ * allocator of the program's or a sanitizer's may still be locked). */
+int nt_timer_orphaned;
+
+void nt_timer_atfork_child(void)
+{
+    pthread_mutex_init(&lock, NULL);
+    running = 0;
+    sleeping_until = 0;
+    nt_timer_orphaned = count != 0;
+}
+
+void nt_timer_restart(void)
+{
+    int saved = errno;
+    pthread_mutex_lock(&lock);
+    if (!running && count)
+        start_thread();
+    nt_timer_orphaned = 0;
+    pthread_mutex_unlock(&lock);
+    errno = saved;
+}

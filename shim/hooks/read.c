@@ -1,0 +1,232 @@
+/* Input calls: read, readv, recv, recvfrom, recvmsg, recvmmsg and their
+ * fortified forms. Each hook passes a non-governed fd straight through and
+ * hands a governed one to the I/O engine (io.c) with an attempt function
+ * that performs the call once. */
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include "core/io.h"
+#include "core/real.h"
+
+struct buf_args {
+    void *buf;
+    size_t len;
+    struct sockaddr *from;
+    socklen_t *fromlen;
+};
+
+static ssize_t attempt_read(int fd, const struct nt_op *op, int flags,
+                            size_t skip)
+{
+    const struct buf_args *a = op->args;
+    if (!flags)
+        return real.read(fd, (char *)a->buf + skip, a->len - skip);
+    return real.recv(fd, (char *)a->buf + skip, a->len - skip, flags);
+}
+
+static ssize_t attempt_recvfrom(int fd, const struct nt_op *op, int flags,
+                                size_t skip)
+{
+    const struct buf_args *a = op->args;
+    return real.recvfrom(fd, (char *)a->buf + skip, a->len - skip, flags,
+                         a->from, a->fromlen);
+}
+
+/* The governed path, out of line: the hooks' fast path keeps no locals
+ * (no stack frame, no stack-protector canary). */
+__attribute__((noinline)) NT_NO_CANARY static ssize_t
+read_buf(int fd, const char *name, nt_attempt_fn fn, void *buf, size_t len,
+         int flags, struct sockaddr *from, socklen_t *fromlen, void *caller)
+{
+    struct buf_args a = { buf, len, from, fromlen };
+    struct nt_op op = { .name = name, .dir = NT_IN, .flags = flags,
+                        .total = len, .attempt = fn, .args = &a,
+                        .caller = caller };
+    return nt_io_call(fd, &op);
+}
+
+NT_EXPORT ssize_t read(int fd, void *buf, size_t len)
+{
+    if (likely(nt_fd_passes(fd)))
+        return real.read(fd, buf, len);
+    return read_buf(fd, "read", attempt_read, buf, len, 0, NULL, NULL,
+                    NT_CALLER());
+}
+
+NT_EXPORT ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen)
+{
+    if (likely(nt_fd_passes(fd)) || len > buflen)
+        return real.__read_chk(fd, buf, len, buflen); /* aborts if too long */
+    return read_buf(fd, "read", attempt_read, buf, len, 0, NULL, NULL,
+                    NT_CALLER());
+}
+
+NT_EXPORT ssize_t recv(int fd, void *buf, size_t len, int flags)
+{
+    if (likely(nt_fd_passes(fd)))
+        return real.recv(fd, buf, len, flags);
+    return read_buf(fd, "recv", attempt_recvfrom, buf, len, flags, NULL,
+                    NULL, NT_CALLER());
+}
+
+NT_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen,
+                             int flags)
+{
+    if (likely(nt_fd_passes(fd)) || len > buflen)
+        return real.__recv_chk(fd, buf, len, buflen, flags);
+    return read_buf(fd, "recv", attempt_recvfrom, buf, len, flags, NULL,
+                    NULL, NT_CALLER());
+}
+
+NT_EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags,
+                           struct sockaddr *from, socklen_t *fromlen)
+{
+    if (likely(nt_fd_passes(fd)))
+        return real.recvfrom(fd, buf, len, flags, from, fromlen);
+    return read_buf(fd, "recvfrom", attempt_recvfrom, buf, len, flags,
+                    from, fromlen, NT_CALLER());
+}
+
+NT_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen,
+                                 int flags, struct sockaddr *from,
+                                 socklen_t *fromlen)
+{
+    if (likely(nt_fd_passes(fd)) || len > buflen)
+        return real.__recvfrom_chk(fd, buf, len, buflen, flags, from,
+                                   fromlen);
+    return read_buf(fd, "recvfrom", attempt_recvfrom, buf, len, flags,
+                    from, fromlen, NT_CALLER());
+}
+
+/* --- vectored ---------------------------------------------------------- */
+
+struct vec_args {
+    const struct iovec *iov;
+    int iovcnt;
+    struct msghdr *msg; /* recvmsg: the program's header */
+};
+
+/* Perform `call` on msg with its iovec advanced by skip bytes. */
+static ssize_t with_skipped_iov(int fd, struct msghdr *msg, int flags,
+                                size_t skip, int out)
+{
+    if (!skip)
+        return out ? real.sendmsg(fd, msg, flags) : real.recvmsg(fd, msg, flags);
+    struct iovec v[NT_IOV_MAX];
+    struct msghdr m = *msg;
+    m.msg_iov = v;
+    m.msg_iovlen = (size_t)nt_iov_skip(msg->msg_iov, (int)msg->msg_iovlen,
+                                       skip, v);
+    ssize_t r = out ? real.sendmsg(fd, &m, flags) : real.recvmsg(fd, &m, flags);
+    msg->msg_flags = m.msg_flags;
+    msg->msg_controllen = m.msg_controllen;
+    return r;
+}
+
+static ssize_t attempt_readv(int fd, const struct nt_op *op, int flags,
+                             size_t skip)
+{
+    const struct vec_args *a = op->args;
+    if (!flags && !skip)
+        return real.readv(fd, a->iov, a->iovcnt);
+    struct msghdr m = { .msg_iov = (struct iovec *)a->iov,
+                        .msg_iovlen = (size_t)a->iovcnt };
+    return with_skipped_iov(fd, &m, flags, skip, 0);
+}
+
+static ssize_t attempt_recvmsg(int fd, const struct nt_op *op, int flags,
+                               size_t skip)
+{
+    const struct vec_args *a = op->args;
+    return with_skipped_iov(fd, a->msg, flags, skip, 0);
+}
+
+__attribute__((noinline)) NT_NO_CANARY static ssize_t
+read_vec(int fd, const struct iovec *iov, int iovcnt, void *caller)
+{
+    struct vec_args a = { iov, iovcnt, NULL };
+    struct nt_op op = { .name = "readv", .dir = NT_IN,
+                        .total = nt_iov_total(iov, iovcnt),
+                        .attempt = attempt_readv, .args = &a,
+                        .caller = caller };
+    return nt_io_call(fd, &op);
+}
+
+NT_EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
+{
+    if (likely(nt_fd_passes(fd)))
+        return real.readv(fd, iov, iovcnt);
+    return read_vec(fd, iov, iovcnt, NT_CALLER());
+}
+
+/* Descriptors passed with SCM_RIGHTS arrive without any call the library
+ * sees: whatever a slot knew about those numbers is stale. */
+static void forget_passed_fds(const struct msghdr *msg)
+{
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR((struct msghdr *)msg); cm;
+         cm = CMSG_NXTHDR((struct msghdr *)msg, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < n; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof fd);
+            nt_fd_forget(fd);
+        }
+    }
+}
+
+__attribute__((noinline)) NT_NO_CANARY static ssize_t
+read_msg(int fd, struct msghdr *msg, int flags, void *caller)
+{
+    struct vec_args a = { NULL, 0, msg };
+    struct nt_op op = { .name = "recvmsg", .dir = NT_IN, .flags = flags,
+                        .total = nt_iov_total(msg->msg_iov,
+                                              (int)msg->msg_iovlen),
+                        .attempt = attempt_recvmsg, .args = &a,
+                        .caller = caller };
+    ssize_t r = nt_io_call(fd, &op);
+    if (r > 0 && msg->msg_controllen)
+        NT_KEEP_ERRNO(forget_passed_fds(msg));
+    return r;
+}
+
+NT_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
+{
+    if (likely(nt_fd_passes(fd)))
+        return real.recvmsg(fd, msg, flags);
+    return read_msg(fd, msg, flags, NT_CALLER());
+}
+
+struct mmsg_args {
+    struct mmsghdr *vec;
+    unsigned n;
+    struct timespec *timeout;
+};
+
+static ssize_t attempt_recvmmsg(int fd, const struct nt_op *op, int flags,
+                                size_t skip)
+{
+    const struct mmsg_args *a = op->args;
+    return real.recvmmsg(fd, a->vec, a->n, flags, a->timeout);
+}
+
+__attribute__((noinline)) NT_NO_CANARY static int
+read_mmsg(int fd, struct mmsghdr *vec, unsigned n, int flags,
+          struct timespec *timeout, void *caller)
+{
+    struct mmsg_args a = { vec, n, timeout };
+    struct nt_op op = { .name = "recvmmsg", .dir = NT_IN, .flags = flags,
+                        .msgs = 1, .total = n, .attempt = attempt_recvmmsg,
+                        .args = &a, .caller = caller };
+    return (int)nt_io_call(fd, &op);
+}
+
+NT_EXPORT int recvmmsg(int fd, struct mmsghdr *vec, unsigned n, int flags,
+                       struct timespec *timeout)
+{
+    if (likely(nt_fd_passes(fd)))
+        return real.recvmmsg(fd, vec, n, flags, timeout);
+    return read_mmsg(fd, vec, n, flags, timeout, NT_CALLER());
+}

@@ -1,0 +1,110 @@
+/* Waits: poll, ppoll, select, pselect, epoll_wait, epoll_pwait and the
+ * fortified forms. Deadlines never need these hooks (they act on the
+ * socket, which wakes the program's own loop); coalesced bytes must be
+ * flushed before the program sleeps. */
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
+
+#include "coalesce/coalesce.h"
+#include "deadline/deadline.h"
+#include "core/real.h"
+#include "deadline/timer.h"
+
+/* glibc declares poll's array write-only; the hooks read the requested
+ * events before the kernel fills in the results. */
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+static inline void before_wait(void)
+{
+    nt_init();
+    nt_timer_check_fork(); /* a fork child's deadlines need their thread */
+    nt_coalesce_before_wait();
+}
+
+/* A program that polls a socket for input is waiting for it, even if it
+ * never saw EAGAIN (curl polls before every read). */
+static void note_waiting_in(int fd)
+{
+    struct nt_conn *c = nt_conn_get(fd);
+    if (c && c->dl_active)
+        NT_KEEP_ERRNO(nt_deadline_polled_in(c, fd));
+}
+
+static void before_poll(const struct pollfd *fds, nfds_t n)
+{
+    before_wait();
+    for (nfds_t i = 0; i < n; i++)
+        if (fds[i].events & POLLIN)
+            note_waiting_in(fds[i].fd);
+}
+
+static void before_select(int n, const fd_set *r)
+{
+    before_wait();
+    if (!r)
+        return;
+    /* FD_ISSET beyond FD_SETSIZE is the program's own business: only look
+     * at what an fd_set can hold. */
+    if (n > FD_SETSIZE)
+        n = FD_SETSIZE;
+    for (int fd = 0; fd < n; fd++)
+        if (FD_ISSET(fd, r))
+            note_waiting_in(fd);
+}
+
+NT_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
+{
+    before_poll(fds, n);
+    return real.poll(fds, n, timeout);
+}
+
+NT_EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int timeout,
+                         size_t fdslen)
+{
+    before_poll(fds, n);
+    return real.__poll_chk(fds, n, timeout, fdslen);
+}
+
+NT_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts,
+                    const sigset_t *mask)
+{
+    before_poll(fds, n);
+    return real.ppoll(fds, n, ts, mask);
+}
+
+NT_EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t n,
+                          const struct timespec *ts, const sigset_t *mask,
+                          size_t fdslen)
+{
+    before_poll(fds, n);
+    return real.__ppoll_chk(fds, n, ts, mask, fdslen);
+}
+
+NT_EXPORT int select(int n, fd_set *r, fd_set *w, fd_set *e,
+                     struct timeval *tv)
+{
+    before_select(n, r);
+    return real.select(n, r, w, e, tv);
+}
+
+NT_EXPORT int pselect(int n, fd_set *r, fd_set *w, fd_set *e,
+                      const struct timespec *ts, const sigset_t *mask)
+{
+    before_select(n, r);
+    return real.pselect(n, r, w, e, ts, mask);
+}
+
+NT_EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max,
+                         int timeout)
+{
+    before_wait();
+    return real.epoll_wait(epfd, ev, max, timeout);
+}
+
+NT_EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max,
+                          int timeout, const sigset_t *mask)
+{
+    before_wait();
+    return real.epoll_pwait(epfd, ev, max, timeout, mask);
+}

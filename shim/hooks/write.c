@@ -1,0 +1,244 @@
+/* Output calls: write, writev, send, sendto, sendmsg, sendmmsg, sendfile
+ * and splice. Same shape as hook_read.c. Governed sends carry
+ * MSG_NOSIGNAL so an EPIPE can be logged before SIGPIPE is delivered
+ * (io.c); sendfile and splice take no flags, so their SIGPIPE comes from
+ * the kernel as usual. */
+#include <fcntl.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include "core/io.h"
+#include "core/real.h"
+
+struct buf_args {
+    const void *buf;
+    size_t len;
+    const struct sockaddr *to;
+    socklen_t tolen;
+};
+
+static ssize_t attempt_write(int fd, const struct nt_op *op, int flags,
+                             size_t skip)
+{
+    const struct buf_args *a = op->args;
+    if (!flags)
+        return real.write(fd, (const char *)a->buf + skip, a->len - skip);
+    return real.send(fd, (const char *)a->buf + skip, a->len - skip, flags);
+}
+
+static ssize_t attempt_sendto(int fd, const struct nt_op *op, int flags,
+                              size_t skip)
+{
+    const struct buf_args *a = op->args;
+    return real.sendto(fd, (const char *)a->buf + skip, a->len - skip, flags,
+                       a->to, a->tolen);
+}
+
+/* The governed path, out of line: the hooks' fast path keeps no locals
+ * (no stack frame, no stack-protector canary). */
+__attribute__((noinline)) NT_NO_CANARY static ssize_t
+write_buf(int fd, const char *name, nt_attempt_fn fn, const void *buf,
+          size_t len, int flags, const struct sockaddr *to, socklen_t tolen,
+          void *caller)
+{
+    struct buf_args a = { buf, len, to, tolen };
+    struct iovec v = { (void *)buf, len };
+    struct nt_op op = { .name = name, .dir = NT_OUT, .flags = flags,
+                        .total = len, .attempt = fn, .args = &a,
+                        .caller = caller, .iov = to ? NULL : &v,
+                        .iovcnt = 1 };
+    return nt_io_call(fd, &op);
+}
+
+NT_EXPORT ssize_t write(int fd, const void *buf, size_t len)
+{
+    if (likely(nt_fd_passes(fd)))
+        return real.write(fd, buf, len);
+    return write_buf(fd, "write", attempt_write, buf, len, 0, NULL, 0,
+                     NT_CALLER());
+}
+
+NT_EXPORT ssize_t send(int fd, const void *buf, size_t len, int flags)
+{
+    if (likely(nt_fd_passes(fd)))
+        return real.send(fd, buf, len, flags);
+    return write_buf(fd, "send", attempt_sendto, buf, len, flags, NULL, 0,
+                     NT_CALLER());
+}
+
+NT_EXPORT ssize_t sendto(int fd, const void *buf, size_t len, int flags,
+                         const struct sockaddr *to, socklen_t tolen)
+{
+    if (likely(nt_fd_passes(fd)))
+        return real.sendto(fd, buf, len, flags, to, tolen);
+    return write_buf(fd, "sendto", attempt_sendto, buf, len, flags, to,
+                     tolen, NT_CALLER());
+}
+
+/* --- vectored ---------------------------------------------------------- */
+
+struct vec_args {
+    const struct iovec *iov;
+    int iovcnt;
+    const struct msghdr *msg;
+};
+
+static ssize_t send_skipped(int fd, const struct msghdr *msg, int flags,
+                            size_t skip)
+{
+    if (!skip)
+        return real.sendmsg(fd, msg, flags);
+    struct iovec v[NT_IOV_MAX];
+    struct msghdr m = *msg;
+    m.msg_iov = v;
+    m.msg_iovlen = (size_t)nt_iov_skip(msg->msg_iov, (int)msg->msg_iovlen,
+                                       skip, v);
+    if (skip) { /* ancillary data went with the first part */
+        m.msg_control = NULL;
+        m.msg_controllen = 0;
+    }
+    return real.sendmsg(fd, &m, flags);
+}
+
+static ssize_t attempt_writev(int fd, const struct nt_op *op, int flags,
+                              size_t skip)
+{
+    const struct vec_args *a = op->args;
+    if (!flags && !skip)
+        return real.writev(fd, a->iov, a->iovcnt);
+    struct msghdr m = { .msg_iov = (struct iovec *)a->iov,
+                        .msg_iovlen = (size_t)a->iovcnt };
+    return send_skipped(fd, &m, flags, skip);
+}
+
+static ssize_t attempt_sendmsg(int fd, const struct nt_op *op, int flags,
+                               size_t skip)
+{
+    const struct vec_args *a = op->args;
+    return send_skipped(fd, a->msg, flags, skip);
+}
+
+/* Coalescing sees the bytes of a plain vectored write: not those of a
+ * message with an address or control data. */
+__attribute__((noinline)) NT_NO_CANARY static ssize_t
+write_vec(int fd, const char *name, nt_attempt_fn fn, const struct iovec *iov,
+          int iovcnt, const struct msghdr *msg, int flags, void *caller)
+{
+    struct vec_args a = { iov, iovcnt, msg };
+    if (msg) {
+        iov = msg->msg_name || msg->msg_controllen ? NULL : msg->msg_iov;
+        iovcnt = (int)msg->msg_iovlen;
+    }
+    size_t total = msg ? nt_iov_total(msg->msg_iov, (int)msg->msg_iovlen)
+                       : nt_iov_total(iov, iovcnt);
+    struct nt_op op = { .name = name, .dir = NT_OUT, .flags = flags,
+                        .total = total, .attempt = fn, .args = &a,
+                        .caller = caller, .iov = iov, .iovcnt = iovcnt };
+    return nt_io_call(fd, &op);
+}
+
+NT_EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
+{
+    if (likely(nt_fd_passes(fd)))
+        return real.writev(fd, iov, iovcnt);
+    return write_vec(fd, "writev", attempt_writev, iov, iovcnt, NULL, 0,
+                     NT_CALLER());
+}
+
+NT_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+    if (likely(nt_fd_passes(fd)))
+        return real.sendmsg(fd, msg, flags);
+    return write_vec(fd, "sendmsg", attempt_sendmsg, NULL, 0, msg, flags,
+                     NT_CALLER());
+}
+
+struct mmsg_args {
+    struct mmsghdr *vec;
+    unsigned n;
+};
+
+static ssize_t attempt_sendmmsg(int fd, const struct nt_op *op, int flags,
+                                size_t skip)
+{
+    const struct mmsg_args *a = op->args;
+    return real.sendmmsg(fd, a->vec, a->n, flags);
+}
+
+__attribute__((noinline)) NT_NO_CANARY static int
+write_mmsg(int fd, struct mmsghdr *vec, unsigned n, int flags, void *caller)
+{
+    struct mmsg_args a = { vec, n };
+    struct nt_op op = { .name = "sendmmsg", .dir = NT_OUT, .flags = flags,
+                        .msgs = 1, .total = n, .attempt = attempt_sendmmsg,
+                        .args = &a, .caller = caller };
+    return (int)nt_io_call(fd, &op);
+}
+
+NT_EXPORT int sendmmsg(int fd, struct mmsghdr *vec, unsigned n, int flags)
+{
+    if (likely(nt_fd_passes(fd)))
+        return real.sendmmsg(fd, vec, n, flags);
+    return write_mmsg(fd, vec, n, flags, NT_CALLER());
+}
+
+/* --- flagless: sendfile, splice ---------------------------------------- */
+
+struct xfer_args {
+    int in_fd, out_fd;
+    loff_t *in_off, *out_off;
+    size_t len;
+    unsigned flags;
+    int is_splice, is64;
+};
+
+static ssize_t attempt_xfer(int fd, const struct nt_op *op, int flags,
+                            size_t skip)
+{
+    const struct xfer_args *a = op->args;
+    if (a->is_splice)
+        return real.splice(a->in_fd, a->in_off, a->out_fd, a->out_off,
+                           a->len, a->flags);
+    return (a->is64 ? real.sendfile64 : real.sendfile)(a->out_fd, a->in_fd,
+                                                      a->in_off, a->len);
+}
+
+__attribute__((noinline)) NT_NO_CANARY static ssize_t
+xfer(int fd, int dir, const char *name, struct xfer_args a, void *caller)
+{
+    struct nt_op op = { .name = name, .dir = dir, .flagless = 1,
+                        .total = a.len, .attempt = attempt_xfer, .args = &a,
+                        .caller = caller };
+    return nt_io_call(fd, &op);
+}
+
+NT_EXPORT ssize_t sendfile(int out_fd, int in_fd, off_t *off, size_t len)
+{
+    if (likely(nt_fd_passes(out_fd)))
+        return real.sendfile(out_fd, in_fd, off, len);
+    return xfer(out_fd, NT_OUT, "sendfile",
+                (struct xfer_args){ in_fd, out_fd, off, NULL, len, 0, 0, 0 },
+                NT_CALLER());
+}
+
+NT_EXPORT ssize_t sendfile64(int out_fd, int in_fd, off_t *off, size_t len)
+{
+    if (likely(nt_fd_passes(out_fd)))
+        return real.sendfile64(out_fd, in_fd, off, len);
+    return xfer(out_fd, NT_OUT, "sendfile",
+                (struct xfer_args){ in_fd, out_fd, off, NULL, len, 0, 0, 1 },
+                NT_CALLER());
+}
+
+NT_EXPORT ssize_t splice(int in_fd, loff_t *in_off, int out_fd,
+                         loff_t *out_off, size_t len, unsigned flags)
+{
+    if (likely(nt_fd_passes(out_fd) && nt_fd_passes(in_fd)))
+        return real.splice(in_fd, in_off, out_fd, out_off, len, flags);
+    struct xfer_args a = { in_fd, out_fd, in_off, out_off, len, flags, 1, 0 };
+    /* Either end may be the socket: govern the output side if it is one. */
+    if (nt_conn_get(out_fd) || !nt_conn_get(in_fd))
+        return xfer(out_fd, NT_OUT, "splice", a, NT_CALLER());
+    return xfer(in_fd, NT_IN, "splice", a, NT_CALLER());
+}
