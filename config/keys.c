@@ -113,6 +113,7 @@ static const struct { const char *name; uint32_t bit; } events[] = {
     { "config_loaded", NT_EV_CONFIG_LOADED },
     { "suppressed", NT_EV_SUPPRESSED }, { "connect", NT_EV_CONNECT },
     { "accept", NT_EV_ACCEPT }, { "close", NT_EV_CLOSE },
+    { "abandoned", NT_EV_ABANDONED },
 };
 
 const char *ntc_event_name(unsigned bit_index)
@@ -151,7 +152,7 @@ static int unknown_event(struct ntc_value *v, const char *tok)
         return fail(v, "unknown event '%s' in 'events' (did you mean '%s'?)",
                     q, near);
     return fail(v, "unknown event '%s' in 'events' (known: epipe econnreset "
-                "timeout flush_error config_error config_loaded suppressed "
+                "timeout abandoned flush_error config_error config_loaded suppressed "
                 "connect accept close, or all)", q);
 }
 

@@ -33,11 +33,13 @@ enum nt_event_kind {
     NT_EV_CONNECT = 1u << 7,
     NT_EV_ACCEPT = 1u << 8,
     NT_EV_CLOSE = 1u << 9,
+    NT_EV_ABANDONED = 1u << 10,
 };
 /* Default `events` set (SPEC section 3); "all" = NT_EV_ALL adds the
  * lifecycle and config_loaded. config_error/suppressed are always on: they
  * report on nettimeo itself. */
 #define NT_EV_DEFAULT (NT_EV_EPIPE | NT_EV_ECONNRESET | NT_EV_TIMEOUT | \
+                       NT_EV_ABANDONED | \
                        NT_EV_FLUSH_ERROR | NT_EV_CONFIG_ERROR |         \
                        NT_EV_SUPPRESSED)
 #define NT_EV_ALL (NT_EV_DEFAULT | NT_EV_CONFIG_LOADED | NT_EV_CONNECT | \

@@ -89,7 +89,7 @@ static int unix_peer_closed(int fd)
 
 /* Did the peer send FIN or RST before this event? What the library saw,
  * else what the kernel knows. */
-static int peer_closed_now(const struct nt_conn *c, int fd)
+int nt_event_peer_closed(const struct nt_conn *c, int fd)
 {
     if (c->peer_closed)
         return 1;
@@ -139,7 +139,7 @@ static void write_event(const struct nt_event *ev, int single_frame)
         .pid = (int)getpid(),
         .tid = (int)syscall(SYS_gettid),
         .prog = nt_g.prog[0] ? nt_g.prog : "?",
-        .peer_closed = ev->conn ? peer_closed_now(ev->conn, ev->fd) : 0,
+        .peer_closed = ev->conn ? nt_event_peer_closed(ev->conn, ev->fd) : 0,
         .dropped = nt_sink_take_dropped(),
     };
     clock_gettime(CLOCK_REALTIME, &f.wall);

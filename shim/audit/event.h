@@ -21,6 +21,7 @@ struct nt_event {
     nt_ns limit, elapsed;     /* timeout events */
     const char *action;       /* timeout events: "error", "shutdown", "reset" */
     uint64_t lost_bytes;      /* flush_error */
+    uint64_t request_bytes, answer_bytes; /* abandoned: the exchange */
     uint64_t count;           /* suppressed */
     uint32_t of_kind;         /* suppressed: the kind held back */
     const char *message;      /* config_error / config_loaded text */
@@ -45,6 +46,10 @@ static inline int nt_event_enabled(uint32_t kind)
  * `econnreset` (other errors are ignored) and marks the peer as closed. */
 void nt_event_io_error(struct nt_conn *c, int fd, const char *op, int err,
                        void *caller);
+
+/* Did the peer send FIN or RST? What the library saw, else what the
+ * kernel knows (fd names the socket). */
+int nt_event_peer_closed(const struct nt_conn *c, int fd);
 
 /* Emit pending `suppressed` counts now (exit, exec, fork). */
 void nt_event_flush_suppressed(void);

@@ -88,7 +88,7 @@ const char *nt_errno_name(int err, char *buf)
 /* In the order of the NT_EV_* bits. */
 static const char *const event_names[] = {
     "epipe", "econnreset", "timeout", "flush_error", "config_error",
-    "config_loaded", "suppressed", "connect", "accept", "close",
+    "config_loaded", "suppressed", "connect", "accept", "close", "abandoned",
 };
 
 const char *nt_event_name(uint32_t kind)
@@ -313,6 +313,11 @@ static void put_details(struct nt_jbuf *b, const struct nt_event *ev,
         put_story(b, ev->conn, f);
     if (ev->kind == NT_EV_FLUSH_ERROR)
         nt_j_ku64(b, "lost_bytes", ev->lost_bytes);
+    if (ev->kind == NT_EV_ABANDONED) {
+        nt_j_ku64(b, "request_bytes", ev->request_bytes);
+        nt_j_ku64(b, "answer_bytes", ev->answer_bytes);
+        nt_j_kms(b, "exchange_ms", ev->elapsed);
+    }
     if (ev->kind == NT_EV_SUPPRESSED) {
         nt_j_ku64(b, "count", ev->count);
         if (ev->of_kind)

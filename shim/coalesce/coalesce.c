@@ -130,7 +130,7 @@ static int shared(const struct nt_conn *c)
 /* May this output call be coalesced (its bytes copied and sent later)? */
 static int plain(const struct nt_op *op)
 {
-    return op->iov && !op->flagless && !op->msgs && op->iovcnt >= 0 &&
+    return op->iov && !op->flagless && op->iovcnt >= 0 &&
            op->iovcnt <= CO_IOV && !(op->flags & ~MSG_NOSIGNAL);
 }
 
@@ -165,7 +165,7 @@ static ssize_t out_failed(struct co_call *x, const struct nt_op *op)
 {
     int e = errno;
     if (e == EAGAIN && x->c->dl_active)
-        nt_deadline_waiting(x->c, x->fd, NT_OUT);
+        nt_deadline_report(x->c, NT_OUT, NT_BLOCKED, 0);
     co_leave(x);
     if (e == ENOTSOCK) /* not our socket any more: the call as made */
         return op->attempt(x->fd, op, op->flags, 0);
@@ -211,12 +211,12 @@ static void arm_delay(struct co_call *x)
     nt_ns delay = x->c->set->coalesce_delay;
     x->c->t_cflush = nt_now() + (delay > 0 ? delay : 0);
     x->c->co_retry = 0;
-    nt_timer_arm(x->c, x->fd, x->c->t_cflush);
+    nt_timer_arm(x->c, x->c->t_cflush);
 }
 
 static ssize_t output_cork(struct nt_conn *c, int fd, const struct nt_op *op)
 {
-    int corkable = !op->flagless && !op->msgs && !shared(c) &&
+    int corkable = !op->flagless && !shared(c) &&
                    !(op->flags & ~(MSG_NOSIGNAL | MSG_DONTWAIT | MSG_MORE));
     struct co_call x;
     if ((c->flush_err || !corkable || (c->co_flags & CO_PROG_CORK)) &&
@@ -414,16 +414,9 @@ static void stop_coalescing(struct nt_conn *c, int fd, const char *op,
     co_leave(&x);
 }
 
-void nt_coalesce_dup(int from, int to)
+void nt_coalesce_dup(struct nt_conn *c, int fd)
 {
-    struct nt_conn *dst = nt_fd_conn(to);
-    struct nt_conn *src = nt_fd_conn(from);
-    if (!dst || !src)
-        return;
-    /* nt_conn_dup copied the source's coalescing state: not the copy's */
-    memset(&dst->cbuf, 0, sizeof *dst - offsetof(struct nt_conn, cbuf));
-    dst->co_mode = NT_CO_OFF;
-    stop_coalescing(src, from, "dup", __builtin_return_address(0));
+    stop_coalescing(c, fd, "dup", __builtin_return_address(0));
 }
 
 void nt_coalesce_fdopen(struct nt_conn *c, int fd)

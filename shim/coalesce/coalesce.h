@@ -31,6 +31,11 @@ static inline void nt_coalesce_before_wait(void)
         nt_coalesce_flush_for_wait();
 }
 
+/* fork (core/process.c's handler, in the documented lock order). */
+void nt_coalesce_atfork_prepare(void);
+void nt_coalesce_atfork_parent(void);
+void nt_coalesce_atfork_child(void);
+
 /* Flush every connection's buffered bytes (fork, exec, spawn, exit). */
 void nt_coalesce_flush_all(void);
 
@@ -47,9 +52,13 @@ ssize_t nt_io_direct(struct nt_conn *c, int fd, const struct nt_op *op);
 void nt_coalesce_close(struct nt_conn *c, int fd, int how);
 /* hook_close.c: close_range/closefrom are about to close [lo, hi]. */
 void nt_coalesce_close_range(unsigned lo, unsigned hi);
-/* hook_dup.c: `to` now shares `from`'s socket (dup, F_DUPFD): flush
- * `from` and stop coalescing on both (see coalesce.c, "Sharing"). */
-void nt_coalesce_dup(int from, int to);
+/* hooks/dup.c: another descriptor now refers to c's socket (dup,
+ * F_DUPFD, an inherited twin): flush and stop coalescing (see coalesce.c,
+ * "Sharing"). */
+void nt_coalesce_dup(struct nt_conn *c, int fd);
+/* core/conn.c: the connection is retired without a flush (its last
+ * descriptor was closed behind our back): what it still held is lost. */
+void nt_coalesce_release(struct nt_conn *c);
 
 /* hook_sockopt.c: the program wraps the socket in a FILE* (fdopen): its
  * stdio writes bypass every hook, so coalescing stops (after a flush). */
@@ -61,7 +70,7 @@ int nt_coalesce_setsockopt(struct nt_conn *c, int fd, int opt,
 
 /* deadline.c, timer thread: coalesce_delay. Flushes when due; returns
  * when the timer should look again (0: nothing to do). */
-nt_ns nt_coalesce_due(int fd, uint32_t gen, nt_ns now);
+nt_ns nt_coalesce_due(struct nt_conn *c, uint32_t gen, nt_ns now);
 /* deadline.c, timer thread: a deadline just expired the connection:
  * whatever is still buffered cannot be delivered. */
 void nt_coalesce_expired(struct nt_conn *c, int fd);

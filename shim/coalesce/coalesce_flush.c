@@ -155,7 +155,7 @@ static void sent(struct co_call *x, size_t n)
 {
     x->c->bytes_out += n;
     if (x->c->dl_active)
-        nt_deadline_progress(x->c, x->fd, NT_OUT);
+        nt_deadline_report(x->c, NT_OUT, NT_MOVED, n);
 }
 
 /* A non-blocking socket (or no write_timeout) must still end a wait that
@@ -194,7 +194,7 @@ static int wait_room(struct co_call *x, int how, nt_ns start)
     __atomic_store_n(&c->co_busy, co_self_id(), __ATOMIC_RELAXED);
     nt_conn_unlock(c, 1);
     if (how == CO_BLOCK) {
-        w = nt_deadline_wait(c, x->fd, NT_OUT, start, x->op, x->caller);
+        w = nt_io_wait(c, x->fd, NT_OUT, start, x->op, x->caller);
     } else {
         w = linger_wait(c, x->fd, start);
     }
@@ -366,15 +366,14 @@ static nt_ns retry_interval(struct nt_conn *c)
     return CO_RETRY_MIN << n;
 }
 
-nt_ns nt_coalesce_due(int fd, uint32_t gen, nt_ns now)
+nt_ns nt_coalesce_due(struct nt_conn *c, uint32_t gen, nt_ns now)
 {
-    struct nt_conn *c = nt_fd_conn(fd);
     struct co_call x;
-    if (!c || !__atomic_load_n(&c->t_cflush, __ATOMIC_RELAXED) ||
-        !co_enter(&x, c, fd, "timer", NULL))
+    if (!__atomic_load_n(&c->t_cflush, __ATOMIC_RELAXED) ||
+        !co_enter(&x, c, c->fd, "timer", NULL))
         return 0;
     nt_ns next = 0;
-    if (c->gen == gen && nt_fd_kind(fd) == NT_FD_CONN && c->t_cflush) {
+    if (c->gen == gen && c->refs && c->t_cflush) {
         if (c->t_cflush > now) {
             next = c->t_cflush;
         } else if (co_busy_other(c)) {
@@ -399,4 +398,21 @@ void nt_coalesce_expired(struct nt_conn *c, int fd)
     if (c->cbuf)
         co_lose(&x, nt_deadline_errno(c));
     co_leave(&x);
+}
+
+/* Connection lock held by the caller (core/conn.c retires it). */
+void nt_coalesce_release(struct nt_conn *c)
+{
+    if (!c->cbuf && !c->co_pidx)
+        return;
+    struct co_call x = { .c = c, .fd = -1, .gen = c->gen, .op = "close" };
+    struct co_buf *b = c->cbuf;
+    uint64_t lost = b && b->epoch == nt_fork_epoch ? co_held(b) : 0;
+    release_buf(&x);
+    c->co_flags &= (uint8_t)~CO_CORKED;
+    if (lost) {
+        x.lost = lost;
+        x.lost_err = EBADF;
+        co_report_lost(&x);
+    }
 }

@@ -3,7 +3,7 @@
  * (nt_coalesce_flush_all), close_range/closefrom. Design notes at the top
  * of coalesce.c.
  *
- * The set is a small array of (fd, gen, buffer) under its own spin lock,
+ * The set is a small array of (connection, gen, buffer) under its own spin lock,
  * so a wait finds them without scanning the fd table, and
  * nt_coalesce_pending keeps the no-pending check in front of a wait a
  * single load.
@@ -28,8 +28,8 @@ unsigned nt_coalesce_pending;
 /* ---- the pending set -------------------------------------------------- */
 
 struct co_pend {
-    int fd;
-    uint32_t gen;        /* the slot's generation when it was added */
+    struct nt_conn *c;
+    uint32_t gen;        /* the connection's generation when it was added */
     struct co_buf *buf;  /* buffer mode: its buffer; cork mode: NULL */
 };
 
@@ -53,7 +53,7 @@ int co_pend_add(struct nt_conn *c, int fd, struct co_buf *b)
     int ok = 0;
     co_spin_lock(&pend_lock);
     if (npend < pend_cap || pend_grow() == 0) {
-        pend[npend] = (struct co_pend){ fd, c->gen, b };
+        pend[npend] = (struct co_pend){ c, c->gen, b };
         c->co_pidx = (uint32_t)++npend;
         publish_count();
         ok = 1;
@@ -68,8 +68,8 @@ static void pend_remove_at(size_t i)
     struct co_pend last = pend[--npend];
     if (i < npend) {
         pend[i] = last;
-        struct nt_conn *m = nt_fd_conn(last.fd);
-        if (m && m->gen == last.gen && m->co_pidx == npend + 1)
+        struct nt_conn *m = last.c;
+        if (m->gen == last.gen && m->co_pidx == npend + 1)
             m->co_pidx = (uint32_t)i + 1;
     }
     publish_count();
@@ -85,7 +85,7 @@ struct co_buf *co_pend_del(struct nt_conn *c, int fd)
         return NULL;
     co_spin_lock(&pend_lock);
     size_t i = c->co_pidx - 1;
-    if (i < npend && pend[i].fd == fd && pend[i].gen == c->gen) {
+    if (i < npend && pend[i].c == c && pend[i].gen == c->gen) {
         b = pend[i].buf;
         pend_remove_at(i);
     }
@@ -101,7 +101,7 @@ static void reap_stale(const struct co_pend *e, const char *op,
     struct co_buf *b = NULL;
     co_spin_lock(&pend_lock);
     for (size_t i = 0; i < npend; i++) {
-        if (pend[i].fd == e->fd && pend[i].gen == e->gen &&
+        if (pend[i].c == e->c && pend[i].gen == e->gen &&
             pend[i].buf == e->buf) {
             b = pend[i].buf;
             pend_remove_at(i);
@@ -115,7 +115,7 @@ static void reap_stale(const struct co_pend *e, const char *op,
     int ours = b->epoch == nt_fork_epoch;
     co_buf_put(b);
     if (ours && lost) {
-        struct nt_event ev = { .kind = NT_EV_FLUSH_ERROR, .fd = e->fd,
+        struct nt_event ev = { .kind = NT_EV_FLUSH_ERROR, .fd = -1,
                                .op = op, .err = EBADF, .lost_bytes = lost,
                                .caller = caller };
         nt_event_emit(&ev);
@@ -148,15 +148,16 @@ static void flush_pending(int how, int closing, const char *op, void *caller,
         end = first;
         for (size_t i = 0; i < n; i++) {
             const struct co_pend *e = &batch[i];
-            if ((unsigned)e->fd < lo || (unsigned)e->fd > hi)
+            struct nt_conn *c = e->c;
+            int fd = c->fd;
+            if ((unsigned)fd < lo || (unsigned)fd > hi)
                 continue;
-            struct nt_conn *c = nt_fd_conn(e->fd);
             struct co_call x;
-            if (!c || !co_enter(&x, c, e->fd, op, caller))
+            if (!co_enter(&x, c, fd, op, caller))
                 continue;
-            /* stale: the fd was closed (or reused) behind our back; or,
-             * defensively, an entry that is not the connection's state */
-            if (c->gen != e->gen || nt_fd_kind(e->fd) != NT_FD_CONN ||
+            /* stale: retired meanwhile; or, defensively, an entry that is
+             * not the connection's state */
+            if (c->gen != e->gen || !c->refs ||
                 (e->buf ? c->cbuf != e->buf
                         : !(c->co_flags & CO_CORKED))) {
                 reap_stale(e, op, caller); /* under the slot lock: the slot
@@ -199,32 +200,34 @@ void nt_coalesce_close_range(unsigned lo, unsigned hi)
 
 /* ---- fork --------------------------------------------------------------- */
 
-/* The pool and the pending set are consistent in a fork child: no other
- * thread is inside them when fork happens. (The child does not need to
- * unlock: the owners' fork epoch is stale there.) */
-static void atfork_prepare(void)
+/* Called by core/process.c's fork handler, in the lock order of
+ * deadline/timer.h. The pool and the pending set are consistent in a fork
+ * child: no other thread is inside them when fork happens. */
+static NT_TLS int fork_locked; /* prepare took the locks (parent side) */
+
+void nt_coalesce_atfork_prepare(void)
 {
-    /* fork() itself flushed (process.c); this catches forks glibc makes
-     * internally (daemon()), whose parent then leaves with _exit */
-    nt_coalesce_flush_all();
+    /* A fork from a signal handler that interrupted this thread inside
+     * the set or the pool would wait for itself: go without (the child
+     * may then see them half-updated, as it would the program's own). */
+    fork_locked = !co_spin;
+    if (!fork_locked)
+        return;
     co_spin_lock(&pend_lock);
     co_spin_lock(&co_pool_lock);
 }
 
-static void atfork_parent(void)
+void nt_coalesce_atfork_parent(void)
 {
+    if (!fork_locked)
+        return;
     co_spin_unlock(&co_pool_lock);
     co_spin_unlock(&pend_lock);
 }
 
-static void atfork_child(void)
+void nt_coalesce_atfork_child(void)
 {
     co_pool_lock = 0;
     pend_lock = 0;
     co_spin = 0;
-}
-
-__attribute__((constructor)) static void co_register_atfork(void)
-{
-    pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 }

@@ -1,17 +1,34 @@
-/* The fd table: what the library knows about each descriptor.
+/* The connection object: one per governed socket in this process, shared
+ * by every descriptor that refers to it (fdtable.h). Its clocks, expired
+ * state and coalescing buffer are the socket's.
  *
- * Two levels: a fixed array of page pointers (in .bss, so untouched parts
- * cost no memory) and pages of NT_FD_PAGE slots mmap'ed on first use. A
- * lookup is a bounds check and two loads; nothing is allocated up front, so
- * an RLIMIT_NOFILE in the millions costs nothing until those fds are used,
- * and nothing is ever allocated with malloc (hooks may run in signal
- * handlers and vfork children).
+ * Life cycle
+ *   nt_conn_open()    a connect, an accept, or the first use of an
+ *                     inherited or received connected socket (another
+ *                     descriptor of the same socket, found by inode, is
+ *                     joined instead of opening a second object)
+ *   nt_conn_attach()  one more descriptor (dup, dup2, F_DUPFD)
+ *   nt_conn_detach()  a descriptor goes (close, dup2 over it, close_range,
+ *                     a close the library did not see); the last one
+ *                     retires the object, unless a blocked call of ours
+ *                     still waits on the socket: then the socket stays
+ *                     open under a private descriptor until that call
+ *                     returns, as the kernel keeps it open for a blocked
+ *                     call (`alias_fd`, see io.c).
+ * Objects live in mmap'ed chunks that are never unmapped, so a pointer is
+ * always safe to read; `gen` changes whenever an object is retired or
+ * reused, and anything that kept (pointer, gen) checks it before acting.
  *
- * Per-fd `kind` is read without locks on every call. A slot's connection
- * data is trusted only as far as its `ino` identity: a close the library did
- * not see (raw syscall, fclose of an fdopen'ed socket) leaves a stale slot,
- * which is detected (ENOTSOCK from a socket call, or an inode mismatch
- * before any asynchronous action) and never acted on.
+ * Locking: `lock` (nt_conn_lock) is a spin lock held only for a few
+ * instructions or one non-blocking system call, by the timer thread
+ * before it acts on the socket, by close/dup2 while they change which
+ * descriptors refer to it, and by a blocked call of ours around each
+ * attempt. It is re-entrant for the owning thread (a signal handler that
+ * interrupts it), and an owner from before a fork is stale in the child.
+ *
+ * Identity: `ino` is the socket's inode. Before the library does anything
+ * the program did not ask for (the timer shuts the socket down, a buffered
+ * write is flushed) it checks that `fd` still names that socket.
  */
 #ifndef NT_CONN_H
 #define NT_CONN_H
@@ -21,15 +38,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-#include "core/nt.h"
-
-enum nt_fd_kind {
-    NT_FD_UNKNOWN = 0, /* never seen, or reset: classify on first use */
-    NT_FD_PASS,        /* not ours: file, pipe, datagram, listening, ... */
-    NT_FD_NEW,         /* stream socket from socket(): not yet connected */
-    NT_FD_CONN,        /* governed stream connection */
-    NT_FD_LISTEN,      /* listening stream socket: its accepts are governed */
-};
+#include "core/fdtable.h"
 
 enum nt_role { NT_ROLE_NONE = 0, NT_ROLE_OUTBOUND, NT_ROLE_INBOUND,
                NT_ROLE_INHERITED };
@@ -42,14 +51,21 @@ union nt_addr {
 };
 
 struct nt_conn {
-    /* --- identity (foundation) --- */
+    /* --- identity and references --- */
     _Atomic uint64_t lock;   /* nt_conn_lock(): (fork epoch << 32) | tid */
-    uint32_t gen;            /* bumped whenever the slot is (re)assigned */
-    uint64_t ino;            /* socket inode; 0 = not yet captured */
+    uint32_t gen;            /* changes when the object is retired/reused */
+    uint32_t idx;            /* position in the pool (free list) */
+    uint64_t ino;            /* socket inode */
+    int fd;                  /* a descriptor of this process that refers to it */
+    uint16_t refs;           /* descriptors referring to it */
+    uint16_t waiters;        /* blocked calls of ours waiting on it */
+    int alias_fd;            /* private descriptor while waiters outlive
+                                the program's last one; -1: none */
     uint8_t role;            /* enum nt_role */
     uint8_t nonblock;        /* O_NONBLOCK as the program set it */
     uint8_t family;          /* AF_INET, AF_INET6, AF_UNIX */
-    uint8_t dup_shared;      /* another fd refers to the same socket */
+    uint8_t dup_shared;      /* more than one descriptor has referred to it */
+    uint8_t dormant;         /* fork child: not touched in this process yet */
     socklen_t local_len, remote_len;
     union nt_addr local, remote;
     const struct nt_settings *set; /* resolved once; NULL = audit only */
@@ -67,8 +83,10 @@ struct nt_conn {
     nt_ns heap_due;          /* key it is filed under (<= true due time) */
     nt_ns t_req;             /* current exchange started; 0 = parked */
     nt_ns t_wait_rd, t_wait_wr; /* non-blocking: waiting since (EAGAIN) */
-    nt_ns t_connect;         /* non-blocking connect in progress since */
-    uint8_t req_phase;       /* enum in deadline.c */
+    nt_ns t_connect;         /* connect in progress since */
+    uint8_t req_phase;       /* exchange state (deadline.c) */
+    uint32_t ans_seq;        /* nt_wait_seq at the last answer bytes */
+    uint64_t x_in0, x_out0;  /* bytes_in/out when the exchange started */
     uint8_t expired;         /* a deadline fired: later calls fail */
     uint8_t expired_kind;    /* which one */
     uint8_t in_call;         /* a blocking call of ours waits on it */
@@ -88,53 +106,18 @@ struct nt_conn {
     nt_ns t_cflush;          /* timer flush due (coalesce_delay); 0: none */
 };
 
-#define NT_FD_PAGE_SHIFT 12
-#define NT_FD_PAGE (1u << NT_FD_PAGE_SHIFT)
-/* The kernel's fs.nr_open ceiling is 2^30; the page array covers every
- * unsigned value so the fast path needs no bounds check (8 MiB of .bss,
- * untouched except for the pages in use). */
-#define NT_FD_MAX (1u << 30)
-#define NT_FD_NPAGES (1u << (32 - NT_FD_PAGE_SHIFT))
+/* First use of an UNKNOWN fd: classify it (fdtable.c). */
+struct nt_conn *nt_fd_classify(int fd);
+/* A fork child wakes a connection on its own first call on it. */
+void nt_conn_wake(struct nt_conn *c);
 
-struct nt_fd_page {
-    uint8_t kind[NT_FD_PAGE];
-    struct nt_conn conn[NT_FD_PAGE];
-};
-
-extern struct nt_fd_page *nt_fd_pages[NT_FD_NPAGES];
-
-static inline struct nt_fd_page *nt_fd_page_of(int fd)
+/* Hooks that may bypass the library: re-entry from its own code, or a
+ * vfork child (which shares the parent's memory: it must change nothing).
+ * nt_bypass_slow() tells a vfork child from the parent it returned to. */
+int nt_bypass_slow(void);
+static inline int nt_bypass(void)
 {
-    return __atomic_load_n(&nt_fd_pages[(unsigned)fd >> NT_FD_PAGE_SHIFT],
-                           __ATOMIC_ACQUIRE);
-}
-
-static inline int nt_fd_kind(int fd)
-{
-    struct nt_fd_page *p = nt_fd_page_of(fd);
-    return p ? __atomic_load_n(&p->kind[fd & (NT_FD_PAGE - 1)],
-                               __ATOMIC_RELAXED)
-             : NT_FD_UNKNOWN;
-}
-
-/* Slow paths (fdtable.c). */
-struct nt_conn *nt_fd_classify(int fd);        /* first use of an UNKNOWN fd */
-void nt_fd_set(int fd, int kind);              /* allocates the page if needed */
-struct nt_conn *nt_fd_conn(int fd);            /* slot, page must exist */
-void nt_fd_forget(int fd);      /* stale: classify again on next use */
-void nt_fd_release(int fd);     /* closed by the program */
-void nt_fd_release_range(unsigned lo, unsigned hi);
-
-/* The fast path of every hook: fd is known not to be governed (a file,
- * pipe, datagram socket, ...). A load of the init flag, one of the page
- * pointer, one of the kind byte; no call, so the hook needs no frame. */
-static inline int nt_fd_passes(int fd)
-{
-    if (unlikely(!__atomic_load_n(&nt_g.ready, __ATOMIC_ACQUIRE)))
-        return 0;
-    struct nt_fd_page *p = nt_fd_page_of(fd);
-    return likely(p) && __atomic_load_n(&p->kind[fd & (NT_FD_PAGE - 1)],
-                                        __ATOMIC_RELAXED) == NT_FD_PASS;
+    return unlikely(nt_in_lib) && nt_bypass_slow();
 }
 
 /* The connection a hook should govern, or NULL to pass straight through;
@@ -144,37 +127,57 @@ static inline struct nt_conn *nt_conn_get(int fd)
     nt_init();
     struct nt_fd_page *p = nt_fd_page_of(fd);
     if (likely(p)) {
-        int k = __atomic_load_n(&p->kind[fd & (NT_FD_PAGE - 1)],
-                                __ATOMIC_RELAXED);
+        unsigned i = fd & (NT_FD_PAGE - 1);
+        int k = __atomic_load_n(&p->kind[i], __ATOMIC_ACQUIRE);
         if (likely(k == NT_FD_PASS))
             return 0;
-        if (k == NT_FD_CONN)
-            return nt_in_lib ? 0 : &p->conn[fd & (NT_FD_PAGE - 1)];
+        if (k == NT_FD_CONN) {
+            if (nt_bypass())
+                return 0;
+            struct nt_conn *c = __atomic_load_n(&p->conn[i], __ATOMIC_RELAXED);
+            if (unlikely(c->dormant))
+                nt_conn_wake(c);
+            return c;
+        }
         if (k != NT_FD_UNKNOWN)
             return 0;
     }
-    return nt_in_lib || nt_g.disabled ? 0 : nt_fd_classify(fd);
+    return nt_bypass() || nt_g.disabled ? 0 : nt_fd_classify(fd);
 }
 
-/* Slot lock, held only briefly by close/dup2 and the timer thread so that
- * an asynchronous action never hits an fd the program has just reused.
- * Re-entrant for the owning thread (a signal handler calling close), and
- * stale owners from before a fork are ignored. */
 int nt_conn_lock(struct nt_conn *c);          /* 1: taken, 0: already ours */
 void nt_conn_unlock(struct nt_conn *c, int taken);
 
-/* Set up the slot for a newly connected or accepted socket; nonblock -1:
- * ask the kernel. `remote` (may be NULL) is the address given to connect,
- * used while the connection is still being made. Returns NULL (the fd
- * passes through) when not governed. */
+/* A connected or accepted socket on fd (which the program just got from
+ * the kernel): a new connection object. nonblock -1: ask the kernel.
+ * `remote` (may be NULL) is the address given to connect. NULL when not
+ * governed (no config, pool exhausted): fd passes through. */
 struct nt_conn *nt_conn_open(int fd, int role, int nonblock,
                              const struct sockaddr *remote, socklen_t rlen);
-/* Is this fd a socket the library may govern (stream, inet/unix)? Sets
- * its kind: NEW, LISTEN, CONN (inherited, connected) or PASS. */
-int nt_fd_kind_classified(int fd);
+/* fd now refers to c too (dup); fd was not CONN. */
+void nt_conn_attach(struct nt_conn *c, int fd);
+/* fd no longer refers to its connection: the program is closing it (the
+ * real close follows; `closing` says the number is going away) or it was
+ * found stale. The last descriptor retires the connection (close event,
+ * timer entry dropped), unless a blocked call of ours still waits. */
+void nt_conn_detach(int fd, int kind, void *caller);
+/* hooks/close.c: the program is done with fd (close, fclose, dup2 over
+ * it): last words for the socket if it was the last descriptor, then
+ * detach. */
+void nt_close_fd(int fd, const char *op, void *caller);
+/* A blocked call of ours is done with the socket (io.c). */
+void nt_conn_unwait(struct nt_conn *c);
 /* Re-read the local address (after connect bound it). */
 void nt_conn_refresh_local(struct nt_conn *c, int fd);
-/* Copy the table entry of `from` to `to` (dup); `to` was free. */
-void nt_conn_dup(int from, int to);
+/* Every live connection (fork child, exit). */
+void nt_conn_each(void (*f)(struct nt_conn *c, void *arg), void *arg);
+
+/* The kind of fd, classifying it if it is UNKNOWN. */
+int nt_fd_kind_classified(int fd);
+/* The fd turned out stale (ENOTSOCK): forget it; the next call
+ * classifies it again. */
+void nt_fd_forget(int fd);
+/* [lo, hi] are closed (close_range, closefrom). */
+void nt_fd_release_range(unsigned lo, unsigned hi, void *caller);
 
 #endif

@@ -1,16 +1,11 @@
-/* The fd table's slow paths: page allocation, classification of fds seen
- * for the first time, and the per-slot lock. See conn.h. */
-#include <sched.h>
+/* The fd table's slow paths: pages, kinds, and the classification of
+ * descriptors seen for the first time. See fdtable.h. */
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include "core/conn.h"
-#include "core/process.h"
 #include "core/real.h"
-#include "core/settings.h"
 
 struct nt_fd_page *nt_fd_pages[NT_FD_NPAGES];
 
@@ -45,36 +40,34 @@ void nt_fd_set(int fd, int kind)
                          __ATOMIC_RELEASE);
 }
 
-struct nt_conn *nt_fd_conn(int fd)
+int nt_fd_set_conn(int fd, struct nt_conn *c)
 {
-    struct nt_fd_page *p = nt_fd_page_of(fd);
-    return p ? &p->conn[fd & (NT_FD_PAGE - 1)] : NULL;
-}
-
-static void reset_slot(int fd, int kind)
-{
-    struct nt_fd_page *p = nt_fd_page_of(fd);
+    if ((unsigned)fd >= NT_FD_MAX)
+        return -1;
+    struct nt_fd_page *p = page_for(fd);
     if (!p)
-        return;
-    int i = fd & (NT_FD_PAGE - 1);
-    __atomic_store_n(&p->kind[i], (uint8_t)kind, __ATOMIC_RELEASE);
-    __atomic_add_fetch(&p->conn[i].gen, 1, __ATOMIC_RELEASE);
+        return -1;
+    unsigned i = fd & (NT_FD_PAGE - 1);
+    __atomic_store_n(&p->conn[i], c, __ATOMIC_RELAXED);
+    __atomic_store_n(&p->kind[i], NT_FD_CONN, __ATOMIC_RELEASE);
+    return 0;
 }
 
-void nt_fd_forget(int fd)
+void nt_fd_each_conn(void (*f)(int fd, struct nt_conn *c, void *arg),
+                     void *arg)
 {
-    reset_slot(fd, NT_FD_UNKNOWN);
+    for (unsigned pg = 0; pg < NT_FD_NPAGES; pg++) {
+        struct nt_fd_page *p = __atomic_load_n(&nt_fd_pages[pg],
+                                               __ATOMIC_ACQUIRE);
+        if (!p)
+            continue;
+        for (unsigned i = 0; i < NT_FD_PAGE; i++)
+            if (__atomic_load_n(&p->kind[i], __ATOMIC_ACQUIRE) == NT_FD_CONN)
+                f((int)((pg << NT_FD_PAGE_SHIFT) | i), p->conn[i], arg);
+    }
 }
 
-/* The program closed fd. Whatever it opens next under that number comes
- * from open/pipe/eventfd (not a socket: sockets come back through hooked
- * calls that set their kind), so the next call on it needs no fstat. */
-void nt_fd_release(int fd)
-{
-    reset_slot(fd, NT_FD_PASS);
-}
-
-void nt_fd_release_range(unsigned lo, unsigned hi)
+void nt_fd_release_range(unsigned lo, unsigned hi, void *caller)
 {
     if (hi >= NT_FD_MAX)
         hi = NT_FD_MAX - 1;
@@ -83,14 +76,26 @@ void nt_fd_release_range(unsigned lo, unsigned hi)
         unsigned page_end = (fd | (NT_FD_PAGE - 1));
         if (p) {
             unsigned end = page_end < hi ? page_end : hi;
-            for (; fd <= end; fd++)
-                if (p->kind[fd & (NT_FD_PAGE - 1)] != NT_FD_UNKNOWN)
-                    nt_fd_release((int)fd);
+            for (; fd <= end; fd++) {
+                int k = p->kind[fd & (NT_FD_PAGE - 1)];
+                if (k == NT_FD_CONN)
+                    nt_conn_detach((int)fd, NT_FD_PASS, caller);
+                else if (k != NT_FD_UNKNOWN && k != NT_FD_PASS)
+                    nt_fd_set((int)fd, NT_FD_PASS);
+            }
         }
         if (page_end >= hi)
             break;
         fd = page_end + 1;
     }
+}
+
+void nt_fd_forget(int fd)
+{
+    if (nt_fd_kind(fd) == NT_FD_CONN)
+        nt_conn_detach(fd, NT_FD_UNKNOWN, NULL);
+    else if (nt_fd_page_of(fd))
+        nt_fd_set(fd, NT_FD_UNKNOWN);
 }
 
 static int is_governed_family(int family)
@@ -102,14 +107,15 @@ static int sockopt_int(int fd, int opt)
 {
     int v = -1;
     socklen_t len = sizeof v;
-    if (getsockopt(fd, SOL_SOCKET, opt, &v, &len) != 0)
+    if (real.getsockopt(fd, SOL_SOCKET, opt, &v, &len) != 0)
         return -1;
     return v;
 }
 
 /* What kind of socket is fd? One fstat and a few getsockopt calls, made
- * once per fd: on first use of an fd the library has not seen created (an
- * inherited socket: inetd, systemd socket activation) or at listen(). */
+ * once per descriptor: on first use of one the library has not seen
+ * created (inherited: inetd, systemd socket activation; received with
+ * SCM_RIGHTS). */
 static int socket_kind(int fd, struct stat *st)
 {
     if (fstat(fd, st) != 0)
@@ -126,6 +132,24 @@ static int socket_kind(int fd, struct stat *st)
     return NT_FD_CONN;
 }
 
+struct same_ino { uint64_t ino; struct nt_conn *found; };
+
+static void find_ino(struct nt_conn *c, void *arg)
+{
+    struct same_ino *s = arg;
+    if (!s->found && c->ino == s->ino && c->refs)
+        s->found = c;
+}
+
+/* Does c's descriptor still name the socket c was made for? (An inode is
+ * reused once its socket is gone, and a close we did not see leaves c.) */
+static int still_there(struct nt_conn *c)
+{
+    struct stat st;
+    return nt_fd_conn(c->fd) == c && fstat(c->fd, &st) == 0 &&
+           (uint64_t)st.st_ino == c->ino;
+}
+
 int nt_fd_kind_classified(int fd)
 {
     if ((unsigned)fd >= NT_FD_MAX)
@@ -134,10 +158,17 @@ int nt_fd_kind_classified(int fd)
     struct stat st;
     int kind = socket_kind(fd, &st);
     if (kind == NT_FD_CONN) {
-        struct nt_conn *c = nt_conn_open(fd, NT_ROLE_INHERITED, -1, NULL, 0);
-        if (c)
-            c->ino = st.st_ino;
-        else
+        /* Another descriptor of the same socket (inetd's 0 and 1, a
+         * socket received twice) already has its connection. */
+        struct same_ino s = { (uint64_t)st.st_ino, NULL };
+        nt_conn_each(find_ino, &s);
+        if (s.found && !still_there(s.found)) {
+            nt_fd_forget(s.found->fd);
+            s.found = NULL;
+        }
+        if (s.found)
+            nt_conn_attach(s.found, fd);
+        else if (!nt_conn_open(fd, NT_ROLE_INHERITED, -1, NULL, 0))
             kind = NT_FD_PASS;
     }
     if (kind != NT_FD_UNKNOWN && kind != NT_FD_CONN)
@@ -149,45 +180,4 @@ int nt_fd_kind_classified(int fd)
 struct nt_conn *nt_fd_classify(int fd)
 {
     return nt_fd_kind_classified(fd) == NT_FD_CONN ? nt_fd_conn(fd) : NULL;
-}
-
-/* --- slot lock -------------------------------------------------------- */
-
-static NT_TLS uint32_t my_tid;
-
-static uint64_t lock_word(void)
-{
-    if (unlikely(!my_tid))
-        my_tid = (uint32_t)syscall(SYS_gettid);
-    return ((uint64_t)nt_fork_epoch << 32) | my_tid;
-}
-
-void nt_tid_reset(void)
-{
-    my_tid = 0;
-}
-
-int nt_conn_lock(struct nt_conn *c)
-{
-    uint64_t me = lock_word();
-    for (;;) {
-        uint64_t cur = __atomic_load_n(&c->lock, __ATOMIC_ACQUIRE);
-        if (cur == me)
-            return 0; /* a signal handler in the owning thread */
-        if (cur == 0 || (uint32_t)(cur >> 32) != nt_fork_epoch) {
-            /* free, or held by a thread that did not survive fork */
-            if (__atomic_compare_exchange_n(&c->lock, &cur, me, 0,
-                                            __ATOMIC_ACQUIRE,
-                                            __ATOMIC_RELAXED))
-                return 1;
-            continue;
-        }
-        sched_yield();
-    }
-}
-
-void nt_conn_unlock(struct nt_conn *c, int taken)
-{
-    if (taken)
-        __atomic_store_n(&c->lock, 0, __ATOMIC_RELEASE);
 }

@@ -1,15 +1,17 @@
-/* The I/O engine: accounting, the connection's story, EPIPE/SIGPIPE, stale
- * slots, and deadlines for blocking calls. See io.h. */
+/* The I/O engine: a governed call goes hook -> connection -> policy (how
+ * long may it wait? deadline.h) -> the real call -> policy (what
+ * happened). The engine owns the waiting; the policy owns the clocks.
+ * Also here: accounting, EPIPE/SIGPIPE, stale descriptors. See io.h. */
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/uio.h>
 
-#include "coalesce/coalesce.h"
 #include "audit/event.h"
+#include "coalesce/coalesce.h"
 #include "core/io.h"
 #include "core/real.h"
-#include "deadline/timer.h"
 
 size_t nt_iov_total(const struct iovec *iov, int n)
 {
@@ -36,14 +38,14 @@ int nt_iov_skip(const struct iovec *iov, int n, size_t skip,
     return k;
 }
 
-static inline void account(struct nt_conn *c, int fd, int dir, size_t n)
+static inline void account(struct nt_conn *c, int dir, size_t n)
 {
     if (dir == NT_IN)
         c->bytes_in += n;
     else
         c->bytes_out += n;
     if (c->dl_active)
-        nt_deadline_progress(c, fd, dir);
+        nt_deadline_report(c, dir, NT_MOVED, n);
 }
 
 /* The kernel would have sent SIGPIPE; the library asked it not to, so the
@@ -58,8 +60,8 @@ static void deliver_sigpipe(void)
 
 /* A call that did not move bytes: report, heal stale slots, and decide.
  * Out of line: the success path stays short. */
-__attribute__((noinline, cold)) static ssize_t failed(struct nt_conn *c, int fd, const struct nt_op *op,
-                      int extra)
+__attribute__((noinline, cold)) static ssize_t
+failed(struct nt_conn *c, int fd, const struct nt_op *op, int extra)
 {
     int e = errno;
     if (c->expired && e != EAGAIN && e != EINTR) {
@@ -72,12 +74,12 @@ __attribute__((noinline, cold)) static ssize_t failed(struct nt_conn *c, int fd,
     switch (e) {
     case EAGAIN:
         if (c->dl_active)
-            nt_deadline_waiting(c, fd, op->dir);
+            nt_deadline_report(c, op->dir, NT_BLOCKED, 0);
         break;
     case ENOTSOCK:
-        /* The fd was closed and reopened behind our back (raw syscall,
-         * fclose of an fdopen'ed socket): it is not a socket any more.
-         * Make the call the program made, as it made it. */
+        /* The fd was closed and reopened behind our back (raw syscall):
+         * it is not a socket any more. Make the call the program made,
+         * as it made it. */
         nt_fd_forget(fd);
         return op->attempt(fd, op, op->flags, 0);
     case EPIPE:
@@ -95,30 +97,111 @@ static inline ssize_t finish(struct nt_conn *c, int fd,
                              const struct nt_op *op, ssize_t r, int extra)
 {
     if (likely(r > 0)) {
-        /* mmsg calls count messages; their bytes are not summed here */
-        account(c, fd, op->dir, op->msgs ? 0 : (size_t)r);
+        account(c, op->dir, (size_t)r);
         return r;
     }
     if (r == 0) {
-        if (op->dir == NT_IN && op->total > 0 && !op->msgs)
+        /* EOF; after our own shutdown that is not the peer's doing */
+        if (op->dir == NT_IN && op->total > 0 && !c->expired &&
+            !(op->flags & MSG_PEEK))
             c->peer_closed = 1;
         return 0;
     }
     return failed(c, fd, op, extra);
 }
 
-/* The program's fd is about to be waited on. Returns the fd to wait and
- * retry on: a private duplicate, so that if another thread closes the
- * program's fd (and the number is reused) the call goes on with the socket
- * it started on, as the kernel's blocking call would. */
-static int private_fd(int fd)
+/* ---- waiting for a blocking call --------------------------------------
+ * The call is made with MSG_DONTWAIT and the engine waits in ppoll until
+ * the socket is ready or the call's deadline passes. The program may
+ * close its descriptor meanwhile (another thread): the kernel would let
+ * the blocked call go on with the socket, and so does the engine, through
+ * whatever descriptor still refers to the connection (conn.h: `fd`, or
+ * the private alias the close left for us). Each attempt picks that
+ * descriptor and makes the non-blocking call under the connection's lock,
+ * so the number cannot be closed and reused in between. The wait itself
+ * polls in slices of at most a second, so a number reused between picking
+ * it and polling it is noticed. No descriptor is taken from the program
+ * unless it closes its last one while we wait. */
+
+#define SLICE 1000000000LL
+
+static ssize_t attempt_locked(struct nt_conn *c, int fd, uint32_t gen,
+                              const struct nt_op *op, int flags, size_t skip,
+                              int *closed)
 {
-    int d = real.fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    return d >= 0 ? d : fd;
+    int taken = nt_conn_lock(c);
+    int use = nt_fd_conn(fd) == c ? fd : c->fd;
+    *closed = use != fd;
+    ssize_t r;
+    if (c->gen != gen) {
+        errno = EBADF;
+        r = -1;
+    } else {
+        r = op->attempt(use, op, flags, skip);
+    }
+    nt_conn_unlock(c, taken);
+    return r;
 }
 
-/* O_NONBLOCK belongs to the open file, which a dup'ed fd of the program
- * may have changed: look before waiting. */
+/* Raised by the faulting thread itself, never while it sleeps in a wait:
+ * their handlers (a JVM's, ASan's) have no say in restarting it. */
+static int is_fault_signal(int sig)
+{
+    return sig == SIGSEGV || sig == SIGBUS || sig == SIGFPE || sig == SIGILL ||
+           sig == SIGTRAP || sig == SIGSYS;
+}
+
+/* Would the kernel have restarted a blocking call interrupted by the
+ * signal that just ran? poll() never restarts, so the library decides: it
+ * restarts unless a handler installed without SA_RESTART could have run. */
+static int kernel_would_restart(void)
+{
+    sigset_t blocked;
+    if (pthread_sigmask(SIG_BLOCK, NULL, &blocked) != 0)
+        return 0;
+    for (int sig = 1; sig < NSIG; sig++) {
+        struct sigaction sa;
+        if (is_fault_signal(sig) || sigismember(&blocked, sig) == 1 ||
+            sigaction(sig, NULL, &sa) != 0)
+            continue;
+        int has_handler = (sa.sa_flags & SA_SIGINFO) ||
+                          (sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN);
+        if (has_handler && !(sa.sa_flags & SA_RESTART))
+            return 0;
+    }
+    return 1;
+}
+
+/* Wait until the socket is ready in `dir` or `until` (0: no limit) passes.
+ * 1 ready (or an error the next attempt reports), 0 the limit passed,
+ * -1 EINTR that the kernel would not have restarted. */
+static int wait_ready(struct nt_conn *c, int fd, int dir, nt_ns until)
+{
+    for (;;) {
+        int use = nt_fd_conn(fd) == c ? fd : c->fd;
+        struct pollfd p = { .fd = use, .events = dir == NT_IN ? POLLIN : POLLOUT };
+        nt_ns now = nt_now(), left = until ? until - now : SLICE;
+        if (left <= 0)
+            return 0;
+        if (left > SLICE)
+            left = SLICE;
+        struct timespec ts = { left / 1000000000, left % 1000000000 };
+        __atomic_add_fetch(&c->in_call, 1, __ATOMIC_RELAXED);
+        int r = real.ppoll(&p, 1, &ts, NULL);
+        __atomic_sub_fetch(&c->in_call, 1, __ATOMIC_RELAXED);
+        if (r > 0)
+            return 1;
+        if (r < 0 && errno == EINTR && !kernel_would_restart())
+            return -1;
+        if (r < 0 && errno != EINTR)
+            return 1; /* let the real call report it */
+        if (r == 0 && (!until || nt_now() < until))
+            return 1; /* a slice ended: look again */
+    }
+}
+
+/* O_NONBLOCK belongs to the open file, which another descriptor of the
+ * program may have changed: look before waiting. */
 static int became_nonblocking(struct nt_conn *c, int fd)
 {
     int fl = real.fcntl(fd, F_GETFL);
@@ -132,85 +215,108 @@ static int became_nonblocking(struct nt_conn *c, int fd)
 
 /* A blocking call the library waits for itself, so that it ends at its
  * deadline. Writes (and MSG_WAITALL reads) continue until done, as the
- * kernel's blocking call would. Only the slow path (the call would block)
- * costs syscalls: F_GETFL, a private dup, the wait, the retry. */
+ * kernel's blocking call would; MSG_PEEK|MSG_WAITALL peeks again from the
+ * start until it sees enough. Only the slow path (the call would block)
+ * costs system calls: F_GETFL, the wait, the retry. */
 __attribute__((noinline)) static ssize_t
 controlled(struct nt_conn *c, int fd, const struct nt_op *op, int extra,
            ssize_t first, int saved_errno)
 {
-    int want_all = !op->msgs && !op->flagless &&
+    int peek = (op->flags & MSG_PEEK) != 0;
+    int want_all = !op->flagless &&
                    (op->dir == NT_OUT || (op->flags & MSG_WAITALL));
     int flags = (op->flags | extra | MSG_DONTWAIT) & ~MSG_WAITALL;
     uint32_t gen = c->gen;
-    int wfd = fd; /* becomes a private duplicate once we wait */
     size_t done = 0;
-    nt_ns start = 0;
+    nt_ns start = nt_now();
     ssize_t result;
+    __atomic_add_fetch(&c->waiters, 1, __ATOMIC_ACQ_REL);
     if (op->flagless) {
         /* sendfile/splice take no MSG_DONTWAIT: wait first, then call */
-        start = nt_now();
-        if (nt_deadline_wait(c, fd, op->dir, start, op->name, op->caller) <= 0)
-            return -1;
-        return finish(c, fd, op, op->attempt(fd, op, 0, 0), extra);
+        int w = wait_ready(c, fd, op->dir, nt_deadline_limit(c, op->dir, start));
+        if (w == 0)
+            errno = nt_deadline_call_expired(c, op->dir, start, op->name,
+                                             op->caller);
+        result = w <= 0 ? -1 : finish(c, fd, op, op->attempt(fd, op, 0, 0),
+                                       extra);
+        nt_conn_unwait(c);
+        return result;
     }
     for (;;) {
+        int closed = 0;
         /* `first` is the caller's attempt, when it made one */
-        ssize_t r = first != NT_NOT_TRIED ? first
-                                          : op->attempt(wfd, op, flags, done);
+        ssize_t r = first != NT_NOT_TRIED
+                        ? first
+                        : attempt_locked(c, fd, gen, op, flags,
+                                         peek ? 0 : done, &closed);
         first = NT_NOT_TRIED;
-        int closed = c->gen != gen; /* the program closed fd meanwhile */
-        if (r > 0) {
+        if (peek && r > 0) {
+            if ((size_t)r >= op->total || !want_all) {
+                errno = saved_errno;
+                result = r;
+                break;
+            }
+            r = -1; /* not enough yet: wait for more, peek again */
+            errno = EAGAIN;
+        } else if (r > 0) {
             if (!closed)
-                account(c, fd, op->dir, op->msgs ? 0 : (size_t)r);
+                account(c, op->dir, (size_t)r);
             done += (size_t)r;
             if (!want_all || done >= op->total) {
                 errno = saved_errno;
                 result = (ssize_t)done;
                 break;
             }
-            start = 0; /* the peer drained: the write deadline restarts */
+            start = nt_now(); /* the peer drained: the deadline restarts */
             continue;
         }
-        if (closed && r < 0 && errno == EAGAIN) /* block as the kernel would, */
-            r = op->attempt(wfd, op, flags & ~MSG_DONTWAIT, done); /* on the socket */
-        if (r == 0 || errno != EAGAIN || closed) {
+        if (r == 0 || errno != EAGAIN) {
             if (done) {
                 errno = saved_errno;
                 result = (ssize_t)done;
             } else if (closed) {
-                if (r >= 0)
-                    errno = saved_errno;
                 result = r;
             } else {
                 result = finish(c, fd, op, r, extra);
             }
             break;
         }
-        if (wfd == fd && became_nonblocking(c, fd)) {
-            nt_deadline_waiting(c, fd, op->dir);
+        if (!closed && became_nonblocking(c, fd)) {
+            nt_deadline_report(c, op->dir, NT_BLOCKED, 0);
             errno = EAGAIN;
             result = done ? (ssize_t)done : -1;
             break;
         }
-        nt_deadline_waiting(c, fd, op->dir);
-        if (wfd == fd)
-            wfd = private_fd(fd);
-        if (!start)
-            start = nt_now();
-        int w = nt_deadline_wait(c, wfd, op->dir, start, op->name, op->caller);
+        nt_deadline_report(c, op->dir, NT_BLOCKED, 0);
+        int w;
+        if (peek && r < 0 && !done) {
+            /* Data is there but not enough: readiness says nothing. */
+            struct timespec ts = { 0, 5000000 };
+            real.ppoll(NULL, 0, &ts, NULL);
+            nt_ns until = nt_deadline_limit(c, op->dir, start);
+            w = until && nt_now() >= until ? 0 : 1;
+        } else {
+            w = wait_ready(c, fd, op->dir, nt_deadline_limit(c, op->dir, start));
+        }
         if (c->gen == gen && c->expired) {
             errno = nt_deadline_errno(c);
-            w = 0;
+            w = -1;
+        } else if (w == 0) {
+            errno = nt_deadline_call_expired(c, op->dir, start, op->name,
+                                             op->caller);
         }
         if (w <= 0) {
             result = done ? (ssize_t)done : -1;
             break;
         }
     }
-    if (wfd != fd)
-        NT_KEEP_ERRNO(real.close(wfd));
+    NT_KEEP_ERRNO(nt_conn_unwait(c));
     return result;
 }
+
+/* Flags under which the kernel never blocks, or that change what a retry
+ * would mean: made as the program made them. */
+#define NT_ONE_SHOT (MSG_DONTWAIT | MSG_ERRQUEUE | MSG_OOB)
 
 /* The engine's body: a governed call made once, with the library's own
  * flags, or waited for when a blocking call has a deadline. Inlined into
@@ -227,16 +333,15 @@ io_direct(struct nt_conn *c, int fd, const struct nt_op *op)
     }
     if (op->dir == NT_OUT && !op->flagless && !(op->flags & MSG_NOSIGNAL))
         extra = MSG_NOSIGNAL;
-    if (unlikely(c->dl_active) && !c->nonblock && !(op->flags & MSG_DONTWAIT) &&
-        nt_deadline_controls(c, op->dir)) {
+    if (unlikely(c->dl_active) && !c->nonblock && !(op->flags & NT_ONE_SHOT) &&
+        op->total && nt_deadline_controls(c, op->dir)) {
         if (op->flagless || (op->flags & MSG_WAITALL))
             return controlled(c, fd, op, extra, NT_NOT_TRIED, errno);
         /* Try without blocking first: when the data or the buffer space is
          * there, as it mostly is, that is the whole call. */
         int saved_errno = errno;
         ssize_t r = op->attempt(fd, op, op->flags | extra | MSG_DONTWAIT, 0);
-        if (likely(r > 0) &&
-            (op->dir == NT_IN || op->msgs || (size_t)r >= op->total))
+        if (likely(r > 0) && (op->dir == NT_IN || (size_t)r >= op->total))
             return finish(c, fd, op, r, extra);
         return controlled(c, fd, op, extra, r, saved_errno);
     }
@@ -255,8 +360,16 @@ ssize_t nt_io_call(int fd, const struct nt_op *op)
     struct nt_conn *c = nt_conn_get(fd);
     if (!c)
         return op->attempt(fd, op, op->flags, 0);
-    nt_timer_check_fork();
     if (unlikely(c->co_mode != NT_CO_OFF))
         return nt_coalesce_io(c, fd, op); /* may come back to nt_io_direct */
     return io_direct(c, fd, op);
+}
+
+int nt_io_wait(struct nt_conn *c, int fd, int dir, nt_ns start,
+               const char *op, void *caller)
+{
+    int w = wait_ready(c, fd, dir, nt_deadline_limit(c, dir, start));
+    if (w == 0)
+        errno = nt_deadline_call_expired(c, dir, start, op, caller);
+    return w;
 }

@@ -21,7 +21,6 @@ struct nt_op {
     int dir;               /* NT_IN / NT_OUT */
     int flags;             /* the program's MSG_* flags */
     int flagless;          /* sendfile/splice: no MSG_* flags possible */
-    int msgs;              /* recvmmsg/sendmmsg: result counts messages */
     size_t total;          /* bytes the call asks for */
     nt_attempt_fn attempt;
     const void *args;      /* the hook's own argument block */
@@ -36,6 +35,13 @@ struct nt_op {
  * (initialising, classifying) and either governs the call or makes it as
  * the program asked. */
 ssize_t nt_io_call(int fd, const struct nt_op *op);
+
+/* Wait, as a blocking call of the program's would, until the socket is
+ * ready in `dir` or the call's deadline (from `start`) passes: 1 ready,
+ * 0 deadline passed (event logged, errno set), -1 errno (EINTR). For
+ * coalescing's flushes. */
+int nt_io_wait(struct nt_conn *c, int fd, int dir, nt_ns start,
+               const char *op, void *caller);
 
 /* Total length of an iovec array. */
 size_t nt_iov_total(const struct iovec *iov, int n);

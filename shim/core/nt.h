@@ -59,6 +59,8 @@ extern struct nt_state nt_g;
  * so its own libc calls (syslog, unwinding, config reading) that land in a
  * hook go straight to the real function. */
 extern NT_TLS int nt_in_lib;
+/* Also in nt_in_lib: this thread called vfork() (core/process.c). */
+#define NT_IN_VFORK 0x40000000
 
 void nt_init_slow(void);
 /* Lazy, once-only initialisation from whichever hook runs first. */

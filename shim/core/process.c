@@ -6,22 +6,25 @@
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <sys/syscall.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "coalesce/coalesce.h"
 #include "audit/event.h"
+#include "core/conn.h"
 #include "core/process.h"
 #include "core/real.h"
 #include "deadline/timer.h"
 
 uint32_t nt_fork_epoch;
+pid_t nt_pid;
 extern char **environ;
 
 void nt_process_flush(void)
 {
-    if (!nt_g.ready || nt_g.disabled)
+    if (!nt_g.ready || nt_g.disabled || nt_bypass())
         return;
     nt_in_lib++;
     nt_coalesce_flush_all();
@@ -29,27 +32,141 @@ void nt_process_flush(void)
     nt_in_lib--;
 }
 
+/* ---- fork ----------------------------------------------------------------
+ * One handler for the whole library. prepare flushes what the program
+ * wrote (no lock held), then takes the locks of what the child keeps, in
+ * the documented order (deadline/timer.h): the coalescing pending set and
+ * buffer pool. The timer's lock is not taken: the child keeps nothing of
+ * the timer, and re-initialises its lock. A fork child starts with an
+ * empty timer and every inherited
+ * connection dormant: it governs one from its own first call on it
+ * (conn.h), so it never cuts its parent's connections. */
+
 static void atfork_prepare(void)
 {
-    nt_timer_atfork_prepare();
+    /* fork() flushed already; this catches forks glibc makes internally
+     * (daemon()), whose parent then leaves with _exit */
+    nt_coalesce_flush_all();
+    nt_coalesce_atfork_prepare();
 }
 
 static void atfork_parent(void)
 {
-    nt_timer_atfork_parent();
+    nt_coalesce_atfork_parent();
+}
+
+static void make_dormant(struct nt_conn *c, void *arg)
+{
+    c->dormant = 1;
+    c->heap_idx = 0;
+    c->waiters = 0;
+    c->in_call = 0;
 }
 
 static void atfork_child(void)
 {
     __atomic_add_fetch(&nt_fork_epoch, 1, __ATOMIC_RELAXED);
+    nt_pid = (pid_t)syscall(SYS_getpid);
     nt_tid_reset();
-    nt_event_atfork_child();
+    nt_coalesce_atfork_child();
     nt_timer_atfork_child();
+    nt_event_atfork_child();
+    nt_conn_each(make_dormant, NULL);
+}
+
+/* ---- vfork ---------------------------------------------------------------
+ * A vfork child (Python's subprocess, posix_spawn) shares the parent's
+ * memory, thread and TLS until it execs: whatever it does through the
+ * library would happen to the parent. vfork() is entered through a
+ * frameless trampoline that flushes, marks the calling thread with
+ * NT_IN_VFORK and jumps to the real vfork; every hook of the child then
+ * bypasses the library (nt_bypass). The parent's first hook after the
+ * child let go sees its own pid and clears the mark. */
+
+int nt_bypass_slow(void)
+{
+    if (nt_in_lib & NT_IN_VFORK) {
+        if ((pid_t)syscall(SYS_getpid) != nt_pid)
+            return 1; /* the child */
+        nt_in_lib &= ~NT_IN_VFORK;
+    }
+    return nt_in_lib != 0;
+}
+
+void nt_vfork_prepare(void);
+void *nt_real_vfork;
+
+void nt_vfork_prepare(void)
+{
+    nt_init();
+    NT_KEEP_ERRNO(nt_process_flush());
+    nt_in_lib |= NT_IN_VFORK;
+}
+
+#if defined(__x86_64__)
+/* No frame of ours may be live when vfork returns twice. */
+__asm__(".text\n"
+        ".globl vfork\n"
+        ".type vfork,@function\n"
+        "vfork:\n"
+        "    subq $8, %rsp\n"
+        "    call nt_vfork_prepare\n"
+        "    addq $8, %rsp\n"
+        "    jmp *nt_real_vfork(%rip)\n"
+        ".size vfork, .-vfork\n");
+#endif
+
+/* ---- inherit = no ----------------------------------------------------------
+ * The library takes itself out of LD_PRELOAD once, at start-up, in place:
+ * every child, however it is started (exec, posix_spawn, system(),
+ * popen(), a raw syscall), then runs without it. The string only gets
+ * shorter, so no allocation is needed. */
+
+static const char *own_path(void)
+{
+    Dl_info info;
+    return dladdr((void *)own_path, &info) ? info.dli_fname : NULL;
+}
+
+static void strip_own_preload(void)
+{
+    const char *self = own_path();
+    const char *self_base = self ? strrchr(self, '/') : NULL;
+    self_base = self_base ? self_base + 1 : self;
+    if (!self_base || !environ)
+        return;
+    size_t blen0 = strlen(self_base);
+    for (char **e = environ; *e; e++) {
+        if (strncmp(*e, "LD_PRELOAD=", 11) != 0)
+            continue;
+        char *out = *e + 11, *p = out;
+        while (*p) {
+            size_t len = strcspn(p, ": ");
+            const char *base = memrchr(p, '/', len);
+            base = base ? base + 1 : p;
+            size_t blen = len - (size_t)(base - p);
+            int ours = blen == blen0 && memcmp(base, self_base, blen) == 0;
+            char *next = p + len + (p[len] != 0);
+            if (!ours && len) {
+                if (out != *e + 11)
+                    *out++ = ':';
+                memmove(out, p, len);
+                out += len;
+            }
+            p = next;
+        }
+        *out = 0;
+    }
 }
 
 void nt_process_init(void)
 {
+    nt_pid = (pid_t)syscall(SYS_getpid);
+    nt_real_vfork = dlsym(RTLD_NEXT, "vfork");
     pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+    const struct nt_global *g = nt_g.global;
+    if (g && !g->inherit && !nt_g.disabled)
+        strip_own_preload();
 }
 
 __attribute__((destructor)) static void nt_destructor(void)
@@ -88,69 +205,6 @@ NT_EXPORT void _Exit(int status)
     __builtin_unreachable();
 }
 
-/* --- inherit = no: LD_PRELOAD without this library -------------------- */
-
-#define NT_MAX_ENV 4096
-#define NT_PRELOAD_MAX 4096
-
-struct env_copy {
-    char *vars[NT_MAX_ENV + 1];
-    char preload[NT_PRELOAD_MAX];
-};
-
-static const char *own_path(void)
-{
-    Dl_info info;
-    return dladdr((void *)own_path, &info) ? info.dli_fname : NULL;
-}
-
-/* Copy LD_PRELOAD=... leaving out every entry that names this library. */
-static void strip_preload(const char *var, char *out, size_t size)
-{
-    const char *self = own_path();
-    const char *self_base = self ? strrchr(self, '/') : NULL;
-    self_base = self_base ? self_base + 1 : self;
-    size_t n = (size_t)snprintf(out, size, "LD_PRELOAD=");
-    const char *p = var + strlen("LD_PRELOAD=");
-    while (*p) {
-        size_t len = strcspn(p, ": ");
-        const char *base = memrchr(p, '/', len);
-        base = base ? base + 1 : p;
-        size_t blen = len - (size_t)(base - p);
-        int ours = self_base && blen == strlen(self_base) &&
-                   memcmp(base, self_base, blen) == 0;
-        if (!ours && len && n + len + 2 < size) {
-            if (out[n - 1] != '=')
-                out[n++] = ':';
-            memcpy(out + n, p, len);
-            n += len;
-            out[n] = 0;
-        }
-        p += len;
-        p += *p != 0;
-    }
-}
-
-/* The environment to pass on: unchanged unless inherit = no. */
-static char *const *child_env(char *const *envp, struct env_copy *copy)
-{
-    const struct nt_global *g = nt_g.global;
-    if (!envp || !g || g->inherit || nt_g.disabled)
-        return envp;
-    size_t n = 0;
-    for (; envp[n]; n++) {
-        if (n == NT_MAX_ENV)
-            return envp; /* too large to copy without allocating */
-        copy->vars[n] = envp[n];
-        if (strncmp(envp[n], "LD_PRELOAD=", 11) == 0) {
-            strip_preload(envp[n], copy->preload, sizeof copy->preload);
-            copy->vars[n] = copy->preload;
-        }
-    }
-    copy->vars[n] = NULL;
-    return copy->vars;
-}
-
 static void before_exec(void)
 {
     nt_init();
@@ -159,24 +213,21 @@ static void before_exec(void)
 
 NT_EXPORT int execve(const char *path, char *const argv[], char *const envp[])
 {
-    struct env_copy copy;
     before_exec();
-    return real.execve(path, argv, child_env(envp, &copy));
+    return real.execve(path, argv, envp);
 }
 
 NT_EXPORT int execvpe(const char *file, char *const argv[],
                       char *const envp[])
 {
-    struct env_copy copy;
     before_exec();
-    return real.execvpe(file, argv, child_env(envp, &copy));
+    return real.execvpe(file, argv, envp);
 }
 
 NT_EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
 {
-    struct env_copy copy;
     before_exec();
-    return real.fexecve(fd, argv, child_env(envp, &copy));
+    return real.fexecve(fd, argv, envp);
 }
 
 NT_EXPORT int execv(const char *path, char *const argv[])
@@ -238,9 +289,8 @@ NT_EXPORT int posix_spawn(pid_t *pid, const char *path,
                           const posix_spawnattr_t *attr, char *const argv[],
                           char *const envp[])
 {
-    struct env_copy copy;
     before_exec();
-    return real.posix_spawn(pid, path, fa, attr, argv, child_env(envp, &copy));
+    return real.posix_spawn(pid, path, fa, attr, argv, envp);
 }
 
 NT_EXPORT int posix_spawnp(pid_t *pid, const char *file,
@@ -248,8 +298,6 @@ NT_EXPORT int posix_spawnp(pid_t *pid, const char *file,
                            const posix_spawnattr_t *attr, char *const argv[],
                            char *const envp[])
 {
-    struct env_copy copy;
     before_exec();
-    return real.posix_spawnp(pid, file, fa, attr, argv,
-                             child_env(envp, &copy));
+    return real.posix_spawnp(pid, file, fa, attr, argv, envp);
 }

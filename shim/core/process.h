@@ -4,8 +4,13 @@
 
 #include <stdint.h>
 
+#include <sys/types.h>
+
 /* Bumped in every fork child: locks taken before the fork are stale. */
 extern uint32_t nt_fork_epoch;
+/* This process's pid (set at init and in a fork child; a vfork child
+ * still sees its parent's). */
+extern pid_t nt_pid;
 
 void nt_process_init(void);
 /* Forget the cached thread id (fork child). */

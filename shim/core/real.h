@@ -26,6 +26,7 @@
     X(int, getsockopt, (int, int, int, void *, socklen_t *))                 \
     X(int, setsockopt, (int, int, int, const void *, socklen_t))             \
     X(FILE *, fdopen, (int, const char *))                                   \
+    X(int, fclose, (FILE *))                                                 \
     X(int, accept, (int, struct sockaddr *, socklen_t *))                    \
     X(int, accept4, (int, struct sockaddr *, socklen_t *, int))              \
     X(ssize_t, read, (int, void *, size_t))                                  \

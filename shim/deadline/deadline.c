@@ -1,23 +1,51 @@
-/* Deadlines: per-connection clocks, exchange tracking for request_timeout,
- * the wait of a blocking call, and what happens when a deadline fires.
- * See deadline.h for the model. */
+/* Deadlines: per-connection clocks, the exchange state machine for
+ * request_timeout, and what happens when a deadline fires. See
+ * deadline.h for how the engine uses it.
+ *
+ * Exchanges. A connection is PARKED (between exchanges), in a REQUEST
+ * (the request is under way, the answer is owed) or ANSWERED (the answer
+ * is under way). The request direction is input for an inbound
+ * connection, output for an outbound one; the other is the answer.
+ *
+ *   trigger                           PARKED     REQUEST    ANSWERED
+ *   bytes in the request direction    REQUEST*   REQUEST    REQUEST*
+ *   bytes in the answer direction     PARKED     ANSWERED   ANSWERED
+ *   the program waits for input       PARKED     REQUEST    PARKED
+ *   request_timeout comes due         -          fires      see below
+ *   close / shutdown of the owed      -          abandoned  -
+ *     direction
+ *   (* a new exchange: request_timeout starts now)
+ *
+ * "Waits for input": a blocking read that would block, a read that
+ * returns EAGAIN, or poll/select asking POLLIN for it. In ANSWERED when
+ * request_timeout comes due (answer_done): an outbound exchange is over
+ * (the answer came and the program is not waiting for more of it); an
+ * inbound one is over when the program went back to its event loop (any
+ * poll, select or epoll_wait since the last answer bytes: which fds an
+ * epoll set holds is not known) with nothing left to write, and fires
+ * while the handler is still answering. A PARKED connection is never cut
+ * by request_timeout.
+ */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdint.h>
-#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
-#include "coalesce/coalesce.h"
-#include "deadline/deadline.h"
 #include "audit/event.h"
+#include "coalesce/coalesce.h"
 #include "core/real.h"
+#include "deadline/deadline.h"
 #include "deadline/timer.h"
 
 #define BIT(k) (1u << (k))
 #define NT_NEVER INT64_MAX
+#define MS 1000000LL
 
-/* Exchange phases for request_timeout (see README "Exchanges"). */
 enum { PH_PARKED = 0, PH_REQUEST, PH_ANSWERED };
+
+uint32_t nt_wait_seq;
 
 const char *nt_deadline_name(int kind)
 {
@@ -55,20 +83,6 @@ static uint8_t active_bits(const struct nt_settings *s)
     return bits;
 }
 
-/* The identity that later asynchronous actions are checked against. */
-static void capture_identity(struct nt_conn *c, int fd)
-{
-    struct stat st;
-    if (!c->ino && fstat(fd, &st) == 0)
-        c->ino = st.st_ino;
-}
-
-static int same_socket(const struct nt_conn *c, int fd)
-{
-    struct stat st;
-    return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_ino == c->ino;
-}
-
 static void consider(nt_ns *best, int *kind, int k, nt_ns since, nt_ns limit)
 {
     if (since && limit > 0 && since + limit < *best) {
@@ -77,64 +91,83 @@ static void consider(nt_ns *best, int *kind, int k, nt_ns since, nt_ns limit)
     }
 }
 
-/* The earliest deadline of the connection that must fire by itself. */
+/* The earliest deadline of the connection that must fire by itself. While
+ * a connect is pending, connect_timeout runs instead of idle and lifetime
+ * (they start when the connection is established, never earlier);
+ * without one, the timer looks at their time whether the connect has
+ * completed meanwhile, and starts them then. */
 static nt_ns next_due(const struct nt_conn *c, int *kind)
 {
     const struct nt_settings *s = c->set;
     nt_ns best = NT_NEVER;
     *kind = NT_DL_NONE;
     if (c->t_connect) {
-        consider(&best, kind, NT_DL_CONNECT, c->t_connect, s->connect_timeout);
-        return best;
+        if (s->connect_timeout > 0) {
+            consider(&best, kind, NT_DL_CONNECT, c->t_connect, s->connect_timeout);
+            return best;
+        }
+        consider(&best, kind, NT_DL_CONNECT, c->t_connect, s->idle_timeout);
+        consider(&best, kind, NT_DL_CONNECT, c->t_connect, s->max_lifetime);
+    } else {
+        consider(&best, kind, NT_DL_IDLE, c->t_last, s->idle_timeout);
+        consider(&best, kind, NT_DL_LIFETIME, c->t_open, s->max_lifetime);
     }
-    consider(&best, kind, NT_DL_IDLE, c->t_last, s->idle_timeout);
-    consider(&best, kind, NT_DL_LIFETIME, c->t_open, s->max_lifetime);
     consider(&best, kind, NT_DL_REQUEST, c->t_req, s->request_timeout);
     consider(&best, kind, NT_DL_READ, c->t_wait_rd, s->read_timeout);
     consider(&best, kind, NT_DL_WRITE, c->t_wait_wr, s->write_timeout);
     return best;
 }
 
-static void arm(struct nt_conn *c, int fd)
+static void arm(struct nt_conn *c)
 {
     int kind;
     nt_ns due = next_due(c, &kind);
-    if (due == NT_NEVER)
-        return;
-    capture_identity(c, fd);
-    nt_timer_arm(c, fd, due);
+    if (due != NT_NEVER)
+        nt_timer_arm(c, due);
 }
 
 /* The fast path's way to arm: a deadline that starts `now` comes due at
  * `due`. Nothing to do when the connection is already filed at or before
  * that, and comfortably in the future: the timer cannot be popping that
  * entry while we look, and when it does pop it, it sees the new clock. */
-#define NT_ARM_MARGIN 20000000LL /* 20 ms: more than the coarse clock lags */
-static inline void arm_for(struct nt_conn *c, int fd, nt_ns now, nt_ns due)
+#define NT_ARM_MARGIN (20 * MS) /* more than the coarse clock lags */
+static inline void arm_for(struct nt_conn *c, nt_ns now, nt_ns due)
 {
     if (c->heap_idx && c->heap_due <= due && c->heap_due > now + NT_ARM_MARGIN)
         return;
-    arm(c, fd);
+    arm(c);
 }
 
-void nt_deadline_open(struct nt_conn *c, int fd)
+void nt_deadline_open(struct nt_conn *c)
 {
     if (!c->set)
         return;
     c->dl_active = active_bits(c->set);
-    if (!c->dl_active)
-        return;
-    capture_identity(c, fd); /* at setup, so no call pays for it later */
+    if (nt_event_enabled(NT_EV_ABANDONED))
+        c->dl_active |= BIT(NT_DL_TRACK);
     if (c->dl_active & (BIT(NT_DL_IDLE) | BIT(NT_DL_LIFETIME)))
-        arm(c, fd);
+        arm(c);
 }
 
-void nt_deadline_connect_start(struct nt_conn *c, int fd)
+void nt_deadline_wake(struct nt_conn *c)
 {
-    if (!(c->dl_active & BIT(NT_DL_CONNECT)))
+    nt_ns now = nt_now();
+    c->t_last = now;
+    c->t_wait_rd = c->t_wait_wr = 0;
+    if (c->t_req)
+        c->t_req = now;
+    if (c->t_connect)
+        c->t_connect = now;
+    if (c->dl_active)
+        arm(c);
+}
+
+void nt_deadline_connect_start(struct nt_conn *c)
+{
+    if (!c->dl_active)
         return;
     c->t_connect = nt_now();
-    arm(c, fd);
+    arm(c);
 }
 
 static int connected(int fd)
@@ -144,59 +177,82 @@ static int connected(int fd)
     return getpeername(fd, (struct sockaddr *)&ss, &len) == 0;
 }
 
-void nt_deadline_connect_check(struct nt_conn *c, int fd)
+/* The connection is established: idle and lifetime start now. */
+static void established(struct nt_conn *c)
 {
-    if (c->t_connect && connected(fd))
-        c->t_connect = 0;
+    c->t_connect = 0;
+    c->t_open = c->t_last = nt_now();
 }
 
 int nt_deadline_connect_done(struct nt_conn *c)
 {
-    c->t_connect = 0;
-    c->t_open = c->t_last = nt_now();
+    established(c);
+    if (c->dl_active)
+        arm(c);
     return c->expired && c->expired_kind == NT_DL_CONNECT;
 }
 
-NT_NO_CANARY void nt_deadline_progress(struct nt_conn *c, int fd, int dir)
+void nt_deadline_connect_check(struct nt_conn *c)
+{
+    if (c->t_connect && connected(c->fd))
+        nt_deadline_connect_done(c);
+}
+
+/* ---- what calls report ------------------------------------------------- */
+
+static inline int request_dir(const struct nt_conn *c)
+{
+    return c->role == NT_ROLE_OUTBOUND ? NT_OUT : NT_IN;
+}
+
+static void park(struct nt_conn *c)
+{
+    c->req_phase = PH_PARKED;
+    c->t_req = 0;
+}
+
+/* The program waits for input: an answered exchange is over. */
+static inline void waits_for_input(struct nt_conn *c)
+{
+    if (c->req_phase == PH_ANSWERED)
+        park(c);
+}
+
+static NT_NO_CANARY void moved(struct nt_conn *c, int dir, size_t n)
 {
     uint8_t a = c->dl_active;
     if (unlikely(c->t_connect))
-        c->t_connect = 0; /* bytes moved: the connect is long done */
+        established(c); /* bytes moved: the connect is long done */
     if (dir == NT_IN)
         c->t_wait_rd = 0;
     else
         c->t_wait_wr = 0;
-    if (!(a & (BIT(NT_DL_IDLE) | BIT(NT_DL_REQUEST))))
+    if (a & (BIT(NT_DL_IDLE) | BIT(NT_DL_REQUEST)))
+        c->t_last = nt_now_coarse(); /* one clock read per call, no syscall */
+    if (!(a & (BIT(NT_DL_REQUEST) | BIT(NT_DL_TRACK))))
         return;
-    nt_ns now = nt_now_coarse(); /* one clock read per call, no syscall */
-    c->t_last = now;
-    if (!(a & BIT(NT_DL_REQUEST)))
-        return;
-    /* Inbound: reading starts a request, writing answers it. Outbound:
-     * writing starts a request, reading is the answer. */
-    int starts = c->role == NT_ROLE_OUTBOUND ? dir == NT_OUT : dir == NT_IN;
-    if (starts && c->req_phase != PH_REQUEST) {
-        c->req_phase = PH_REQUEST;
-        c->t_req = now;
-        /* the handler may make no further call on it */
-        arm_for(c, fd, now, now + c->set->request_timeout);
-    } else if (!starts && c->req_phase == PH_REQUEST) {
-        c->req_phase = PH_ANSWERED;
+    if (dir == request_dir(c)) {
+        if (c->req_phase != PH_REQUEST) {
+            nt_ns now = nt_now_coarse();
+            c->req_phase = PH_REQUEST;
+            c->t_req = now;
+            c->x_in0 = c->bytes_in - (dir == NT_IN ? n : 0);
+            c->x_out0 = c->bytes_out - (dir == NT_OUT ? n : 0);
+            /* the handler may make no further call on it */
+            if (a & BIT(NT_DL_REQUEST))
+                arm_for(c, now, now + c->set->request_timeout);
+        }
+    } else {
+        if (c->req_phase == PH_REQUEST)
+            c->req_phase = PH_ANSWERED;
+        c->ans_seq = __atomic_load_n(&nt_wait_seq, __ATOMIC_RELAXED);
     }
 }
 
-void nt_deadline_waiting(struct nt_conn *c, int fd, int dir)
+static void blocked(struct nt_conn *c, int dir)
 {
-    uint8_t a = c->dl_active;
-    if (!a)
-        return;
-    /* Inbound: an answered exchange ends when the program waits for the
-     * next request. */
-    if (dir == NT_IN && c->role != NT_ROLE_OUTBOUND &&
-        c->req_phase == PH_ANSWERED) {
-        c->req_phase = PH_PARKED;
-        c->t_req = 0;
-    }
+    if (dir == NT_IN)
+        waits_for_input(c);
     /* A non-blocking socket whose call would block: its event loop now
      * waits for it, so read/write deadlines must fire by themselves. */
     if (c->nonblock) {
@@ -205,48 +261,38 @@ void nt_deadline_waiting(struct nt_conn *c, int fd, int dir)
             nt_ns now = nt_now_coarse();
             *since = now;
             int k = dir == NT_IN ? NT_DL_READ : NT_DL_WRITE;
-            if (a & BIT(k))
-                arm_for(c, fd, now, now + limit_of(c->set, k));
+            if (c->dl_active & BIT(k))
+                arm_for(c, now, now + limit_of(c->set, k));
         }
     }
 }
 
-void nt_deadline_polled_in(struct nt_conn *c, int fd)
+void nt_deadline_report(struct nt_conn *c, int dir, int what, size_t n)
 {
+    if (!c->dl_active)
+        return;
+    if (what == NT_MOVED)
+        moved(c, dir, n);
+    else
+        blocked(c, dir);
+}
+
+void nt_deadline_polled_in(struct nt_conn *c)
+{
+    waits_for_input(c);
     if (!(c->dl_active & BIT(NT_DL_READ)) || c->t_wait_rd)
         return;
     nt_ns now = nt_now_coarse();
     c->t_wait_rd = now;
-    arm_for(c, fd, now, now + c->set->read_timeout);
+    arm_for(c, now, now + c->set->read_timeout);
 }
 
-/* Raised by the faulting thread itself, never while it sleeps in a wait:
- * their handlers (a JVM's, ASan's) have no say in restarting it. */
-static int is_fault_signal(int sig)
-{
-    return sig == SIGSEGV || sig == SIGBUS || sig == SIGFPE || sig == SIGILL ||
-           sig == SIGTRAP || sig == SIGSYS;
-}
+/* ---- a blocking call's own deadline ------------------------------------ */
 
-/* Would the kernel have restarted a blocking call interrupted by the
- * signal that just ran? poll() never restarts, so the library decides: it
- * restarts unless a handler installed without SA_RESTART could have run. */
-static int kernel_would_restart(void)
+nt_ns nt_deadline_limit(const struct nt_conn *c, int dir, nt_ns start)
 {
-    sigset_t blocked;
-    if (pthread_sigmask(SIG_BLOCK, NULL, &blocked) != 0)
-        return 0;
-    for (int sig = 1; sig < NSIG; sig++) {
-        struct sigaction sa;
-        if (is_fault_signal(sig) || sigismember(&blocked, sig) == 1 ||
-            sigaction(sig, NULL, &sa) != 0)
-            continue;
-        int has_handler = (sa.sa_flags & SA_SIGINFO) ||
-                          (sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN);
-        if (has_handler && !(sa.sa_flags & SA_RESTART))
-            return 0;
-    }
-    return 1;
+    nt_ns limit = limit_of(c->set, dir == NT_IN ? NT_DL_READ : NT_DL_WRITE);
+    return limit > 0 ? start + limit : 0;
 }
 
 static void log_timeout(const struct nt_conn *c, int fd, int kind,
@@ -262,36 +308,12 @@ static void log_timeout(const struct nt_conn *c, int fd, int kind,
     nt_event_emit(&ev);
 }
 
-int nt_deadline_wait(struct nt_conn *c, int fd, int dir, nt_ns start,
-                     const char *op, void *caller)
+int nt_deadline_call_expired(struct nt_conn *c, int dir, nt_ns start,
+                             const char *op, void *caller)
 {
     int kind = dir == NT_IN ? NT_DL_READ : NT_DL_WRITE;
-    nt_ns limit = limit_of(c->set, kind);
-    struct pollfd p = { .fd = fd, .events = dir == NT_IN ? POLLIN : POLLOUT };
-    for (;;) {
-        struct timespec ts, *tsp = NULL;
-        nt_ns now = nt_now();
-        if (limit > 0) {
-            nt_ns left = start + limit - now;
-            if (left <= 0) {
-                log_timeout(c, fd, kind, now - start, op, "error", caller);
-                errno = c->set->timeout_errno;
-                return 0;
-            }
-            ts.tv_sec = left / 1000000000;
-            ts.tv_nsec = left % 1000000000;
-            tsp = &ts;
-        }
-        __atomic_add_fetch(&c->in_call, 1, __ATOMIC_RELAXED);
-        int r = real.ppoll(&p, 1, tsp, NULL);
-        __atomic_sub_fetch(&c->in_call, 1, __ATOMIC_RELAXED);
-        if (r > 0)
-            return 1; /* ready, or an error the next attempt will report */
-        if (r < 0 && errno == EINTR && !kernel_would_restart())
-            return -1;
-        if (r < 0 && errno != EINTR)
-            return 1; /* let the real call report it */
-    }
+    log_timeout(c, c->fd, kind, nt_now() - start, op, "error", caller);
+    return c->set->timeout_errno;
 }
 
 int nt_deadline_errno(const struct nt_conn *c)
@@ -299,26 +321,116 @@ int nt_deadline_errno(const struct nt_conn *c)
     return c->set ? c->set->timeout_errno : ETIMEDOUT;
 }
 
-/* request_timeout at its due time: is the exchange still owed, or has it
- * quietly ended? Inbound: t_req is cleared as soon as the program waits for
- * the next request, so a pending request is always owed. Outbound: owed
- * while the program waits for the answer, or while no answer has come. */
-static int request_still_open(const struct nt_conn *c, int fd)
+/* ---- closing in the middle of an exchange ------------------------------ */
+
+void nt_deadline_closing(struct nt_conn *c, int fd, const char *op,
+                         void *caller)
 {
-    if (c->role != NT_ROLE_OUTBOUND || c->in_call || c->t_wait_rd)
-        return 1;
-    int queued = 0;
-    if (ioctl(fd, FIONREAD, &queued) != 0)
-        return 1;
-    return c->req_phase == PH_REQUEST && queued == 0;
+    /* The peer that left first was not abandoned. */
+    if (c->req_phase != PH_REQUEST || c->expired ||
+        !nt_event_enabled(NT_EV_ABANDONED) || nt_event_peer_closed(c, fd))
+        return;
+    int out = c->role == NT_ROLE_OUTBOUND;
+    uint64_t in = c->bytes_in - c->x_in0, sent = c->bytes_out - c->x_out0;
+    struct nt_event ev = { .kind = NT_EV_ABANDONED, .fd = fd, .op = op,
+                           .conn = c, .caller = caller,
+                           .elapsed = c->t_req ? nt_now() - c->t_req : 0,
+                           .request_bytes = out ? sent : in,
+                           .answer_bytes = out ? in : sent };
+    nt_event_emit(&ev);
+    park(c);
 }
 
+/* ---- when the timer says a deadline is due ----------------------------- */
 
-static const char *apply_action(struct nt_conn *c, int fd, int kind)
+/* The kernel's record of the last data either way (TCP): milliseconds
+ * since, or -1 when it cannot say. It counts in jiffies and our clocks
+ * may come from the coarse clock: only a difference larger than both
+ * lags says that traffic came later than we know. */
+#define KERNEL_SLACK (50 * MS)
+static int64_t kernel_idle_ms(const struct nt_conn *c, int dir_only, int dir)
 {
+    if (c->family != AF_INET && c->family != AF_INET6)
+        return -1;
+    struct tcp_info ti;
+    socklen_t len = sizeof ti;
+    if (real.getsockopt(c->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
+        return -1;
+    if (dir_only)
+        return dir == NT_IN ? ti.tcpi_last_data_recv : ti.tcpi_last_data_sent;
+    return ti.tcpi_last_data_recv < ti.tcpi_last_data_sent
+               ? ti.tcpi_last_data_recv : ti.tcpi_last_data_sent;
+}
+
+/* An exchange in ANSWERED when request_timeout comes due: is it over?
+ * Outbound, the answer came and the program is not waiting for more (a
+ * wait would have parked it): it left the connection idle. Inbound, the
+ * program answered and went back to its event loop with nothing left to
+ * write; a handler still writing (or computing between writes) owes it. */
+static int answer_done(const struct nt_conn *c)
+{
+    if (c->role == NT_ROLE_OUTBOUND)
+        return 1;
+    return !c->t_wait_wr && !c->in_call &&
+           __atomic_load_n(&nt_wait_seq, __ATOMIC_RELAXED) != c->ans_seq;
+}
+
+/* Is the deadline that came due still true? Adjusts the clocks that the
+ * kernel (or the exchange state) proves moved on; 1 when it must fire. */
+static int still_due(struct nt_conn *c, int kind, nt_ns now)
+{
+    int64_t ms;
+    switch (kind) {
+    case NT_DL_CONNECT:
+        if (connected(c->fd)) {
+            established(c);
+            return 0;
+        }
+        if (c->set->connect_timeout > 0)
+            return 1;
+        c->t_connect = now; /* no connect_timeout: look again later */
+        return 0;
+    case NT_DL_IDLE:
+        /* Traffic the library did not see (another process sharing the
+         * socket, stdio on an fdopen'ed socket) keeps it alive. */
+        ms = kernel_idle_ms(c, 0, 0);
+        if (ms >= 0 && now - ms * MS > c->t_last + KERNEL_SLACK) {
+            c->t_last = now - ms * MS;
+            return 0;
+        }
+        return 1;
+    case NT_DL_READ:
+        ms = kernel_idle_ms(c, 1, NT_IN);
+        if (ms >= 0 && now - ms * MS > c->t_wait_rd + KERNEL_SLACK) {
+            c->t_wait_rd = 0; /* data came: the wait is over */
+            return 0;
+        }
+        return 1;
+    case NT_DL_REQUEST:
+        if (c->req_phase == PH_PARKED || (c->req_phase == PH_ANSWERED &&
+                                          answer_done(c))) {
+            park(c);
+            return 0;
+        }
+        return 1;
+    }
+    return 1;
+}
+
+/* Does c's descriptor still name the socket it was made for? */
+static int same_socket(const struct nt_conn *c)
+{
+    struct stat st;
+    return fstat(c->fd, &st) == 0 && S_ISSOCK(st.st_mode) &&
+           (uint64_t)st.st_ino == c->ino;
+}
+
+static const char *apply_action(struct nt_conn *c, int kind)
+{
+    int fd = c->fd;
     if (kind == NT_DL_CONNECT) {
         c->connect_err = ETIMEDOUT;
-        shutdown(fd, SHUT_RDWR); /* aborts the pending connect */
+        real.shutdown(fd, SHUT_RDWR); /* aborts the pending connect */
         return "abort";
     }
     if (c->set->expire_action == NT_EXPIRE_RESET && c->family != AF_UNIX) {
@@ -326,59 +438,57 @@ static const char *apply_action(struct nt_conn *c, int fd, int kind)
         if (real.connect(fd, &sa, sizeof sa) == 0)
             return "reset"; /* sends RST, leaves no TIME_WAIT */
     }
-    shutdown(fd, SHUT_RDWR);
+    real.shutdown(fd, SHUT_RDWR);
     return "shutdown";
 }
 
-nt_ns nt_deadline_due(int fd, uint32_t gen, nt_ns now)
+static const char *action_name(const struct nt_conn *c, int kind)
 {
-    struct nt_conn *c = nt_fd_conn(fd);
-    if (!c)
-        return 0;
+    if (kind == NT_DL_CONNECT)
+        return "abort";
+    return c->set->expire_action == NT_EXPIRE_RESET && c->family != AF_UNIX
+               ? "reset" : "shutdown";
+}
+
+nt_ns nt_deadline_due(struct nt_conn *c, uint32_t gen, nt_ns now)
+{
     /* >>> coalescing: the coalesce_delay flush shares this timer entry */
-    nt_ns co_due = nt_coalesce_due(fd, gen, now);
+    nt_ns co_due = nt_coalesce_due(c, gen, now);
     /* <<< coalescing */
     int taken = nt_conn_lock(c);
     nt_ns refile = 0;
-    int kind = NT_DL_NONE;
-    const char *action = NULL;
-    nt_ns elapsed = 0;
-    if (c->gen != gen || nt_fd_kind(fd) != NT_FD_CONN || c->expired ||
-        !c->set)
+    int kind = NT_DL_NONE, fired = 0;
+    if (c->gen != gen || !c->refs || c->expired || c->dormant || !c->set)
         goto out;
+    nt_ns due;
     for (;;) {
-        nt_ns due = next_due(c, &kind);
+        due = next_due(c, &kind);
         if (due == NT_NEVER)
             goto out;
         if (due > now) {
             refile = due;
             goto out;
         }
-        if (kind == NT_DL_REQUEST && !request_still_open(c, fd)) {
-            c->t_req = 0;
-            c->req_phase = PH_PARKED;
+        if (!still_due(c, kind, now))
             continue;
-        }
-        if (kind == NT_DL_CONNECT && connected(fd)) {
-            c->t_connect = 0;
-            continue;
-        }
         break;
     }
-    if (!same_socket(c, fd))
+    if (!same_socket(c))
         goto out; /* closed and reused behind our back: never act */
-    elapsed = now + limit_of(c->set, kind) - next_due(c, &kind);
+    /* The event describes the connection as it was when the deadline
+     * fired, and is written before the program can see the action. */
+    log_timeout(c, c->fd, kind, now - (due - limit_of(c->set, kind)),
+                "timer", action_name(c, kind), NULL);
     c->expired = 1;
     c->expired_kind = (uint8_t)kind;
-    action = apply_action(c, fd, kind);
+    apply_action(c, kind);
+    fired = 1;
 out:
     nt_conn_unlock(c, taken);
-    if (action)
-        log_timeout(c, fd, kind, elapsed, "timer", action, NULL);
     /* >>> coalescing: bytes still buffered for an expired connection are
      * lost (flush_error); otherwise look again at the earlier due time */
-    if (action)
-        nt_coalesce_expired(c, fd);
+    if (fired)
+        nt_coalesce_expired(c, c->fd);
     if (co_due && (!refile || co_due < refile))
         refile = co_due;
     /* <<< coalescing */

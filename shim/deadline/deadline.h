@@ -1,14 +1,14 @@
-/* Deadlines (shared/SPEC.md section 4).
+/* Deadlines (shared/SPEC.md section 4): the policy.
  *
- * Two mechanisms share one set of per-connection clocks (struct nt_conn):
- * - a call of the program that blocks on a governed socket waits in
- *   nt_deadline_wait() at most until its own read/write deadline;
- * - every deadline that must fire by itself (idle, request, lifetime,
- *   connect, and read/write on non-blocking sockets waiting in an event
- *   loop) is filed with the timer thread (timer.c), which applies
- *   expire_action at the due time.
- * Clocks only ever move a connection's due time later on the fast path, so
- * the timer heap is touched only when a deadline is armed earlier.
+ * The I/O engine (core/io.c) asks the policy one question before a call
+ * may wait — how long may it wait? (nt_deadline_limit) — and reports once
+ * what the call did (nt_deadline_report). Deadlines that must fire by
+ * themselves (idle, request, lifetime, connect, and read/write on sockets
+ * that wait in an event loop) are filed with the timer thread (timer.c),
+ * which calls nt_deadline_due() when one comes due.
+ *
+ * Exchanges (request_timeout) follow one state machine per connection,
+ * written down in README "Exchanges" and in deadline.c.
  */
 #ifndef NT_DEADLINE_H
 #define NT_DEADLINE_H
@@ -25,45 +25,67 @@ enum nt_deadline_kind {
     NT_DL_LIFETIME,
 };
 const char *nt_deadline_name(int kind);
+/* In dl_active beside the deadlines' bits: exchanges are tracked (for
+ * request_timeout, or for the `abandoned` event). */
+#define NT_DL_TRACK 7
 
 enum nt_dir_io { NT_IN = 0, NT_OUT = 1 };
 
-/* The connection is established (or accepted): arm idle and lifetime. */
-void nt_deadline_open(struct nt_conn *c, int fd);
-/* A non-blocking connect is in progress / a blocking one starts. */
-void nt_deadline_connect_start(struct nt_conn *c, int fd);
-/* The connect finished (either way); true if our deadline aborted it. */
-int nt_deadline_connect_done(struct nt_conn *c);
-/* A non-blocking connect may have finished: if so, stop its clock. */
-void nt_deadline_connect_check(struct nt_conn *c, int fd);
+/* What a call reported (nt_deadline_report). */
+enum nt_dl_report {
+    NT_MOVED,   /* bytes moved in the call's direction */
+    NT_BLOCKED, /* it would block: the program now waits in that direction */
+};
 
-/* Does a blocking call in direction `dir` need the library to control its
- * wait (a per-call deadline, or request boundaries to observe)? */
+/* The connection is established (or accepted, or classified). */
+void nt_deadline_open(struct nt_conn *c);
+/* A fork child's first call on an inherited connection. */
+void nt_deadline_wake(struct nt_conn *c);
+/* connect() starts; it finished (either way): true when our deadline
+ * aborted it; a non-blocking one may have finished (SO_ERROR, a call). */
+void nt_deadline_connect_start(struct nt_conn *c);
+int nt_deadline_connect_done(struct nt_conn *c);
+void nt_deadline_connect_check(struct nt_conn *c);
+
+/* Does a blocking call in direction `dir` need the library to wait for
+ * it (a per-call deadline, or an exchange whose deadline may end it)? */
 static inline int nt_deadline_controls(const struct nt_conn *c, int dir)
 {
     unsigned own = 1u << (dir == NT_IN ? NT_DL_READ : NT_DL_WRITE);
     return (c->dl_active & (own | (1u << NT_DL_REQUEST))) != 0;
 }
-/* Bytes moved (n > 0) in direction dir: restart clocks, track exchanges. */
-void nt_deadline_progress(struct nt_conn *c, int fd, int dir);
-/* The call would block: the program is now waiting in direction dir.
- * For a non-blocking socket this arms the timer (event-loop waits). */
-void nt_deadline_waiting(struct nt_conn *c, int fd, int dir);
-/* The program waits for input on fd in poll/select: its read deadline
- * runs, as if a read had returned EAGAIN. */
-void nt_deadline_polled_in(struct nt_conn *c, int fd);
-/* Blocking call: wait until fd (the connection's socket; possibly a
- * private duplicate of the program's fd) is ready in `dir` or the call's
- * deadline (start + read/write timeout) passes. Returns 1 ready, 0 deadline passed
- * (event logged, errno set to timeout_errno), -1 with errno (EINTR when
- * the kernel would not have restarted the call). */
-int nt_deadline_wait(struct nt_conn *c, int fd, int dir, nt_ns start,
-                     const char *op, void *caller);
+/* How long may a blocking call that started waiting at `start` wait?
+ * The absolute time, or 0: no limit of its own (it still ends when a
+ * deadline that fires by itself expires the connection). */
+nt_ns nt_deadline_limit(const struct nt_conn *c, int dir, nt_ns start);
+/* The limit passed with the call still waiting: logs the timeout and
+ * returns the errno the call fails with. */
+int nt_deadline_call_expired(struct nt_conn *c, int dir, nt_ns start,
+                             const char *op, void *caller);
+/* What a call did: n bytes moved (they are already counted in the
+ * connection's story), or it would block (the program waits). */
+void nt_deadline_report(struct nt_conn *c, int dir, int what, size_t n);
+/* The program waits for input on this connection in poll/select. */
+void nt_deadline_polled_in(struct nt_conn *c);
+/* Any wait of the program's (poll, select, epoll): ends exchanges that
+ * were answered (see deadline.c). */
+extern uint32_t nt_wait_seq;
+static inline void nt_deadline_program_waits(void)
+{
+    __atomic_store_n(&nt_wait_seq,
+                     __atomic_load_n(&nt_wait_seq, __ATOMIC_RELAXED) + 1,
+                     __ATOMIC_RELAXED);
+}
+/* The program closes its last descriptor of c, or shuts it down: an
+ * exchange it leaves in the middle is logged as `abandoned`. */
+void nt_deadline_closing(struct nt_conn *c, int fd, const char *op,
+                         void *caller);
+
 /* The connection was expired by a deadline: errno for the failing call. */
 int nt_deadline_errno(const struct nt_conn *c);
 
-/* Timer thread callback (timer.c): re-check and maybe fire. Returns the
- * next due time to refile under, or 0 to drop the entry. */
-nt_ns nt_deadline_due(int fd, uint32_t gen, nt_ns now);
+/* Timer thread (timer.c): re-check and maybe fire. Returns the next due
+ * time to refile under, or 0 to drop the entry. */
+nt_ns nt_deadline_due(struct nt_conn *c, uint32_t gen, nt_ns now);
 
 #endif

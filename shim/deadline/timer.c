@@ -1,21 +1,21 @@
-/* The timer thread. A binary min-heap of (due, fd, gen), kept in an
- * mmap'ed array (no malloc: arming can happen inside any hook), protected
- * by one mutex. Entries are filed no later than the connection's true due
- * time; the fast path only ever moves due times later, and the thread
- * re-checks the connection when an entry comes due (deadline.c), refiling
- * it if the deadline has moved. */
+/* The timer thread. A binary min-heap of (due, connection, gen), kept in
+ * an mmap'ed array (no malloc: arming can happen inside any hook),
+ * protected by one mutex. Entries are filed no later than the
+ * connection's true due time; the fast path only ever moves due times
+ * later, and the thread re-checks the connection when an entry comes due
+ * (deadline.c), refiling it if the deadline has moved. See timer.h for
+ * the lock order and signal handlers. */
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
 #include <string.h>
 
 #include "deadline/deadline.h"
-#include "core/real.h"
 #include "deadline/timer.h"
 
 struct entry {
     nt_ns due;
-    int fd;
+    struct nt_conn *c;
     uint32_t gen;
 };
 
@@ -27,16 +27,21 @@ static int running;        /* the thread exists in this process */
 static sem_t started;      /* start_thread waits until the thread runs */
 static nt_ns sleeping_until; /* the thread's current wake-up time */
 
+/* This thread holds `lock` (from a hook); an arm from a signal handler
+ * that interrupted it waits here until the lock is let go. */
+static NT_TLS int held;
+static NT_TLS struct nt_conn *queued;
+static NT_TLS uint32_t queued_gen;
+
 static int grow(void)
 {
     return nt_mmap_grow((void **)&heap, &capacity, sizeof *heap, 4096);
 }
 
-/* The slot an entry belongs to, if the entry still describes it. */
+/* The connection an entry belongs to, if the entry still describes it. */
 static struct nt_conn *owner(const struct entry *e)
 {
-    struct nt_conn *c = nt_fd_conn(e->fd);
-    return c && c->gen == e->gen ? c : NULL;
+    return e->c->gen == e->gen ? e->c : NULL;
 }
 
 static void place(size_t i, struct entry e)
@@ -119,20 +124,20 @@ static void start_thread(void)
 }
 
 /* File under the lock; the caller holds it. */
-static void file_locked(struct nt_conn *c, int fd, nt_ns due)
+static void file_locked(struct nt_conn *c, nt_ns due)
 {
-    if (c->heap_idx && c->heap_idx <= count && heap[c->heap_idx].fd == fd &&
-        heap[c->heap_idx].gen == c->gen) {
-        if (due >= heap[c->heap_idx].due)
+    size_t i = c->heap_idx;
+    if (i && i <= count && heap[i].c == c && heap[i].gen == c->gen) {
+        if (due >= heap[i].due)
             return;
-        struct entry e = heap[c->heap_idx];
+        struct entry e = heap[i];
         e.due = due;
-        sift_up(c->heap_idx, e);
+        sift_up(i, e);
     } else {
         if (count + 1 >= capacity && grow() != 0)
             return;
         count++;
-        sift_up(count, (struct entry){ .due = due, .fd = fd, .gen = c->gen });
+        sift_up(count, (struct entry){ .due = due, .c = c, .gen = c->gen });
     }
     if (!running)
         start_thread();
@@ -140,7 +145,29 @@ static void file_locked(struct nt_conn *c, int fd, nt_ns due)
         pthread_cond_signal(&wake);
 }
 
-void nt_timer_arm(struct nt_conn *c, int fd, nt_ns due)
+static void take(void)
+{
+    pthread_mutex_lock(&lock);
+    held = 1;
+}
+
+/* Let go, then file what a signal handler queued meanwhile. */
+static void give(void)
+{
+    for (;;) {
+        held = 0;
+        pthread_mutex_unlock(&lock);
+        struct nt_conn *c = __atomic_exchange_n(&queued, NULL, __ATOMIC_ACQ_REL);
+        if (!c)
+            return;
+        pthread_mutex_lock(&lock);
+        held = 1;
+        if (c->gen == queued_gen && c->heap_due)
+            file_locked(c, c->heap_due);
+    }
+}
+
+void nt_timer_arm(struct nt_conn *c, nt_ns due)
 {
     /* Already filed at or before `due`: nothing to do, and no lock. The
      * fence pairs with the thread's: either it sees our new clocks when it
@@ -148,23 +175,32 @@ void nt_timer_arm(struct nt_conn *c, int fd, nt_ns due)
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
     if (c->heap_idx && c->heap_due <= due && running)
         return;
+    if (held) {
+        /* A signal handler on a thread inside take()/give(): queue it. */
+        c->heap_due = due;
+        queued_gen = c->gen;
+        __atomic_store_n(&queued, c, __ATOMIC_RELEASE);
+        return;
+    }
     int saved = errno;
-    pthread_mutex_lock(&lock);
-    file_locked(c, fd, due);
-    pthread_mutex_unlock(&lock);
+    take();
+    file_locked(c, due);
+    give();
     errno = saved;
 }
 
 void nt_timer_disarm(struct nt_conn *c)
 {
-    if (!c->heap_idx)
+    if (!c->heap_idx || held)
+        return; /* stale entries are dropped when they come due */
+    if (pthread_mutex_trylock(&lock) != 0)
         return;
-    pthread_mutex_lock(&lock);
+    held = 1;
     size_t i = c->heap_idx;
     if (i <= count && owner(&heap[i]) == c)
         remove_at(i);
     c->heap_idx = 0;
-    pthread_mutex_unlock(&lock);
+    give();
 }
 
 static void *timer_main(void *arg)
@@ -191,12 +227,14 @@ static void *timer_main(void *arg)
         if (c)
             c->heap_idx = 0;
         remove_at(1);
+        if (!c)
+            continue; /* retired or reused meanwhile */
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
         pthread_mutex_unlock(&lock);
-        nt_ns next = nt_deadline_due(e.fd, e.gen, now);
+        nt_ns next = nt_deadline_due(c, e.gen, now);
         pthread_mutex_lock(&lock);
-        if (next && (c = owner(&e)) != NULL)
-            file_locked(c, e.fd, next);
+        if (next && owner(&e))
+            file_locked(c, next);
     }
     return arg;
 }
@@ -206,37 +244,16 @@ unsigned nt_timer_pending(void)
     return (unsigned)count;
 }
 
-void nt_timer_atfork_prepare(void)
-{
-    pthread_mutex_lock(&lock);
-}
-
-void nt_timer_atfork_parent(void)
-{
-    pthread_mutex_unlock(&lock);
-}
-
-/* The thread did not survive fork; its entries did (the child shares the
- * sockets). It is restarted on the child's first governed call or wait,
- * not here: creating a thread inside a fork handler is not safe (an
- * allocator of the program's or a sanitizer's may still be locked). */
-int nt_timer_orphaned;
-
+/* The thread did not survive fork, and the child does not inherit its
+ * work: every inherited connection is dormant until the child touches it
+ * (conn.h), so the heap starts empty and the child starts its own thread
+ * when it first arms. */
 void nt_timer_atfork_child(void)
 {
     pthread_mutex_init(&lock, NULL);
     running = 0;
     sleeping_until = 0;
-    nt_timer_orphaned = count != 0;
-}
-
-void nt_timer_restart(void)
-{
-    int saved = errno;
-    pthread_mutex_lock(&lock);
-    if (!running && count)
-        start_thread();
-    nt_timer_orphaned = 0;
-    pthread_mutex_unlock(&lock);
-    errno = saved;
+    count = 0;
+    held = 0;
+    queued = NULL;
 }

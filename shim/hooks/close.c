@@ -1,77 +1,95 @@
-/* Where connections end: close, close_range, closefrom, shutdown. The slot
- * is forgotten under its lock, so the timer thread never acts on an fd
- * number the program is about to reuse. close() itself never fails
- * because of the library. */
+/* Where descriptors end: close, close_range, closefrom, fclose, and
+ * shutdown. A descriptor leaves its connection (conn.h); the last one of
+ * a socket flushes, logs an exchange it abandons and the close event,
+ * and retires it. close() itself never fails because of the library. */
 #include <linux/close_range.h>
+#include <stdio.h>
 #include <sys/socket.h>
 
+#include "audit/event.h"
 #include "coalesce/coalesce.h"
 #include "core/conn.h"
-#include "audit/event.h"
 #include "core/real.h"
-#include "deadline/timer.h"
+#include "deadline/deadline.h"
 
-/* Last words for a governed connection, while the fd still names the
- * socket (the close event reads the peer's TCP state). */
-static void retire(struct nt_conn *c, int fd, void *caller)
+void nt_close_fd(int fd, const char *op, void *caller)
 {
-    nt_event_lifecycle(NT_EV_CLOSE, c, fd, "close", caller);
-    nt_timer_disarm(c);
+    struct nt_conn *c = nt_fd_conn(fd);
+    if (!c) {
+        int k = nt_fd_kind(fd);
+        if (k != NT_FD_UNKNOWN && k != NT_FD_PASS)
+            nt_fd_set(fd, NT_FD_PASS);
+        return;
+    }
+    int saved = errno;
+    if (c->refs <= 1) {
+        /* Last words while the fd still names the socket. */
+        nt_coalesce_close(c, fd, -1);
+        nt_deadline_closing(c, fd, op, caller);
+        nt_event_lifecycle(NT_EV_CLOSE, c, fd, op, caller);
+    }
+    nt_conn_detach(fd, NT_FD_PASS, caller);
+    errno = saved;
 }
 
 NT_EXPORT int close(int fd)
 {
     nt_init();
     struct nt_fd_page *p = nt_fd_page_of(fd);
-    if (!p)
+    if (!p || p->kind[fd & (NT_FD_PAGE - 1)] == NT_FD_UNKNOWN || nt_bypass())
         return real.close(fd);
-    int kind = p->kind[fd & (NT_FD_PAGE - 1)];
-    if (kind == NT_FD_UNKNOWN)
-        return real.close(fd);
-    if (kind != NT_FD_CONN) {
-        if (kind != NT_FD_PASS)
-            nt_fd_release(fd);
-        return real.close(fd);
-    }
-    struct nt_conn *c = &p->conn[fd & (NT_FD_PAGE - 1)];
-    int saved = errno;
-    nt_coalesce_close(c, fd, -1); /* coalescing: flush before the close */
-    retire(c, fd, NT_CALLER());
-    int taken = nt_conn_lock(c);
-    nt_fd_release(fd);
-    errno = saved;
-    int r = real.close(fd);
-    nt_conn_unlock(c, taken);
-    return r;
+    nt_close_fd(fd, "close", NT_CALLER());
+    return real.close(fd);
+}
+
+NT_EXPORT int fclose(FILE *f)
+{
+    nt_init();
+    int fd = f ? fileno(f) : -1;
+    if (fd >= 0 && !nt_bypass() && nt_fd_kind(fd) == NT_FD_CONN)
+        nt_close_fd(fd, "fclose", NT_CALLER()); /* stdio flushes first */
+    return real.fclose(f);
 }
 
 NT_EXPORT int close_range(unsigned lo, unsigned hi, int flags)
 {
     nt_init();
-    if (!(flags & CLOSE_RANGE_CLOEXEC))
-        nt_coalesce_close_range(lo, hi); /* coalescing: flush first */
+    if (flags & CLOSE_RANGE_CLOEXEC || nt_bypass())
+        return real.close_range(lo, hi, flags);
+    nt_coalesce_close_range(lo, hi); /* flush first */
     int r = real.close_range(lo, hi, flags);
-    if (r == 0 && !(flags & CLOSE_RANGE_CLOEXEC))
-        NT_KEEP_ERRNO(nt_fd_release_range(lo, hi));
+    if (r == 0)
+        NT_KEEP_ERRNO(nt_fd_release_range(lo, hi, NT_CALLER()));
     return r;
 }
 
 NT_EXPORT void closefrom(int lo)
 {
     nt_init();
-    if (lo >= 0)
-        nt_coalesce_close_range((unsigned)lo, NT_FD_MAX - 1); /* coalescing */
+    if (lo < 0 || nt_bypass()) {
+        real.closefrom(lo);
+        return;
+    }
+    nt_coalesce_close_range((unsigned)lo, NT_FD_MAX - 1);
     real.closefrom(lo);
-    if (lo >= 0)
-        NT_KEEP_ERRNO(nt_fd_release_range((unsigned)lo, NT_FD_MAX - 1));
+    NT_KEEP_ERRNO(nt_fd_release_range((unsigned)lo, NT_FD_MAX - 1,
+                                      NT_CALLER()));
 }
 
 NT_EXPORT int shutdown(int fd, int how)
 {
     struct nt_conn *c = nt_conn_get(fd);
-    if (c && c->co_mode != NT_CO_OFF)
-        nt_coalesce_close(c, fd, how); /* coalescing: flush first */
-    if (c && (how == SHUT_WR || how == SHUT_RDWR))
-        c->self_closed = 1;
+    if (c) {
+        int saved = errno;
+        if (c->co_mode != NT_CO_OFF)
+            nt_coalesce_close(c, fd, how); /* flush first */
+        if (how == SHUT_WR || how == SHUT_RDWR)
+            c->self_closed = 1;
+        /* giving up the direction the program owes ends the exchange */
+        int owes_out = c->role != NT_ROLE_OUTBOUND;
+        if (how == SHUT_RDWR || (owes_out ? how == SHUT_WR : how == SHUT_RD))
+            nt_deadline_closing(c, fd, "shutdown", NT_CALLER());
+        errno = saved;
+    }
     return real.shutdown(fd, how);
 }

@@ -9,20 +9,20 @@
 #include "coalesce/coalesce.h"
 #include "core/conn.h"
 #include "core/real.h"
-#include "deadline/timer.h"
 
 /* `to` now refers to what `from` refers to. */
 static void copied(int from, int to)
 {
-    if (to < 0 || nt_g.disabled)
+    if (to < 0 || nt_g.disabled || nt_bypass())
         return;
     int saved = errno;
-    if (nt_fd_kind(from) == NT_FD_CONN) {
-        nt_conn_dup(from, to);
-        nt_coalesce_dup(from, to); /* coalescing: shared, so flush & stop */
+    struct nt_conn *c = nt_fd_conn(from);
+    if (c) {
+        nt_conn_attach(c, to);
+        nt_coalesce_dup(c, to); /* one more writer: flush and stop */
     } else {
-        nt_fd_forget(to);
         int k = nt_fd_kind(from);
+        nt_fd_forget(to);
         if (k != NT_FD_UNKNOWN)
             nt_fd_set(to, k);
     }
@@ -30,13 +30,18 @@ static void copied(int from, int to)
 }
 
 /* dup2/dup3 silently close `to` first. */
-static void replacing(int to)
+static void replacing(int to, const char *op, void *caller)
 {
-    if (nt_fd_kind(to) == NT_FD_CONN) {
-        struct nt_conn *c = nt_fd_conn(to);
-        NT_KEEP_ERRNO(nt_coalesce_close(c, to, -1)); /* coalescing: flush */
-        nt_timer_disarm(c);
-    }
+    if (!nt_g.disabled && !nt_bypass() && nt_fd_kind(to) == NT_FD_CONN)
+        nt_close_fd(to, op, caller);
+}
+
+/* The kernel refused: `to` was not closed after all; classify it again. */
+static int refused(int r, int to)
+{
+    if (r < 0 && !nt_bypass())
+        NT_KEEP_ERRNO(nt_fd_forget(to));
+    return r;
 }
 
 NT_EXPORT int dup(int fd)
@@ -50,27 +55,28 @@ NT_EXPORT int dup(int fd)
 NT_EXPORT int dup2(int from, int to)
 {
     nt_init();
-    if (from != to)
-        replacing(to);
-    int r = real.dup2(from, to);
-    if (r >= 0 && from != to)
-        copied(from, r);
+    if (from == to)
+        return real.dup2(from, to);
+    replacing(to, "dup2", NT_CALLER());
+    int r = refused(real.dup2(from, to), to);
+    copied(from, r);
     return r;
 }
 
 NT_EXPORT int dup3(int from, int to, int flags)
 {
     nt_init();
-    replacing(to);
-    int r = real.dup3(from, to, flags);
-    if (r >= 0)
-        copied(from, r);
+    if (from == to)
+        return real.dup3(from, to, flags); /* EINVAL */
+    replacing(to, "dup3", NT_CALLER());
+    int r = refused(real.dup3(from, to, flags), to);
+    copied(from, r);
     return r;
 }
 
 static void set_nonblock(int fd, int on)
 {
-    struct nt_conn *c = nt_fd_kind(fd) == NT_FD_CONN ? nt_fd_conn(fd) : NULL;
+    struct nt_conn *c = nt_bypass() ? NULL : nt_fd_conn(fd);
     if (c)
         c->nonblock = (uint8_t)(on != 0);
 }

@@ -161,9 +161,12 @@ NT_EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
 }
 
 /* Descriptors passed with SCM_RIGHTS arrive without any call the library
- * sees: whatever a slot knew about those numbers is stale. */
+ * sees, on any socket (a socketpair too): whatever a slot knew about
+ * those numbers is stale, and they are classified on first use. */
 static void forget_passed_fds(const struct msghdr *msg)
 {
+    if (!msg->msg_controllen || nt_bypass())
+        return;
     for (struct cmsghdr *cm = CMSG_FIRSTHDR((struct msghdr *)msg); cm;
          cm = CMSG_NXTHDR((struct msghdr *)msg, cm)) {
         if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
@@ -178,55 +181,64 @@ static void forget_passed_fds(const struct msghdr *msg)
 }
 
 __attribute__((noinline)) NT_NO_CANARY static ssize_t
-read_msg(int fd, struct msghdr *msg, int flags, void *caller)
+read_msg(int fd, struct msghdr *msg, int flags, const char *name,
+         void *caller)
 {
-    struct vec_args a = { NULL, 0, msg };
-    struct nt_op op = { .name = "recvmsg", .dir = NT_IN, .flags = flags,
-                        .total = nt_iov_total(msg->msg_iov,
-                                              (int)msg->msg_iovlen),
-                        .attempt = attempt_recvmsg, .args = &a,
-                        .caller = caller };
-    ssize_t r = nt_io_call(fd, &op);
-    if (r > 0 && msg->msg_controllen)
+    ssize_t r;
+    if (nt_fd_passes(fd)) {
+        r = real.recvmsg(fd, msg, flags);
+    } else {
+        struct vec_args a = { NULL, 0, msg };
+        struct nt_op op = { .name = name, .dir = NT_IN, .flags = flags,
+                            .total = nt_iov_total(msg->msg_iov,
+                                                  (int)msg->msg_iovlen),
+                            .attempt = attempt_recvmsg, .args = &a,
+                            .caller = caller };
+        r = nt_io_call(fd, &op);
+    }
+    if (r >= 0)
         NT_KEEP_ERRNO(forget_passed_fds(msg));
     return r;
 }
 
 NT_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 {
-    if (likely(nt_fd_passes(fd)))
+    if (likely(nt_fd_passes(fd)) && (!msg || !msg->msg_control))
         return real.recvmsg(fd, msg, flags);
-    return read_msg(fd, msg, flags, NT_CALLER());
+    if (!msg)
+        return real.recvmsg(fd, msg, flags);
+    return read_msg(fd, msg, flags, "recvmsg", NT_CALLER());
 }
 
-struct mmsg_args {
-    struct mmsghdr *vec;
-    unsigned n;
-    struct timespec *timeout;
-};
-
-static ssize_t attempt_recvmmsg(int fd, const struct nt_op *op, int flags,
-                                size_t skip)
+/* A blocking recvmmsg waits for every message (but the first, with
+ * MSG_WAITFORONE); each message is one governed recvmsg, so deadlines and
+ * the kernel's all-or-nothing rules hold per message. With a timeout of
+ * its own the call is made as the program made it. */
+__attribute__((noinline)) static int
+read_mmsg(int fd, struct mmsghdr *vec, unsigned n, int flags, void *caller)
 {
-    const struct mmsg_args *a = op->args;
-    return real.recvmmsg(fd, a->vec, a->n, flags, a->timeout);
-}
-
-__attribute__((noinline)) NT_NO_CANARY static int
-read_mmsg(int fd, struct mmsghdr *vec, unsigned n, int flags,
-          struct timespec *timeout, void *caller)
-{
-    struct mmsg_args a = { vec, n, timeout };
-    struct nt_op op = { .name = "recvmmsg", .dir = NT_IN, .flags = flags,
-                        .msgs = 1, .total = n, .attempt = attempt_recvmmsg,
-                        .args = &a, .caller = caller };
-    return (int)nt_io_call(fd, &op);
+    if (!nt_conn_get(fd))
+        return real.recvmmsg(fd, vec, n, flags, NULL);
+    int saved = errno;
+    for (unsigned i = 0; i < n; i++) {
+        ssize_t r = read_msg(fd, &vec[i].msg_hdr, flags & ~MSG_WAITFORONE,
+                             "recvmmsg", caller);
+        if (r < 0)
+            return i ? (int)i : -1;
+        vec[i].msg_len = (unsigned)r;
+        errno = saved;
+        if (r == 0)
+            return (int)i + 1;
+        if (flags & MSG_WAITFORONE)
+            flags |= MSG_DONTWAIT;
+    }
+    return (int)n;
 }
 
 NT_EXPORT int recvmmsg(int fd, struct mmsghdr *vec, unsigned n, int flags,
                        struct timespec *timeout)
 {
-    if (likely(nt_fd_passes(fd)))
+    if (likely(nt_fd_passes(fd)) || timeout || !vec || !n)
         return real.recvmmsg(fd, vec, n, flags, timeout);
-    return read_mmsg(fd, vec, n, flags, timeout, NT_CALLER());
+    return read_mmsg(fd, vec, n, flags, NT_CALLER());
 }

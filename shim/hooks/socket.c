@@ -18,15 +18,14 @@ static int governed_type(int domain, int type)
 static void fresh_fd(int fd, int kind)
 {
     nt_fd_forget(fd);
-    if (kind != NT_FD_UNKNOWN)
-        nt_fd_set(fd, kind);
+    nt_fd_set(fd, kind);
 }
 
 NT_EXPORT int socket(int domain, int type, int protocol)
 {
     nt_init();
     int fd = real.socket(domain, type, protocol);
-    if (fd >= 0 && !nt_g.disabled)
+    if (fd >= 0 && !nt_g.disabled && !nt_bypass())
         NT_KEEP_ERRNO(fresh_fd(fd, governed_type(domain, type) ? NT_FD_NEW
                                                                : NT_FD_PASS));
     return fd;
@@ -37,7 +36,7 @@ NT_EXPORT int socketpair(int domain, int type, int protocol, int sv[2])
 {
     nt_init();
     int r = real.socketpair(domain, type, protocol, sv);
-    if (r == 0 && !nt_g.disabled) {
+    if (r == 0 && !nt_g.disabled && !nt_bypass()) {
         fresh_fd(sv[0], NT_FD_PASS);
         fresh_fd(sv[1], NT_FD_PASS);
     }
@@ -48,7 +47,7 @@ NT_EXPORT int listen(int fd, int backlog)
 {
     nt_init();
     int r = real.listen(fd, backlog);
-    if (r == 0 && !nt_g.disabled && nt_fd_kind(fd) == NT_FD_NEW)
+    if (r == 0 && !nt_g.disabled && !nt_bypass() && nt_fd_kind(fd) == NT_FD_NEW)
         nt_fd_set(fd, NT_FD_LISTEN);
     return r;
 }
@@ -59,17 +58,42 @@ static int kind_of(int fd)
     return k == NT_FD_UNKNOWN ? nt_fd_kind_classified(fd) : k;
 }
 
+/* connect() again on a socket whose connect is under way or done: the
+ * kernel's answer, except after our deadline aborted the attempt, which
+ * every way of asking reports as ETIMEDOUT (never a fresh attempt). */
+static int connect_again(struct nt_conn *c, int fd, const struct sockaddr *addr,
+                         socklen_t len)
+{
+    if (c->connect_err) {
+        errno = c->connect_err;
+        c->connect_err = 0;
+        return -1;
+    }
+    if (c->expired && c->expired_kind == NT_DL_CONNECT) {
+        errno = nt_deadline_errno(c);
+        return -1;
+    }
+    int r = real.connect(fd, addr, len);
+    if ((r == 0 || errno == EISCONN) && c->t_connect)
+        NT_KEEP_ERRNO(nt_deadline_connect_done(c));
+    return r;
+}
+
 NT_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
     nt_init();
-    if (nt_in_lib || nt_g.disabled || !addr || addr->sa_family == AF_UNSPEC ||
-        kind_of(fd) != NT_FD_NEW)
+    if (nt_bypass() || nt_g.disabled || !addr || addr->sa_family == AF_UNSPEC)
+        return real.connect(fd, addr, len);
+    int k = kind_of(fd);
+    if (k == NT_FD_CONN)
+        return connect_again(nt_fd_conn(fd), fd, addr, len);
+    if (k != NT_FD_NEW)
         return real.connect(fd, addr, len);
     void *caller = NT_CALLER();
     struct nt_conn *c = nt_conn_open(fd, NT_ROLE_OUTBOUND, -1, addr, len);
     if (!c)
         return real.connect(fd, addr, len);
-    nt_deadline_connect_start(c, fd);
+    nt_deadline_connect_start(c);
     int r = real.connect(fd, addr, len);
     int e = errno;
     if (r == 0 || e == EINPROGRESS || e == EINTR)
@@ -93,7 +117,6 @@ static int accepted(int listen_fd, int fd, int flags, void *caller)
         return fd;
     }
     int saved = errno;
-    fresh_fd(fd, NT_FD_UNKNOWN);
     struct nt_conn *c = nt_conn_open(fd, NT_ROLE_INBOUND,
                                      (flags & SOCK_NONBLOCK) != 0, NULL, 0);
     if (c)
@@ -106,7 +129,7 @@ NT_EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *len)
 {
     nt_init();
     int r = real.accept(fd, addr, len);
-    if (r < 0 || nt_in_lib || nt_g.disabled)
+    if (r < 0 || nt_g.disabled || nt_bypass())
         return r;
     return accepted(fd, r, 0, NT_CALLER());
 }
@@ -116,7 +139,7 @@ NT_EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *len,
 {
     nt_init();
     int r = real.accept4(fd, addr, len, flags);
-    if (r < 0 || nt_in_lib || nt_g.disabled)
+    if (r < 0 || nt_g.disabled || nt_bypass())
         return r;
     return accepted(fd, r, flags, NT_CALLER());
 }
@@ -137,7 +160,7 @@ NT_EXPORT int getsockopt(int fd, int level, int opt, void *val,
         *(int *)val = c->connect_err;
         c->connect_err = 0;
     } else if (*(int *)val == 0 && c->t_connect) {
-        nt_deadline_connect_check(c, fd); /* connected: its clock stops */
+        nt_deadline_connect_check(c); /* connected: its clock stops */
     }
     return r;
 }

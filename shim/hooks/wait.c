@@ -9,7 +9,6 @@
 #include "coalesce/coalesce.h"
 #include "deadline/deadline.h"
 #include "core/real.h"
-#include "deadline/timer.h"
 
 /* glibc declares poll's array write-only; the hooks read the requested
  * events before the kernel fills in the results. */
@@ -18,7 +17,7 @@
 static inline void before_wait(void)
 {
     nt_init();
-    nt_timer_check_fork(); /* a fork child's deadlines need their thread */
+    nt_deadline_program_waits();
     nt_coalesce_before_wait();
 }
 
@@ -28,7 +27,7 @@ static void note_waiting_in(int fd)
 {
     struct nt_conn *c = nt_conn_get(fd);
     if (c && c->dl_active)
-        NT_KEEP_ERRNO(nt_deadline_polled_in(c, fd));
+        NT_KEEP_ERRNO(nt_deadline_polled_in(c));
 }
 
 static void before_poll(const struct pollfd *fds, nfds_t n)

@@ -154,31 +154,33 @@ NT_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
                      NT_CALLER());
 }
 
-struct mmsg_args {
-    struct mmsghdr *vec;
-    unsigned n;
-};
-
-static ssize_t attempt_sendmmsg(int fd, const struct nt_op *op, int flags,
-                                size_t skip)
-{
-    const struct mmsg_args *a = op->args;
-    return real.sendmmsg(fd, a->vec, a->n, flags);
-}
-
-__attribute__((noinline)) NT_NO_CANARY static int
+/* A blocking sendmmsg sends every message in full, as the kernel's
+ * does; each message is one governed sendmsg, so deadlines, coalescing
+ * order and partial results hold per message. */
+__attribute__((noinline)) static int
 write_mmsg(int fd, struct mmsghdr *vec, unsigned n, int flags, void *caller)
 {
-    struct mmsg_args a = { vec, n };
-    struct nt_op op = { .name = "sendmmsg", .dir = NT_OUT, .flags = flags,
-                        .msgs = 1, .total = n, .attempt = attempt_sendmmsg,
-                        .args = &a, .caller = caller };
-    return (int)nt_io_call(fd, &op);
+    if (!nt_conn_get(fd))
+        return real.sendmmsg(fd, vec, n, flags);
+    int saved = errno;
+    for (unsigned i = 0; i < n; i++) {
+        const struct msghdr *m = &vec[i].msg_hdr;
+        size_t want = nt_iov_total(m->msg_iov, (int)m->msg_iovlen);
+        ssize_t r = write_vec(fd, "sendmmsg", attempt_sendmsg, NULL, 0, m,
+                              flags, caller);
+        if (r < 0)
+            return i ? (int)i : -1;
+        vec[i].msg_len = (unsigned)r;
+        errno = saved;
+        if ((size_t)r < want)
+            return (int)i + 1;
+    }
+    return (int)n;
 }
 
 NT_EXPORT int sendmmsg(int fd, struct mmsghdr *vec, unsigned n, int flags)
 {
-    if (likely(nt_fd_passes(fd)))
+    if (likely(nt_fd_passes(fd)) || !vec || !n)
         return real.sendmmsg(fd, vec, n, flags);
     return write_mmsg(fd, vec, n, flags, NT_CALLER());
 }

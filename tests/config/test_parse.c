@@ -235,7 +235,7 @@ BAD_FIXTURE(keys,
 BAD_FIXTURE(values,
     { 3, "unknown event 'epip' in 'events' (did you mean 'epipe'?)" },
     { 3, "unknown event 'bogus' in 'events' (known: epipe econnreset timeout "
-         "flush_error config_error config_loaded suppressed connect accept close, or all)" },
+         "abandoned flush_error config_error config_loaded suppressed connect accept close, or all)" },
     { 4, "bad value '65' for 'backtrace': expected frames 0..64" },
     { 5, "bad value 'maybe' for 'sigpipe': expected keep or ignore" },
     { 6, "bad value '50/m' for 'rate_limit': expected events per second, e.g. 50/s "

@@ -85,6 +85,10 @@ struct nt_result {
 int nt_run(const char *const argv[], const struct nt_spawn_opts *o, int timeout_ms,
            struct nt_result *r);
 void nt_result_free(struct nt_result *r);
+/* nt_run with NETTIMEO_OPTIONS=options and, when conf_text is not NULL, a
+ * config file with that text (NETTIMEO_CONFIG); preload or not. */
+int nt_run_config(const char *const argv[], const char *options, const char *conf_text,
+                  bool preload, int timeout_ms, struct nt_result *r);
 /* nt_run twice, same options except the preload: with the library, then
  * without. 0 when both ran. */
 int nt_run_both(const char *const argv[], const struct nt_spawn_opts *o, int timeout_ms,

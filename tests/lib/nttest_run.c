@@ -66,6 +66,28 @@ int nt_run_both(const char *const argv[], const struct nt_spawn_opts *opts, int 
     return a < 0 || b < 0 ? -1 : 0;
 }
 
+int nt_run_config(const char *const argv[], const char *options, const char *conf_text,
+                  bool preload, int timeout_ms, struct nt_result *r)
+{
+    char *env_opts = NULL, *env_conf = NULL, *path = NULL;
+    int rc = -1;
+    if (asprintf(&env_opts, "NETTIMEO_OPTIONS=%s", options ? options : "") < 0)
+        return -1;
+    if (conf_text && (!(path = nt_write_tmp("run_config.conf", conf_text)) ||
+                      asprintf(&env_conf, "NETTIMEO_CONFIG=%s", path) < 0))
+        goto out;
+    struct nt_spawn_opts o = {
+        .no_preload = !preload,
+        .env = env_conf ? NT_ENV(env_opts, env_conf) : NT_ENV(env_opts),
+    };
+    rc = nt_run(argv, &o, timeout_ms, r);
+out:
+    free(env_opts);
+    free(env_conf);
+    free(path);
+    return rc;
+}
+
 void nt_result_free(struct nt_result *r)
 {
     free(r->out);
