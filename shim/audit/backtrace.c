@@ -1,6 +1,8 @@
 /* Backtraces with a lazily loaded libunwind (see backtrace.h). */
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <link.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -10,7 +12,9 @@
 
 #include "audit/backtrace.h"
 #include "audit/event.h"
+#include "core/fdtable.h"
 #include "core/nt.h"
+#include "core/real.h"
 
 #define NT_STR2(x) #x
 #define NT_STR(x) NT_STR2(x) /* expands libunwind's macros first */
@@ -33,7 +37,68 @@ static int uw_state;
 static void *own_base;             /* where libnettimeo.so is mapped */
 static char exe_path[512] = "??";  /* the main program, for its frames */
 
-static NT_TLS int unwinding;       /* this thread is inside an unwind */
+NT_TLS int nt_unwinding;           /* this thread is inside an unwind */
+#define unwinding nt_unwinding
+
+/* ---- libunwind's pipe ----
+ * libunwind validates memory by writing a byte of it into a pipe of its
+ * own, opened with pipe2() at its first unwind and kept in static
+ * variables. A program may close those numbers (closefrom at start-up)
+ * and reuse them: libunwind would then read from and write into the
+ * program's files. So its pipe goes high (hooks/pipe.c sends the pipe2()
+ * of an unwind here), and before each walk the numbers are checked: a pipe
+ * closed behind us is made again on the same numbers, and when the
+ * program uses them now there is no walk at all. */
+static struct { int fd[2]; uint64_t ino[2]; } uw_pipe = { { -1, -1 }, { 0, 0 } };
+
+int nt_backtrace_pipe2(int fds[2], int flags)
+{
+    int r = real.pipe2(fds, flags | O_CLOEXEC);
+    if (r != 0)
+        return r;
+    for (int i = 0; i < 2; i++) {
+        struct stat st;
+        fds[i] = nt_fd_move_high(fds[i]);
+        uw_pipe.fd[i] = fds[i];
+        uw_pipe.ino[i] = fstat(fds[i], &st) == 0 ? (uint64_t)st.st_ino : 0;
+    }
+    return 0;
+}
+
+/* 1: ours, 0: closed, -1: someone else's now. */
+static int pipe_end(int i)
+{
+    struct stat st;
+    if (fstat(uw_pipe.fd[i], &st) != 0)
+        return errno == EBADF ? 0 : -1;
+    return S_ISFIFO(st.st_mode) && (uint64_t)st.st_ino == uw_pipe.ino[i] ? 1 : -1;
+}
+
+static int pipe_intact(void)
+{
+    if (uw_pipe.fd[0] < 0)
+        return 1; /* not made yet: the first walk makes it */
+    int a = pipe_end(0), b = pipe_end(1);
+    if (a == 1 && b == 1)
+        return 1;
+    if (a < 0 || b < 0)
+        return 0; /* the program's now: libunwind must not touch them */
+    int p[2];
+    if (real.pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0)
+        return 0;
+    int ok = 1;
+    for (int i = 0; i < 2; i++) {
+        if (pipe_end(i) == 1)
+            real.close(uw_pipe.fd[i]); /* the surviving end of the old pipe */
+        struct stat st;
+        ok = ok && real.dup3(p[i], uw_pipe.fd[i], O_CLOEXEC) == uw_pipe.fd[i] &&
+             fstat(uw_pipe.fd[i], &st) == 0;
+        if (ok)
+            uw_pipe.ino[i] = (uint64_t)st.st_ino;
+        real.close(p[i]);
+    }
+    return ok;
+}
 
 static int resolve_unwind(void *h)
 {
@@ -255,7 +320,7 @@ void nt_backtrace_append(struct nt_jbuf *b, int max, void *caller)
         max = NT_MAX_FRAMES;
     nt_in_lib++;
     int n = 0;
-    if (!unwinding && unwinder_ready()) {
+    if (!unwinding && unwinder_ready() && pipe_intact()) {
         unwinding = 1;
         n = walk(b, max);
         unwinding = 0;
@@ -273,7 +338,7 @@ void nt_backtrace_prepare(void)
     struct nt_jbuf b;
     nt_j_init(&b, buf, sizeof buf);
     nt_in_lib++;
-    if (unwinder_ready()) {
+    if (unwinder_ready() && pipe_intact()) {
         unwinding = 1;
         (void)walk(&b, 1);
         unwinding = 0;

@@ -17,6 +17,7 @@
 #define NT_BACKTRACE_H
 
 #include "audit/json.h"
+#include "core/nt.h"
 
 /* Appends up to max frames as JSON string elements of an open array.
  * caller: the program's call site (the hook's return address); NULL means
@@ -32,5 +33,9 @@ void nt_backtrace_append_addr(struct nt_jbuf *b, void *ip);
 
 /* fork child: a load that another thread had started did not survive. */
 void nt_backtrace_atfork_child(void);
+
+/* hooks/pipe.c: pipe2() while this thread unwinds is libunwind's own. */
+extern NT_TLS int nt_unwinding;
+int nt_backtrace_pipe2(int fds[2], int flags);
 
 #endif

@@ -12,11 +12,11 @@
 
 #include "audit/log_sink.h"
 #include "core/nt.h"
+#include "core/fdtable.h"
 #include "core/real.h"
 
 enum sink_kind { SINK_STDERR, SINK_FILE, SINK_SYSLOG };
 
-#define NT_LOG_FD_BASE 1000              /* where our fds go, if allowed */
 #define NT_RECHECK_NS 1000000000LL       /* rotation / reconnect: 1 s */
 #define NT_LOCK_TRIES 200                /* then drop rather than wait */
 #define NT_SYSLOG_PATH "/dev/log"
@@ -54,24 +54,6 @@ static void sink_unlock(void)
 
 /* ---- fds of our own ---- */
 
-/* Out of the way of programs that expect low fds to be theirs (and of
- * select()'s FD_SETSIZE users), but below the soft RLIMIT_NOFILE. */
-static int move_high(int fd)
-{
-    struct rlimit rl;
-    long base = NT_LOG_FD_BASE;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-        (long)rl.rlim_cur < base + 64)
-        base = (long)rl.rlim_cur * 3 / 4;
-    if (fd >= base || base < 3)
-        return fd;
-    int high = real.fcntl(fd, F_DUPFD_CLOEXEC, (int)base);
-    if (high < 0)
-        return fd; /* a low fd still works */
-    real.close(fd);
-    return high;
-}
-
 static void remember_identity(int fd)
 {
     struct stat st;
@@ -102,7 +84,7 @@ static int open_path(const char *path)
 static int open_file(const char *path)
 {
     int fd = open_path(path);
-    return fd < 0 ? -1 : move_high(fd);
+    return fd < 0 ? -1 : nt_fd_move_high(fd);
 }
 
 static int open_syslog(void)
@@ -110,7 +92,7 @@ static int open_syslog(void)
     int fd = real.socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
-    fd = move_high(fd);
+    fd = nt_fd_move_high(fd);
     struct sockaddr_un a = { .sun_family = AF_UNIX, .sun_path = NT_SYSLOG_PATH };
     /* Not connected yet is fine: the next line retries. */
     (void)real.connect(fd, (struct sockaddr *)&a, sizeof a);

@@ -1,7 +1,9 @@
 /* The fd table's slow paths: pages, kinds, and the classification of
  * descriptors seen for the first time. See fdtable.h. */
+#include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "core/conn.h"
@@ -180,4 +182,20 @@ int nt_fd_kind_classified(int fd)
 struct nt_conn *nt_fd_classify(int fd)
 {
     return nt_fd_kind_classified(fd) == NT_FD_CONN ? nt_fd_conn(fd) : NULL;
+}
+
+int nt_fd_move_high(int fd)
+{
+    struct rlimit rl;
+    long base = NT_OWN_FD_BASE;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        (long)rl.rlim_cur < base + 64)
+        base = (long)rl.rlim_cur * 3 / 4;
+    if (fd >= base || base < 3)
+        return fd;
+    int high = real.fcntl(fd, F_DUPFD_CLOEXEC, (int)base);
+    if (high < 0)
+        return fd; /* a low fd still works */
+    real.close(fd);
+    return high;
 }

@@ -86,6 +86,13 @@ int nt_fd_set_conn(int fd, struct nt_conn *c);
 void nt_fd_each_conn(void (*f)(int fd, struct nt_conn *c, void *arg),
                      void *arg);
 
+/* A descriptor of the library's own, moved out of the way of programs
+ * that expect low numbers to be theirs (and of select()'s FD_SETSIZE
+ * users): to NT_OWN_FD_BASE or above, below the soft RLIMIT_NOFILE,
+ * close-on-exec. Returns the new number (fd itself if it cannot move). */
+#define NT_OWN_FD_BASE 1000
+int nt_fd_move_high(int fd);
+
 /* The fast path of every hook: fd is known not to be governed (a file,
  * pipe, datagram socket, ...). A load of the init flag, one of the page
  * pointer, one of the kind byte; no call, so the hook needs no frame. */

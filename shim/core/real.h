@@ -21,6 +21,7 @@
 #define NT_REAL_FUNCS(X)                                                      \
     X(int, socket, (int, int, int))                                          \
     X(int, socketpair, (int, int, int, int[2]))                              \
+    X(int, pipe2, (int[2], int))                                             \
     X(int, connect, (int, const struct sockaddr *, socklen_t))               \
     X(int, listen, (int, int))                                               \
     X(int, getsockopt, (int, int, int, void *, socklen_t *))                 \

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,6 +155,40 @@ static int vfork_children(void)
     return 0;
 }
 
+/* LESSONS 4 and 13: the unwinder's own descriptors. An event with a
+ * backtrace (EPIPE) loads libunwind, which opens a pipe; the program's
+ * next descriptor must get the number it gets without the library. Then
+ * the program closes every fd (closefrom) and reuses the numbers: a
+ * second event must neither touch nor hang on the program's sockets. */
+static int unwinder_fds(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    int c, s;
+    pc_pair(AF_INET, &c, &s);
+    close(s);
+    char x = 'x';
+    while (write(c, &x, 1) >= 0) /* EPIPE once the RST is back: an event */
+        usleep(1000);
+    int probe = open("/dev/null", O_RDONLY);
+    printf("next_fd=%d\n", probe);
+    close(probe);
+    closefrom(3);
+    int l, a, b;
+    pc_pair(AF_INET, &a, &b); /* fresh numbers where the pipe was */
+    (void)l;
+    close(b);
+    while (write(a, &x, 1) >= 0) /* a second event, a second unwind */
+        usleep(1000);
+    int c2, s2;
+    pc_pair(AF_INET, &c2, &s2);
+    if (write(c2, "hello", 5) != 5)
+        return fail("write");
+    char buf[8] = "";
+    ssize_t r = read(s2, buf, sizeof buf);
+    printf("result=%s\n", r == 5 && !memcmp(buf, "hello", 5) ? "ok" : "corrupt");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2)
@@ -164,6 +199,8 @@ int main(int argc, char **argv)
         return flags();
     if (strcmp(argv[1], "sockflags") == 0 && argc > 2)
         return sockflags(argv[2]);
+    if (strcmp(argv[1], "unwinder-fds") == 0)
+        return unwinder_fds();
     if (strcmp(argv[1], "vfork") == 0)
         return vfork_children();
     pc_die("unknown mode %s", argv[1]);

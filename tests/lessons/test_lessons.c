@@ -80,6 +80,22 @@ Test(lessons, closes_the_hooks_never_see)
     assert_ok(&r, "unseen close");
 }
 
+/* LESSONS 4/13: libunwind's pipe takes no number the program expects,
+ * and after the program closed it and reused the numbers the unwinder
+ * never reads or writes the program's descriptors. */
+Test(lessons, unwinder_descriptors)
+{
+    struct nt_spawn_opts o = { 0 };
+    struct nt_result with, without;
+    cr_assert(nt_run_both(NT_ARGV(NT_LESSONS_DIR "/lessons_prog", "unwinder-fds"), &o, 15000,
+                          &with, &without) == 0);
+    nt_assert_same(&with, &without, "unwinder-fds");
+    cr_assert(strstr(with.out, "result=ok"), "%s\n%s", with.out, with.err);
+    cr_assert(strstr(with.err, "\"event\":\"epipe\""), "an event was logged:\n%s", with.err);
+    nt_result_free(&with);
+    nt_result_free(&without);
+}
+
 /* LESSONS 5: the library's wait never changes the program's file flags. */
 Test(lessons, file_flags_untouched)
 {
