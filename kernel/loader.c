@@ -385,8 +385,28 @@ static void put_frames(struct nt_jbuf *b, const struct nt_event *ev, void *arg)
 {
     (void)ev;
     const struct ntk_event *e = ((struct frames_arg *)arg)->e;
-    int n = e->nframes < bt_frames ? e->nframes : bt_frames;
-    for (int i = 0; i < n; i++) {
+    /* The program's own call site first: Go's system-call plumbing under
+     * net.(*conn).Write is the runtime's, as libc's would be. */
+    static const char *const plumbing[] = {
+        "runtime/internal/syscall.", "syscall.", "internal/poll.",
+        "net.(*netFD).", "runtime.",
+    };
+    int first = 0;
+    for (; first < e->nframes && first < NTK_STACK; first++) {
+        struct ksym_frame fr;
+        ksym_resolve((int)e->pid, e->stack[first], &fr);
+        int skip = 0;
+        for (size_t j = 0; fr.symbol && j < sizeof plumbing / sizeof plumbing[0]; j++)
+            if (!strncmp(fr.symbol, plumbing[j], strlen(plumbing[j])))
+                skip = 1;
+        if (!skip)
+            break;
+    }
+    if (first >= e->nframes)
+        first = 0; /* all plumbing: show it rather than nothing */
+    int n = e->nframes - first < bt_frames ? e->nframes - first : bt_frames;
+    for (int k = 0; k < n; k++) {
+        int i = first + k;
         struct ksym_frame fr;
         ksym_resolve((int)e->pid, e->stack[i], &fr);
         struct nt_jmark m = nt_j_mark(b);
