@@ -593,7 +593,9 @@ static int libbpf_quiet(enum libbpf_print_level lvl, const char *fmt, va_list ap
     return 0;
 }
 
-static int64_t sweep_period(const struct ntk_rule *r, __u32 n)
+/* The shortest limit a sweep enforces: no connection that was not yet
+ * governed at one sweep can be due sooner than this after it. */
+static int64_t shortest_limit(const struct ntk_rule *r, __u32 n)
 {
     int64_t p = 0;
     for (__u32 i = 0; i < n; i++) {
@@ -602,15 +604,10 @@ static int64_t sweep_period(const struct ntk_rule *r, __u32 n)
             if (v[j] && (!p || (int64_t)v[j] < p))
                 p = (int64_t)v[j];
     }
-    if (!p)
-        return 0;
-    p /= 20;                       /* lateness at most 5% of the shortest limit */
-    if (p < 20000000)
-        p = 20000000;              /* 20 ms */
-    if (p > 1000000000)
-        p = 1000000000;
     return p;
 }
+
+#define SWEEP_MIN_GAP 5000000LL   /* 5 ms between sweeps at most */
 
 static int kload(struct kstate *k, const struct nt_config *cfg, const char *prog,
                  const char *cgroup)
@@ -633,7 +630,7 @@ static int kload(struct kstate *k, const struct nt_config *cfg, const char *prog
         return -1;
     memcpy((void *)k->skel->rodata->rules, rules, sizeof rules);
     k->skel->rodata->n_rules = n;
-    k->sweep_ns = sweep_period(rules, n);
+    k->sweep_ns = shortest_limit(rules, n);
     int err = nettimeo_bpf__load(k->skel);
     if (err) {
         if (err == -EPERM)
@@ -700,12 +697,20 @@ static int64_t mono_ns(void)
     return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
-static void sweep(struct kstate *k)
+/* One pass of the iterator; returns when the next one is needed (monotonic
+ * ns). Sweeps happen when a connection can be due, not on a fixed tick:
+ * nothing governed costs nothing, and a deadline fires within
+ * SWEEP_MIN_GAP plus the timer's slack. */
+static int64_t sweep(struct kstate *k)
 {
     int64_t t0 = mono_ns();
+    struct nettimeo_bpf__bss *bss = k->skel->bss;
+    if (__atomic_load_n(&bss->n_governed, __ATOMIC_RELAXED) <= 0)
+        return t0 + k->sweep_ns;
+    __atomic_store_n(&bss->next_due, UINT64_MAX, __ATOMIC_RELAXED);
     int fd = bpf_iter_create(bpf_link__fd(k->links[k->n_links - 1]));
     if (fd < 0)
-        return;
+        return t0 + k->sweep_ns;
     char buf[256];
     while (read(fd, buf, sizeof buf) > 0)
         ;
@@ -715,6 +720,14 @@ static void sweep(struct kstate *k)
     k->sweep_total_ns += d;
     if (d > k->sweep_max_ns)
         k->sweep_max_ns = d;
+    int64_t now = mono_ns();
+    int64_t next = now + k->sweep_ns;
+    uint64_t due = __atomic_load_n(&bss->next_due, __ATOMIC_RELAXED);
+    if (due < (uint64_t)next)
+        next = (int64_t)due;
+    if (next < now + SWEEP_MIN_GAP)
+        next = now + SWEEP_MIN_GAP;
+    return next;
 }
 
 static void print_stats(const struct kstate *k, int64_t t_start)
@@ -722,7 +735,7 @@ static void print_stats(const struct kstate *k, int64_t t_start)
     const struct ntk_stats *s = &k->skel->bss->stats;
     double secs = (double)(mono_ns() - t_start) / 1e9;
     fprintf(stderr,
-            "nettimeo-kernel stats: %.1fs, %llu sweeps (every %.0f ms), mean %.1f us, max %.1f us, "
+            "nettimeo-kernel stats: %.1fs, %llu sweeps (when due; at least every %.0f ms while governing), mean %.1f us, max %.1f us, "
             "%llu sockets visited, %llu governed visits, %llu destroyed, %llu events (%llu timeouts), "
             "lateness mean %.1f ms max %.1f ms, %llu events lost\n",
             secs, (unsigned long long)k->sweeps, (double)k->sweep_ns / 1e6,
@@ -761,11 +774,9 @@ static int loop(struct kstate *k, pid_t child, int stats)
     int tfd = -1;
     if (k->sweep_ns) {
         tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
-        struct itimerspec it = {
-            .it_interval = { k->sweep_ns / 1000000000, k->sweep_ns % 1000000000 },
-            .it_value = { k->sweep_ns / 1000000000, k->sweep_ns % 1000000000 },
-        };
-        timerfd_settime(tfd, 0, &it, NULL);
+        int64_t first = mono_ns() + k->sweep_ns;
+        struct itimerspec it = { .it_value = { first / 1000000000, first % 1000000000 } };
+        timerfd_settime(tfd, TFD_TIMER_ABSTIME, &it, NULL);
     }
     int64_t t_start = mono_ns();
     struct pollfd pf[3] = {
@@ -781,8 +792,11 @@ static int loop(struct kstate *k, pid_t child, int stats)
             ring_buffer__consume(k->rb);
         if (tfd >= 0 && pf[2].revents) {
             uint64_t x;
-            if (read(tfd, &x, sizeof x) > 0)
-                sweep(k);
+            if (read(tfd, &x, sizeof x) > 0) {
+                int64_t next = sweep(k);
+                struct itimerspec it = { .it_value = { next / 1000000000, next % 1000000000 } };
+                timerfd_settime(tfd, TFD_TIMER_ABSTIME, &it, NULL);
+            }
             ring_buffer__consume(k->rb);
         }
         if (pf[1].revents) {

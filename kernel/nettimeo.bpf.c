@@ -43,6 +43,10 @@ extern unsigned int CONFIG_HZ __kconfig;
 extern int bpf_sock_destroy(struct sock_common *sk) __ksym;
 
 struct ntk_stats stats;
+/* Governed connections still open (established, not yet closed), and the
+ * earliest time a sweep can act on one: the loader sleeps until then. */
+__s64 n_governed;
+__u64 next_due;
 
 struct {
     __uint(type, BPF_MAP_TYPE_SK_STORAGE);
@@ -243,6 +247,12 @@ static __always_inline void emit_timeout(struct sock *sk, struct ntk_sk *st,
 
 /* ---- sock_ops ---- */
 
+static __always_inline void due_at(__u64 t)
+{
+    if (t < next_due)
+        next_due = t;
+}
+
 static __always_inline void set_user_timeout(struct bpf_sock_ops *skops,
                                              __u64 ns)
 {
@@ -280,7 +290,13 @@ int nt_sockops(struct bpf_sock_ops *skops)
         if (skops->args[1] != BPF_TCP_CLOSE)
             return 1;
         struct ntk_sk *st = bpf_sk_storage_get(&sk_map, bsk, 0, 0);
-        if (!st || st->fired)
+        if (!st)
+            return 1;
+        if (st->counted) {
+            st->counted = 0;
+            __sync_fetch_and_add(&n_governed, -1);
+        }
+        if (st->fired)
             return 1;
         /* TCP_USER_TIMEOUT (ours) ran out: the kernel set ETIMEDOUT. */
         if (tp->inet_conn.icsk_inet.sk.sk_err != ETIMEDOUT)
@@ -341,6 +357,10 @@ int nt_sockops(struct bpf_sock_ops *skops)
         st->rule = match_rule(&t, NTK_DIR_OUT);
     }
     st->t_est = now;
+    if (!st->counted) {
+        st->counted = 1;
+        __sync_fetch_and_add(&n_governed, 1);
+    }
     __u32 ri = st->rule & (NTK_MAX_RULES - 1);
     /* Replaces connect_timeout's value; 0 restores the kernel default. */
     if (rules[ri].write_ns || rules[ri].connect_ns)
@@ -401,8 +421,18 @@ int nt_sweep(struct bpf_iter__tcp *ctx)
             elapsed = sent_ago;
         }
     }
-    if (!which)
+    if (!which) {
+        /* When this socket could next be due (the loader sleeps until the
+         * earliest; a socket that is not owed an answer yet, or a new one,
+         * is at least the shortest limit away, its upper bound). */
+        if (rules[ri].lifetime_ns)
+            due_at(st->t_est + rules[ri].lifetime_ns);
+        if (rules[ri].idle_ns)
+            due_at(now - idle + rules[ri].idle_ns);
+        if (rules[ri].read_ns && st->dir == NTK_DIR_OUT)
+            due_at(now - idle + rules[ri].read_ns);
         return 0;
+    }
     st->fired = which;
     emit_timeout((struct sock *)tp, st, which, limit, elapsed, idle, now);
     if (bpf_sock_destroy(skc) == 0)
