@@ -429,8 +429,10 @@ int nt_sweep(struct bpf_iter__tcp *ctx)
             due_at(st->t_est + rules[ri].lifetime_ns);
         if (rules[ri].idle_ns)
             due_at(now - idle + rules[ri].idle_ns);
-        if (rules[ri].read_ns && st->dir == NTK_DIR_OUT)
-            due_at(now - idle + rules[ri].read_ns);
+        if (rules[ri].read_ns && st->dir == NTK_DIR_OUT &&
+            (__s32)(tp->lsndtime - tp->inet_conn.icsk_ack.lrcvtime) > 0 &&
+            tp->bytes_sent > 0)
+            due_at(now - idle + rules[ri].read_ns); /* owed: since the last send */
         return 0;
     }
     st->fired = which;
