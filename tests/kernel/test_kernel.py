@@ -231,6 +231,44 @@ def t_idle_keepalive():
         check(e["prog"] == "ntgo" and e["action"] == "reset", "prog/action: %r" % e)
 
 
+def t_rules_ipv6_and_mapped():
+    """Rules matched in the kernel: first match wins by direction, ports and
+    CIDRs; a dual-stack listener's IPv4 peer (::ffff:a.b.c.d) matches IPv4
+    CIDRs, an IPv6 peer IPv6 ones."""
+    probe = socket.socket(socket.AF_INET6)
+    probe.bind(("::", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    lg = logpath("rules")
+    c = conf("rules", "[global]\nlog = %s\n"
+             "[rule far]\nremote = 10.0.0.0/8 fd00::/8\nidle_timeout = 300ms\n"
+             "[rule lowport]\nlocal_port = 1-1023\nidle_timeout = 300ms\n"
+             "[rule outbound]\ndirection = outbound\nidle_timeout = 300ms\n"
+             "[rule lo4]\ndirection = inbound\nlocal_port = 80,%d\nremote = 127.0.0.0/8\nidle_timeout = 1s\n"
+             "[rule lo6]\ndirection = inbound\nremote = ::1/128\nidle_timeout = 2s\n" % (lg, port))
+    srv = Run(["run", "-c", c, "--", GO, "server", "[::]:%d" % port])
+    try:
+        srv.wait_line("RESULT listening")
+        s4 = socket.create_connection(("127.0.0.1", port))
+        http_get(s4)
+        t4 = time.monotonic()
+        s6 = socket.create_connection(("::1", port))
+        http_get(s6)
+        t6 = time.monotonic()
+        c4 = closed_at(s4, t4 + 5)
+        c6 = closed_at(s6, t6 + 5)
+        check(c4 is not None and 0.8 <= c4 - t4 <= 1.9, "v4-mapped peer cut after %r (lo4: 1s)" % (c4 and c4 - t4))
+        check(c6 is not None and 1.6 <= c6 - t6 <= 3.5, "v6 peer cut after %r (lo6: 2s)" % (c6 and c6 - t6))
+    finally:
+        srv.stop()
+    evs = {e["rule"]: e for e in read_events(lg) if e.get("timeout") == "idle_timeout"}
+    check(set(evs) == {"lo4", "lo6"}, "rules that fired: %r" % read_events(lg))
+    check(evs["lo4"]["remote"].startswith("[::ffff:127.0.0.1]:") and evs["lo4"]["limit_ms"] == 1000,
+          "lo4 event: %r" % evs["lo4"])
+    check(evs["lo6"]["remote"].startswith("[::1]:") and evs["lo6"]["local"] == "[::1]:%d" % port,
+          "lo6 event: %r" % evs["lo6"])
+
+
 def black_hole():
     ls = socket.socket()
     ls.bind(("127.0.0.1", 0))
@@ -467,7 +505,7 @@ def t_refusals():
         check(any(key in l.split() and level in l for l in o.splitlines()), "%s not %s: %s" % (key, level, o))
 
 
-CASES = [t_connect_black_hole, t_idle_keepalive, t_write_never_reading_peer, t_max_lifetime,
+CASES = [t_connect_black_hole, t_idle_keepalive, t_rules_ipv6_and_mapped, t_write_never_reading_peer, t_max_lifetime,
          t_broken_pipe_story, t_attach_detach, t_c_program_curl, t_refusals]
 
 
