@@ -73,7 +73,7 @@ static const struct key_support support[] = {
     { "max_lifetime", "exact",
       "age from the established callback, enforced by the same sweep; the connection is reset" },
     { "read_timeout", "approximate",
-      "outbound only: data sent and nothing received since for the limit (an answer owed) resets the connection; a read with nothing owed (inbound) is not timed: use idle_timeout" },
+      "outbound only: data sent and nothing received since for the limit (an answer owed) resets the connection; owed is judged from the kernel's last send/receive times, to one clock tick (a request sent within a tick of the previous answer is missed); a read with nothing owed (inbound) is not timed: use idle_timeout" },
     { "request_timeout", "unavailable",
       "exchanges are not visible from the kernel; use idle_timeout / read_timeout" },
     { "expire_action", "approximate",

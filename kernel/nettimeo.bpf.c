@@ -214,6 +214,21 @@ static __always_inline __u64 idle_ns_of(struct tcp_sock *tp, __u32 nowj)
     return d > 0 ? jiffies_to_ns((__u64)d) : 0;
 }
 
+/* An answer is owed: the last data went out after the last data came in.
+ * Times are in jiffies; a tie (both within one tick) counts as owed only
+ * before anything was received, which covers the usual dial-then-write
+ * (lrcvtime starts at the handshake). */
+static __always_inline int answer_owed(struct tcp_sock *tp)
+{
+    __u32 rcv = tp->inet_conn.icsk_ack.lrcvtime;
+    __u32 snd = tp->lsndtime;
+    if (!tp->bytes_sent)
+        return 0;
+    if ((__s32)(snd - rcv) > 0)
+        return 1;
+    return snd == rcv && tp->bytes_received == 0;
+}
+
 static __always_inline void emit_timeout(struct sock *sk, struct ntk_sk *st,
                                          __u32 which, __u64 limit,
                                          __u64 elapsed, __u64 idle, __u64 now)
@@ -409,13 +424,10 @@ int nt_sweep(struct bpf_iter__tcp *ctx)
         limit = rules[ri].idle_ns;
         elapsed = idle;
     } else if (rules[ri].read_ns && st->dir == NTK_DIR_OUT) {
-        /* An answer is owed: the last data went out and none came back
-         * since. Measured from the last byte sent. */
-        __u32 rcv = tp->inet_conn.icsk_ack.lrcvtime;
-        __u32 snd = tp->lsndtime;
-        __u64 sent_ago = idle; /* idle is since snd when snd is later */
-        if ((__s32)(snd - rcv) > 0 && tp->bytes_sent > 0 &&
-            sent_ago >= rules[ri].read_ns) {
+        /* Measured from the last byte sent (idle is since then when an
+         * answer is owed). */
+        __u64 sent_ago = idle;
+        if (answer_owed(tp) && sent_ago >= rules[ri].read_ns) {
             which = NTK_T_READ;
             limit = rules[ri].read_ns;
             elapsed = sent_ago;
@@ -429,9 +441,7 @@ int nt_sweep(struct bpf_iter__tcp *ctx)
             due_at(st->t_est + rules[ri].lifetime_ns);
         if (rules[ri].idle_ns)
             due_at(now - idle + rules[ri].idle_ns);
-        if (rules[ri].read_ns && st->dir == NTK_DIR_OUT &&
-            (__s32)(tp->lsndtime - tp->inet_conn.icsk_ack.lrcvtime) > 0 &&
-            tp->bytes_sent > 0)
+        if (rules[ri].read_ns && st->dir == NTK_DIR_OUT && answer_owed(tp))
             due_at(now - idle + rules[ri].read_ns); /* owed: since the last send */
         return 0;
     }

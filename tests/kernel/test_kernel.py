@@ -269,6 +269,62 @@ def t_rules_ipv6_and_mapped():
           "lo6 event: %r" % evs["lo6"])
 
 
+def t_read_timeout_answer_owed():
+    """Outbound, a request sent and no answer: cut at read_timeout; a
+    connection that owes nothing (no request sent) is left alone."""
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(8)
+    port = ls.getsockname()[1]
+    lg = logpath("read")
+    owed = Run(["run", "--log", lg, "-o", "read_timeout=1s", "--", GO, "ask", "127.0.0.1:%d" % port])
+    quiet = Run(["run", "--log", lg, "-o", "read_timeout=1s", "--", GO, "ask", "127.0.0.1:%d" % port, "quiet"])
+    peers = [ls.accept()[0] for _ in range(2)]   # read nothing, answer nothing
+    try:
+        rc = owed.finish(timeout=20)
+        res = result_of([l for l in owed.lines if l.startswith("RESULT")][0])
+        check(rc == 3 and res["ask"] == "error" and 800 <= int(res["ms"]) <= 4000,
+              "owed: rc=%d %r (read_timeout 1s)" % (rc, res))
+        time.sleep(1.0)
+        check(quiet.p.poll() is None, "a connection owing nothing was cut: %r" % quiet.lines)
+    finally:
+        quiet.stop()
+        for p in peers:
+            p.close()
+        ls.close()
+    evs = [e for e in read_events(lg) if e.get("timeout") == "read_timeout"]
+    check(len(evs) == 1 and evs[0]["dir"] == "outbound" and evs[0]["bytes_out"] == 9
+          and evs[0]["bytes_in"] == 0, "read_timeout events: %r" % read_events(lg))
+
+
+def t_econnreset_on_read():
+    """The peer resets while the program reads: econnreset, op read, with
+    the program's call site."""
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(8)
+    port = ls.getsockname()[1]
+    lg = logpath("reset")
+    r = Run(["run", "--log", lg, "--", GO, "ask", "127.0.0.1:%d" % port])
+    conn, _ = ls.accept()
+    conn.recv(100)
+    time.sleep(0.2)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    conn.close()                 # RST
+    rc = r.finish(timeout=20)
+    ls.close()
+    res = result_of([l for l in r.lines if l.startswith("RESULT")][0])
+    check(rc == 3 and "reset" in res["err"], "client: %r" % res)
+    evs = [e for e in read_events(lg) if e["event"] == "econnreset"]
+    check(len(evs) == 1, "econnreset events: %r" % read_events(lg))
+    e = evs[0]
+    check(e["op"] == "read" and e["errno"] == "ECONNRESET" and e["dir"] == "outbound"
+          and e["peer_closed"] is True and e["remote"] == "127.0.0.1:%d" % port, "fields: %r" % e)
+    bt = " | ".join(e["backtrace"])
+    check("main.readReply" in bt and "main.ask" in bt and e["backtrace"][0].startswith("net.(*conn).Read"),
+          "backtrace: %s" % bt)
+
+
 def black_hole():
     ls = socket.socket()
     ls.bind(("127.0.0.1", 0))
@@ -507,7 +563,8 @@ def t_refusals():
         check(any(key in l.split() and level in l for l in o.splitlines()), "%s not %s: %s" % (key, level, o))
 
 
-CASES = [t_connect_black_hole, t_idle_keepalive, t_rules_ipv6_and_mapped, t_write_never_reading_peer, t_max_lifetime,
+CASES = [t_connect_black_hole, t_idle_keepalive, t_rules_ipv6_and_mapped,
+         t_read_timeout_answer_owed, t_econnreset_on_read, t_write_never_reading_peer, t_max_lifetime,
          t_broken_pipe_story, t_attach_detach, t_c_program_curl, t_refusals]
 
 

@@ -104,6 +104,35 @@ func reportsrv(addr string) {
 	result("report=ok")
 }
 
+// readReply is the call site an econnreset backtrace must name.
+//
+//go:noinline
+func readReply(c net.Conn) (int, error) {
+	buf := make([]byte, 4096)
+	return c.Read(buf)
+}
+
+// ask sends one line (unless ADDR is followed by "quiet") and waits for the
+// answer: the client side of read_timeout and of a reset.
+func ask(addr string, quiet bool) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		result("ask=dialerror err=%q", err.Error())
+		os.Exit(3)
+	}
+	if !quiet {
+		io.WriteString(c, "question\n")
+	}
+	t0 := time.Now()
+	n, err := readReply(c)
+	ms := time.Since(t0).Milliseconds()
+	if err != nil {
+		result("ask=error ms=%d err=%q", ms, err.Error())
+		os.Exit(3)
+	}
+	result("ask=ok ms=%d bytes=%d", ms, n)
+}
+
 func load(url string, n, conc int) {
 	tr := &http.Transport{DisableKeepAlives: true}
 	cl := &http.Client{Transport: tr, Timeout: 10 * time.Second}
@@ -148,6 +177,8 @@ func main() {
 		writer(os.Args[2])
 	case "reportsrv":
 		reportsrv(os.Args[2])
+	case "ask":
+		ask(os.Args[2], len(os.Args) > 3 && os.Args[3] == "quiet")
 	case "load":
 		n, _ := strconv.Atoi(os.Args[3])
 		c, _ := strconv.Atoi(os.Args[4])
