@@ -582,6 +582,9 @@ struct kstate {
     int cg_fd;
     int64_t sweep_ns;              /* 0: no sweep needed */
     int64_t fixed_ns;              /* forced sweep period (benchmarks) */
+    uint64_t n_est_seen;           /* n_est before the last sweep */
+    int adopt;                     /* attach mode */
+    int swept;                     /* at least one sweep done */
     uint64_t sweeps, sweep_total_ns, sweep_max_ns;
 };
 
@@ -610,6 +613,31 @@ static int64_t shortest_limit(const struct ntk_rule *r, __u32 n)
 
 #define SWEEP_MIN_GAP 5000000LL   /* 5 ms between sweeps at most */
 
+/* Listening TCP ports of this network namespace (IPv4 and IPv6). */
+static void fill_listen_ports(int map_fd)
+{
+    static const char *const files[] = { "/proc/net/tcp", "/proc/net/tcp6" };
+    for (size_t i = 0; i < 2; i++) {
+        FILE *f = fopen(files[i], "re");
+        if (!f)
+            continue;
+        char line[512];
+        while (fgets(line, sizeof line, f)) {
+            char local[128];
+            unsigned st;
+            if (sscanf(line, " %*d: %127s %*s %x", local, &st) != 2 || st != 0x0A)
+                continue;
+            char *colon = strrchr(local, ':');
+            if (!colon)
+                continue;
+            __u16 port = (__u16)strtoul(colon + 1, NULL, 16);
+            __u8 one = 1;
+            bpf_map_update_elem(map_fd, &port, &one, BPF_ANY);
+        }
+        fclose(f);
+    }
+}
+
 static int kload(struct kstate *k, const struct nt_config *cfg, const char *prog,
                  const char *cgroup)
 {
@@ -631,6 +659,14 @@ static int kload(struct kstate *k, const struct nt_config *cfg, const char *prog
         return -1;
     memcpy((void *)k->skel->rodata->rules, rules, sizeof rules);
     k->skel->rodata->n_rules = n;
+    if (!prog) { /* attach */
+        struct stat cst;
+        if (fstat(k->cg_fd, &cst) == 0) {
+            k->skel->rodata->adopt = 1;
+            k->skel->rodata->target_cgid = cst.st_ino; /* the cgroup's kernfs id */
+            k->adopt = 1;
+        }
+    }
     k->sweep_ns = shortest_limit(rules, n);
     const char *fixed = getenv("NETTIMEO_KERNEL_SWEEP_MS");
     if (fixed && atoi(fixed) > 0 && k->sweep_ns) {
@@ -647,6 +683,8 @@ static int kload(struct kstate *k, const struct nt_config *cfg, const char *prog
                 strerror(-err));
         return -1;
     }
+    if (k->adopt)
+        fill_listen_ports(bpf_map__fd(k->skel->maps.listen_ports));
     __u32 zero = 0;
     if (bpf_map_update_elem(bpf_map__fd(k->skel->maps.cg_map), &zero, &k->cg_fd, BPF_ANY)) {
         say("kernel mode: cannot register cgroup %s: %s", cgroup, strerror(errno));
@@ -716,8 +754,14 @@ static int64_t sweep(struct kstate *k)
 {
     int64_t t0 = mono_ns();
     struct nettimeo_bpf__bss *bss = k->skel->bss;
-    if (__atomic_load_n(&bss->n_governed, __ATOMIC_RELAXED) <= 0)
-        return t0 + k->sweep_ns;
+    uint64_t est = __atomic_load_n(&bss->n_est, __ATOMIC_RELAXED);
+    if (k->swept && !k->fixed_ns &&
+        __atomic_load_n(&bss->sweep_live, __ATOMIC_RELAXED) == 0 &&
+        est == k->n_est_seen)
+        return t0 + k->sweep_ns; /* nothing governed, nothing new */
+    k->swept = 1;
+    k->n_est_seen = est;
+    __atomic_store_n(&bss->sweep_live, 0, __ATOMIC_RELAXED);
     __atomic_store_n(&bss->next_due, UINT64_MAX, __ATOMIC_RELAXED);
     int fd = bpf_iter_create(bpf_link__fd(k->links[k->n_links - 1]));
     if (fd < 0)
@@ -787,7 +831,8 @@ static int loop(struct kstate *k, pid_t child, int stats)
     int tfd = -1;
     if (k->sweep_ns) {
         tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
-        int64_t first = mono_ns() + k->sweep_ns;
+        /* attach: sweep at once, to adopt the connections already there. */
+        int64_t first = mono_ns() + (k->adopt ? 1000000 : k->sweep_ns);
         struct itimerspec it = { .it_value = { first / 1000000000, first % 1000000000 } };
         timerfd_settime(tfd, TFD_TIMER_ABSTIME, &it, NULL);
     }
@@ -1042,7 +1087,7 @@ static int cmd_attach(const char *cg, int stats)
         comm_of(main_pid, comm, sizeof comm);
         prog_name = strdup(comm);
     }
-    say("governing new connections in %s (kernel mode) until stopped", cg_path);
+    say("governing the connections of %s (kernel mode) until stopped", cg_path);
     loop(&k, 0, stats);
     kunload(&k);
     nt_config_free(cfg);

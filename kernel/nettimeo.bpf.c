@@ -43,10 +43,25 @@ extern unsigned int CONFIG_HZ __kconfig;
 extern int bpf_sock_destroy(struct sock_common *sk) __ksym;
 
 struct ntk_stats stats;
-/* Governed connections still open (established, not yet closed), and the
- * earliest time a sweep can act on one: the loader sleeps until then. */
-__s64 n_governed;
+/* Connections established so far, governed connections the last sweep
+ * saw, and the earliest time a sweep can act on one: the loader sleeps
+ * until then, and skips sweeps while nothing is governed. */
+__u64 n_est;
+__u64 sweep_live;
 __u64 next_due;
+
+/* attach: connections made before it are adopted by the sweep. */
+const volatile __u8 adopt;
+const volatile __u64 target_cgid;
+
+/* Listening ports (host order) at attach: an adopted connection on one of
+ * them is inbound. */
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 4096);
+    __type(key, __u16);
+    __type(value, __u8);
+} listen_ports SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_SK_STORAGE);
@@ -305,13 +320,7 @@ int nt_sockops(struct bpf_sock_ops *skops)
         if (skops->args[1] != BPF_TCP_CLOSE)
             return 1;
         struct ntk_sk *st = bpf_sk_storage_get(&sk_map, bsk, 0, 0);
-        if (!st)
-            return 1;
-        if (st->counted) {
-            st->counted = 0;
-            __sync_fetch_and_add(&n_governed, -1);
-        }
-        if (st->fired)
+        if (!st || st->fired)
             return 1;
         /* TCP_USER_TIMEOUT (ours) ran out: the kernel set ETIMEDOUT. */
         if (tp->inet_conn.icsk_inet.sk.sk_err != ETIMEDOUT)
@@ -372,10 +381,7 @@ int nt_sockops(struct bpf_sock_ops *skops)
         st->rule = match_rule(&t, NTK_DIR_OUT);
     }
     st->t_est = now;
-    if (!st->counted) {
-        st->counted = 1;
-        __sync_fetch_and_add(&n_governed, 1);
-    }
+    __sync_fetch_and_add(&n_est, 1);
     __u32 ri = st->rule & (NTK_MAX_RULES - 1);
     /* Replaces connect_timeout's value; 0 restores the kernel default. */
     if (rules[ri].write_ns || rules[ri].connect_ns)
@@ -388,6 +394,39 @@ int nt_sockops(struct bpf_sock_ops *skops)
 
 /* ---- the sweep ---- */
 
+/* Is the socket's cgroup the target or below it? */
+static __always_inline int in_target(struct sock *sk)
+{
+    struct cgroup *cg = BPF_CORE_READ(sk, sk_cgrp_data.cgroup);
+    for (int i = 0; i < 16 && cg; i++) {
+        if (BPF_CORE_READ(cg, kn, id) == target_cgid)
+            return 1;
+        cg = (struct cgroup *)BPF_CORE_READ(cg, self.parent);
+    }
+    return 0;
+}
+
+/* A connection made before attach: govern it from now on (its age counts
+ * from now); inbound if its local port is a listening one. */
+static __noinline struct ntk_sk *adopt_sock(struct tcp_sock *tp, __u64 now)
+{
+    struct sock *sk = (struct sock *)tp;
+    if (BPF_CORE_READ(sk, __sk_common.skc_state) != BPF_TCP_ESTABLISHED ||
+        !in_target(sk))
+        return 0;
+    struct ntk_sk *st = bpf_sk_storage_get(&sk_map, tp, 0,
+                                           BPF_SK_STORAGE_GET_F_CREATE);
+    if (!st)
+        return 0;
+    struct tuple t = {};
+    read_tuple(sk, &t);
+    __u16 lp = t.lport;
+    st->dir = bpf_map_lookup_elem(&listen_ports, &lp) ? NTK_DIR_IN : NTK_DIR_OUT;
+    st->rule = match_rule(&t, st->dir);
+    st->t_est = now;
+    return st;
+}
+
 SEC("iter/tcp")
 int nt_sweep(struct bpf_iter__tcp *ctx)
 {
@@ -399,6 +438,8 @@ int nt_sweep(struct bpf_iter__tcp *ctx)
     if (!tp)
         return 0;
     struct ntk_sk *st = bpf_sk_storage_get(&sk_map, tp, 0, 0);
+    if (!st && adopt)
+        st = adopt_sock(tp, bpf_ktime_get_ns());
     if (!st || st->fired || !st->t_est)
         return 0;
     __u8 state = tp->inet_conn.icsk_inet.sk.__sk_common.skc_state;
@@ -434,6 +475,7 @@ int nt_sweep(struct bpf_iter__tcp *ctx)
         }
     }
     if (!which) {
+        sweep_live++;
         /* When this socket could next be due (the loader sleeps until the
          * earliest; a socket that is not owed an answer yet, or a new one,
          * is at least the shortest limit away, its upper bound). */

@@ -46,8 +46,7 @@ struct ntk_sk {
     __u32 pid, tid;           /* who connected (outbound); 0: unknown */
     __u8 dir;                 /* NTK_DIR_IN / NTK_DIR_OUT */
     __u8 fired;               /* enum ntk_which that acted, 0: none */
-    __u8 counted;             /* in n_governed */
-    __u8 pad;
+    __u8 pad[2];
     char comm[16];
 };
 

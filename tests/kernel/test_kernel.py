@@ -462,7 +462,7 @@ def t_attach_detach():
     try:
         line = srv.stdout.readline()
         host, port = result_of(line)["listening"].rsplit(":", 1)
-        # A connection made before attach is left alone.
+        # A connection made before attach is adopted: governed from attach on.
         old = socket.create_connection((host, int(port)))
         http_get(old)
         lg = logpath("attach")
@@ -477,12 +477,14 @@ def t_attach_detach():
         check("governing" in err, "attach did not start: %r" % err)
         during = our_prog_ids() - before
         check(len(during) == 3, "our programs while attached: %r" % during)
+        t_att = time.monotonic()
         s = socket.create_connection((host, int(port)))
         http_get(s)
         t0 = time.monotonic()
         t = closed_at(s, t0 + 5)
         check(t is not None and 0.8 <= t - t0 <= 4, "attached: idle connection cut after %r" % (t and t - t0))
-        http_get(old)
+        t = closed_at(old, t_att + 5)
+        check(t is not None, "a connection from before attach was not cut")
         os.kill(att.p.pid, signal.SIGTERM)
         rc = att.p.wait(10)
         check(rc == 0, "attach exit status %d" % rc)
@@ -499,7 +501,8 @@ def t_attach_detach():
         check(closed_at(s2, time.monotonic() + 2) is None, "cut after detach")
         http_get(s2)
         evs = [e for e in read_events(lg) if e.get("timeout") == "idle_timeout"]
-        check(len(evs) == 1 and evs[0]["pid"] == srv.pid, "attach events: %r" % read_events(lg))
+        check(len(evs) == 2 and all(e["pid"] == srv.pid and e["dir"] == "inbound" for e in evs),
+              "attach events: %r" % read_events(lg))
     finally:
         if att:
             att.stop()
