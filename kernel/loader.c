@@ -9,6 +9,7 @@
  * $NETTIMEO_LOG (the nettimeo script sets them from -c/-o/--log).
  * Everything it attaches is a bpf_link owned by this process: when it
  * exits, however it exits, nothing of it stays loaded. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/types.h>
@@ -375,6 +376,26 @@ static int rate_ok(uint64_t site, uint32_t kind, time_t sec, uint64_t *held_out)
     }
     rl[h].n++;
     return 1;
+}
+
+/* What the rate limit still holds when nettimeo stops. */
+static void flush_suppressed(void)
+{
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    for (size_t i = 0; i < RL_SLOTS; i++) {
+        if (!rl[i].held)
+            continue;
+        struct nt_event ev = { .kind = NT_EV_SUPPRESSED, .fd = -1,
+                               .count = rl[i].held, .of_kind = rl[i].kind };
+        struct nt_event_facts f = { .wall = wall, .pid = main_pid, .tid = main_pid,
+                                    .prog = prog_name, .via = "kernel" };
+        char buf[1024];
+        size_t n = nt_json_format_event(buf, sizeof buf, &ev, &f);
+        if (n)
+            write_line(buf, n);
+        rl[i].held = 0;
+    }
 }
 
 struct frames_arg {
@@ -886,6 +907,7 @@ static int loop(struct kstate *k, pid_t child, int stats)
         }
     }
     ring_buffer__consume(k->rb);
+    flush_suppressed();
     if (stats)
         print_stats(k, t_start);
     if (tfd >= 0)
@@ -917,6 +939,26 @@ static int prepare(struct nt_config **cfg_out)
     return 0;
 }
 
+/* run-PID cgroups of nettimeo processes that are gone (killed with
+ * SIGKILL): removed when empty. */
+static void remove_stale(const char *parent)
+{
+    DIR *d = opendir(parent);
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        int pid;
+        if (sscanf(de->d_name, "run-%d", &pid) != 1 || pid <= 0 || kill(pid, 0) == 0 ||
+            errno != ESRCH)
+            continue;
+        char path[1200];
+        snprintf(path, sizeof path, "%s/%s", parent, de->d_name);
+        rmdir(path); /* fails, harmlessly, while processes remain */
+    }
+    closedir(d);
+}
+
 static int cmd_run(int argc, char **argv, int stats)
 {
     if (argc < 1) {
@@ -935,6 +977,7 @@ static int cmd_run(int argc, char **argv, int stats)
     char parent[700];
     snprintf(parent, sizeof parent, "%s/nettimeo", cg2_root);
     mkdir(parent, 0755);
+    remove_stale(parent);
     snprintf(cg_path, sizeof cg_path, "%s/run-%d", parent, (int)getpid());
     if (mkdir(cg_path, 0755) && errno != EEXIST) {
         say("kernel mode: cannot create cgroup %s: %s", cg_path, strerror(errno));
