@@ -553,6 +553,14 @@ def t_refusals():
                        env=dict(os.environ, NETTIMEO_KERNEL=A.kernel))
     check(p.returncode == 125 and "needs root" in p.stderr and not os.path.exists(marker),
           "refusal: rc=%d %r" % (p.returncode, p.stderr))
+    # Automatic mode, not root: the program runs ungoverned, and is told why.
+    p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                        A.nettimeo, "run", "-o", "idle_timeout=1s", "--", GO, "dial", "127.0.0.1:1"],
+                       capture_output=True, text=True, timeout=30,
+                       env=dict(os.environ, NETTIMEO_KERNEL=A.kernel, NETTIMEO_LIB=A.lib))
+    check(p.returncode == 3 and "RESULT dial=error" in p.stdout and "nothing will be governed" in p.stderr
+          and "kernel mode, which would govern it, cannot run: kernel mode needs root" in p.stderr,
+          "fallback: rc=%d %r" % (p.returncode, p.stderr))
     # check --kernel: per key
     c = conf("check", "[defaults]\nidle_timeout = 5s\nrequest_timeout = 3s\ncoalesce = 4k\n"
                       "[rule api]\nremote = 10.0.0.0/8\nwrite_timeout = 2s\n")
