@@ -360,10 +360,11 @@ int nt_sockops(struct bpf_sock_ops *skops)
         st->tid = (__u32)pt;
         bpf_get_current_comm(st->comm, sizeof(st->comm));
         __u32 ri = st->rule & (NTK_MAX_RULES - 1);
-        if (rules[ri].connect_ns)
+        if (rules[ri].connect_ns) {
             set_user_timeout(skops, rules[ri].connect_ns);
-        bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
-                                  BPF_SOCK_OPS_STATE_CB_FLAG);
+            bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
+                                      BPF_SOCK_OPS_STATE_CB_FLAG);
+        }
         return 1;
     }
 
@@ -386,8 +387,14 @@ int nt_sockops(struct bpf_sock_ops *skops)
     /* Replaces connect_timeout's value; 0 restores the kernel default. */
     if (rules[ri].write_ns || rules[ri].connect_ns)
         set_user_timeout(skops, rules[ri].write_ns);
-    bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
-                              BPF_SOCK_OPS_STATE_CB_FLAG);
+    /* State changes matter only to report a write_timeout abort: without
+     * one, no callback per state change (a connection has about six). */
+    __u32 flags = skops->bpf_sock_ops_cb_flags;
+    if (rules[ri].write_ns)
+        flags |= BPF_SOCK_OPS_STATE_CB_FLAG;
+    else
+        flags &= ~BPF_SOCK_OPS_STATE_CB_FLAG;
+    bpf_sock_ops_cb_flags_set(skops, flags);
     remember(sk, st, bpf_get_socket_cookie(skops));
     return 1;
 }
