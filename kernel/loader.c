@@ -718,16 +718,19 @@ static int kload(struct kstate *k, const struct nt_config *cfg, const char *prog
         return -1;
     }
     k->links[k->n_links++] = l;
-    /* The sys_exit tracepoint puts every system call on the machine on the
-     * kernel's slower exit path (~0.1-0.2 us each): attach it only when
-     * epipe/econnreset events are wanted. */
+    /* Socket-call results, for epipe/econnreset: only socket I/O pays for
+     * the hook (a compare per send/recv while attached). */
     if (nt_config_global(cfg)->events & (NT_EV_EPIPE | NT_EV_ECONNRESET)) {
-        l = bpf_program__attach(k->skel->progs.nt_sys_exit);
-        if (!l) {
-            say("kernel mode: cannot attach the sys_exit raw tracepoint: %s", strerror(errno));
-            return -1;
+        struct bpf_program *io[] = { k->skel->progs.nt_sock_send, k->skel->progs.nt_sock_recv };
+        for (size_t i = 0; i < 2; i++) {
+            l = bpf_program__attach(io[i]);
+            if (!l) {
+                say("kernel mode: cannot attach %s (the sock:sock_send_length tracepoints need Linux 6.3+): %s",
+                    bpf_program__name(io[i]), strerror(errno));
+                return -1;
+            }
+            k->links[k->n_links++] = l;
         }
-        k->links[k->n_links++] = l;
     }
     if (k->sweep_ns) {
         l = bpf_program__attach_iter(k->skel->progs.nt_sweep, NULL);

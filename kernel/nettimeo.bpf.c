@@ -9,8 +9,9 @@
  *  - nt_sweep (iter/tcp), run periodically by the loader: ends governed
  *    sockets past max_lifetime, idle_timeout, or (outbound) stalled past
  *    read_timeout with an answer owed, with bpf_sock_destroy.
- *  - nt_sys_exit (raw tracepoint sys_exit): EPIPE / ECONNRESET in the governed
- *    cgroup, with the user stack and the connection's story.
+ *  - nt_sock_send / nt_sock_recv (raw tracepoints sock_send_length /
+ *    sock_recv_length): EPIPE / ECONNRESET in the governed cgroup, with the
+ *    user stack and the connection's story.
  *
  * GPL: bpf_sock_destroy and the tracing helpers need it. */
 #include "vmlinux.h"
@@ -30,8 +31,6 @@ char LICENSE[] SEC("license") = "GPL";
 #define EPIPE 32
 #define ECONNRESET 104
 #define ETIMEDOUT 110
-#define S_IFMT 00170000
-#define S_IFSOCK 0140000
 #define RCV_SHUTDOWN 1
 #define NS_PER_MS 1000000ULL
 
@@ -503,38 +502,21 @@ int nt_sweep(struct bpf_iter__tcp *ctx)
 
 /* ---- EPIPE / ECONNRESET from system calls ---- */
 
-static __always_inline struct sock *sock_of_fd(long fd)
+/* EPIPE / ECONNRESET where the kernel hands a socket call's result back
+ * (sock:sock_send_length / sock:sock_recv_length, 6.3+): only socket I/O
+ * pays for the hook, not every system call on the machine. The caller is
+ * current: the fd and the system call come from its saved user registers. */
+static __always_inline int on_sock_result(void *ctx, struct sock *sk, int ret,
+                                          int send)
 {
-    struct task_struct *task = bpf_get_current_task_btf();
-    struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-    if (!fdt || fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
-        return 0;
-    struct file **fds = BPF_CORE_READ(fdt, fd);
-    struct file *f = 0;
-    bpf_core_read(&f, sizeof(f), &fds[fd]);
-    if (!f)
-        return 0;
-    umode_t mode = BPF_CORE_READ(f, f_inode, i_mode);
-    if ((mode & S_IFMT) != S_IFSOCK)
-        return 0;
-    struct socket *so = BPF_CORE_READ(f, private_data);
-    if (!so)
-        return 0;
-    struct sock *sk = BPF_CORE_READ(so, sk);
-    if (!sk || BPF_CORE_READ(sk, sk_protocol) != 6 /* IPPROTO_TCP */)
-        return 0;
-    return sk;
-}
-
-/* One raw tracepoint for every system call's exit (no tracefs needed):
- * the syscall number and the fd come from the saved user registers. */
-SEC("raw_tracepoint/sys_exit")
-int nt_sys_exit(struct bpf_raw_tracepoint_args *ctx)
-{
-    long ret = (long)ctx->args[1];
     if (ret != -EPIPE && ret != -ECONNRESET)
         return 0;
-    struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
+    if (!bpf_current_task_under_cgroup(&cg_map, 0))
+        return 0;
+    if (!sk || BPF_CORE_READ(sk, sk_protocol) != 6 /* IPPROTO_TCP */)
+        return 0;
+    struct task_struct *task = bpf_get_current_task_btf();
+    struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
     long nr = BPF_CORE_READ(regs, orig_ax);
     __u8 op;
     switch (nr) { /* x86_64 numbers */
@@ -546,14 +528,9 @@ int nt_sys_exit(struct bpf_raw_tracepoint_args *ctx)
     case 45: op = NTK_OP_RECVFROM; break;
     case 46: op = NTK_OP_SENDMSG; break;
     case 47: op = NTK_OP_RECVMSG; break;
-    default: return 0;
+    default: op = send ? NTK_OP_SENDMSG : NTK_OP_RECVMSG; nr = -1; break;
     }
-    if (!bpf_current_task_under_cgroup(&cg_map, 0))
-        return 0;
-    long fd = BPF_CORE_READ(regs, di);
-    struct sock *sk = sock_of_fd(fd);
-    if (!sk)
-        return 0;
+    long fd = nr >= 0 ? (long)BPF_CORE_READ(regs, di) : -1;
     struct ntk_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
     if (!e) {
         __sync_fetch_and_add(&stats.events_lost, 1);
@@ -564,7 +541,7 @@ int nt_sys_exit(struct bpf_raw_tracepoint_args *ctx)
     read_tuple(sk, &t);
     fill_conn(e, sk, &t);
     e->kind = ret == -EPIPE ? NTK_EV_EPIPE : NTK_EV_ECONNRESET;
-    e->err = (int)-ret;
+    e->err = -ret;
     e->op = op;
     e->fd = (int)fd;
     __u64 pt = bpf_get_current_pid_tgid();
@@ -587,4 +564,16 @@ int nt_sys_exit(struct bpf_raw_tracepoint_args *ctx)
     e->nframes = n > 0 ? (int)((unsigned long)n / 8) : 0;
     bpf_ringbuf_submit(e, 0);
     return 0;
+}
+
+SEC("raw_tracepoint/sock_send_length")
+int nt_sock_send(struct bpf_raw_tracepoint_args *ctx)
+{
+    return on_sock_result(ctx, (struct sock *)ctx->args[0], (int)ctx->args[1], 1);
+}
+
+SEC("raw_tracepoint/sock_recv_length")
+int nt_sock_recv(struct bpf_raw_tracepoint_args *ctx)
+{
+    return on_sock_result(ctx, (struct sock *)ctx->args[0], (int)ctx->args[1], 0);
 }

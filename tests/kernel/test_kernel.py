@@ -24,7 +24,7 @@ GO = None         # the static Go test binary
 WORK = None
 CG2 = None        # cgroup v2 mount
 failures = []
-OUR_PROGS = ("nt_sockops", "nt_sweep", "nt_sys_exit")
+OUR_PROGS = ("nt_sockops", "nt_sweep", "nt_sock_send", "nt_sock_recv")
 
 
 def log(*a):
@@ -476,7 +476,7 @@ def t_attach_detach():
             check(att.p.poll() is None, "attach exited: %s" % err)
         check("governing" in err, "attach did not start: %r" % err)
         during = our_prog_ids() - before
-        check(len(during) == 3, "our programs while attached: %r" % during)
+        check(len(during) == 4, "our programs while attached: %r" % during)
         t_att = time.monotonic()
         s = socket.create_connection((host, int(port)))
         http_get(s)
