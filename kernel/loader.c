@@ -1157,7 +1157,7 @@ static void print_setting_keys(const struct nt_settings *s, uint32_t mask,
         if (!(mask & (1u << keys[i].bit)))
             continue;
         const struct key_support *k = support_of(keys[i].key);
-        printf("  %-16s %-12s %-24s %s\n", where, keys[i].key, k->level, k->how);
+        printf("  %-20s %-16s %-12s %s\n", where, keys[i].key, k->level, k->how);
         if (!strcmp(k->level, "unavailable"))
             (*bad)++;
     }
@@ -1205,13 +1205,13 @@ static int cmd_check(const char *file)
             if (!sel[j].used)
                 continue;
             const struct key_support *k = support_of(sel[j].key);
-            printf("  %-16s %-12s %-24s %s\n", where, k->key, k->level, k->how);
+            printf("  %-20s %-16s %-12s %s\n", where, k->key, k->level, k->how);
             if (!strcmp(k->level, "unavailable"))
                 bad++;
         }
         if ((r->local_ports.n > NTK_MAX_PORTS || r->remote_ports.n > NTK_MAX_PORTS ||
              r->remotes.n > NTK_MAX_CIDRS)) {
-            printf("  %-16s %-12s %-24s more than %d items in a list: split the rule\n",
+            printf("  %-20s %-16s %-12s more than %d items in a list: split the rule\n",
                    where, "-", "unavailable", NTK_MAX_PORTS);
             bad++;
         }
@@ -1221,11 +1221,11 @@ static int cmd_check(const char *file)
     const char *gk[] = { "log", "events", "backtrace", "rate_limit" };
     for (size_t j = 0; j < sizeof gk / sizeof gk[0]; j++) {
         const struct key_support *k = support_of(gk[j]);
-        printf("  %-16s %-12s %-24s %s\n", "[global]", k->key, k->level, k->how);
+        printf("  %-20s %-16s %-12s %s\n", "[global]", k->key, k->level, k->how);
     }
     if (g->sigpipe_ignore) {
         const struct key_support *k = support_of("sigpipe");
-        printf("  %-16s %-12s %-24s %s\n", "[global]", k->key, k->level, k->how);
+        printf("  %-20s %-16s %-12s %s\n", "[global]", k->key, k->level, k->how);
         bad++;
     }
     if (bad)
