@@ -402,6 +402,10 @@ def summarise(inp, top, depth, nframes, sym):
     out["held_back"] = suppressed
     out["dropped"] = dropped
     out["time_range"] = time_range
+    # Which side wrote each event: the preloaded library, or kernel mode
+    # ("via": "kernel", SPEC section 8).
+    out["by_via"] = dict(collections.Counter(
+        e.get("via") if isinstance(e.get("via"), str) else "library" for e in evs))
     items, more = cut(kinds + kinds_held)
     items = [(k, kinds.get(k, 0)) for k, _ in items]
     out["by_event"] = [{"event": k, "count": n, "held_back": kinds_held.get(k, 0)}
@@ -471,6 +475,10 @@ def print_text(s, w):
                                               p["pids"], "" if p["pids"] == 1 else "es")
             for p in s["by_program"][:5]) +
             (", ..." if len(s["by_program"]) > 5 or s["omitted"]["by_program"] else ""))
+    if s.get("by_via") and set(s["by_via"]) != {"library"}:
+        line("  written by   " + ", ".join(
+            "%s %d" % ("kernel mode" if k == "kernel" else k, n)
+            for k, n in sorted(s["by_via"].items())))
     if s["other_lines"]:
         line("  skipped      %d line%s not JSON (program output?)"
              % (s["other_lines"], "" if s["other_lines"] == 1 else "s"))

@@ -329,6 +329,8 @@ static void put_details(struct nt_jbuf *b, const struct nt_event *ev,
     }
     if (f->dropped)
         nt_j_ku64(b, "dropped", f->dropped);
+    if (f->via)
+        nt_j_kstr(b, "via", f->via);
 }
 
 /* Frames are optional: each one that does not fit is left out. */

@@ -26,6 +26,7 @@ struct nt_event_facts {
      * field at all. */
     void (*frames)(struct nt_jbuf *b, const struct nt_event *ev, void *arg);
     void *frames_arg;
+    const char *via;         /* "kernel" in kernel mode; NULL: no field */
 };
 
 /* Formats ev as one line ending in '\n' into buf. Returns the length; a

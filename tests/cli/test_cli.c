@@ -351,7 +351,16 @@ Test(cli_run, static_binary_gets_the_warning_and_still_runs)
     cr_skip_test("no static libc here (libc6-dev's libc.a)");
 #else
     struct nt_result r;
+    /* Automatically, kernel mode takes over where it can run (as root
+     * with BPF); either way the program runs and the user is told. */
     cr_assert_eq(run_cli(&r, 10000, NT_ARGV(SCRIPT, "run", "--", NT_PROG("cli_static"))), 0);
+    nt_assert_exit(&r, 0, "cli_static");
+    cr_assert_str_eq(r.out, "cli_static ran\n");
+    cr_assert(strstr(r.err, "using kernel mode") || strstr(r.err, "nothing will be governed"),
+              "stderr:\n%s", r.err);
+    nt_result_free(&r);
+    /* --no-kernel: the library's warning. */
+    cr_assert_eq(run_cli(&r, 10000, NT_ARGV(SCRIPT, "run", "--no-kernel", "--", NT_PROG("cli_static"))), 0);
     nt_assert_exit(&r, 0, "cli_static");
     cr_assert_str_eq(r.out, "cli_static ran\n");
     cr_assert_not_null(strstr(r.err, "warning"), "stderr:\n%s", r.err);
