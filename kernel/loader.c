@@ -36,7 +36,7 @@
 #include <bpf/libbpf.h>
 
 #include "internal.h"       /* config/: the rules, to compile them for BPF */
-#include "event_format.h"   /* shim/: the same JSON lines as the library */
+#include "audit/event_format.h" /* shim/: the same JSON lines as the library */
 #include "ksym.h"
 #include "ntk_shared.h"   /* before the skeleton, which names its types */
 #include "nettimeo.skel.h"
