@@ -85,6 +85,7 @@ struct nt_conn {
     nt_ns t_wait_rd, t_wait_wr; /* non-blocking: waiting since (EAGAIN) */
     nt_ns t_connect;         /* connect in progress since */
     uint8_t req_phase;       /* exchange state (deadline.c) */
+    uint8_t req_dir;         /* NT_IN inbound, NT_OUT outbound: requests */
     uint32_t ans_seq;        /* nt_wait_seq at the last answer bytes */
     uint64_t x_in0, x_out0;  /* bytes_in/out when the exchange started */
     uint8_t expired;         /* a deadline fired: later calls fail */

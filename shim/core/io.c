@@ -44,8 +44,7 @@ static inline void account(struct nt_conn *c, int dir, size_t n)
         c->bytes_in += n;
     else
         c->bytes_out += n;
-    if (c->dl_active)
-        nt_deadline_report(c, dir, NT_MOVED, n);
+    nt_deadline_moved(c, dir, n);
 }
 
 /* The kernel would have sent SIGPIPE; the library asked it not to, so the
@@ -333,8 +332,8 @@ io_direct(struct nt_conn *c, int fd, const struct nt_op *op)
     }
     if (op->dir == NT_OUT && !op->flagless && !(op->flags & MSG_NOSIGNAL))
         extra = MSG_NOSIGNAL;
-    if (unlikely(c->dl_active) && !c->nonblock && !(op->flags & NT_ONE_SHOT) &&
-        op->total && nt_deadline_controls(c, op->dir)) {
+    if (unlikely(nt_deadline_controls(c, op->dir)) && !c->nonblock &&
+        !(op->flags & NT_ONE_SHOT) && op->total) {
         if (op->flagless || (op->flags & MSG_WAITALL))
             return controlled(c, fd, op, extra, NT_NOT_TRIED, errno);
         /* Try without blocking first: when the data or the buffer space is

@@ -43,7 +43,6 @@
 #define NT_NEVER INT64_MAX
 #define MS 1000000LL
 
-enum { PH_PARKED = 0, PH_REQUEST, PH_ANSWERED };
 
 uint32_t nt_wait_seq;
 
@@ -143,6 +142,7 @@ void nt_deadline_open(struct nt_conn *c)
     if (!c->set)
         return;
     c->dl_active = active_bits(c->set);
+    c->req_dir = c->role == NT_ROLE_OUTBOUND ? NT_OUT : NT_IN;
     if (nt_event_enabled(NT_EV_ABANDONED))
         c->dl_active |= BIT(NT_DL_TRACK);
     if (c->dl_active & (BIT(NT_DL_IDLE) | BIT(NT_DL_LIFETIME)))
@@ -202,20 +202,35 @@ void nt_deadline_connect_check(struct nt_conn *c)
 
 static inline int request_dir(const struct nt_conn *c)
 {
-    return c->role == NT_ROLE_OUTBOUND ? NT_OUT : NT_IN;
+    return c->req_dir;
 }
 
 static void park(struct nt_conn *c)
 {
-    c->req_phase = PH_PARKED;
+    c->req_phase = NT_PH_PARKED;
     c->t_req = 0;
 }
 
 /* The program waits for input: an answered exchange is over. */
 static inline void waits_for_input(struct nt_conn *c)
 {
-    if (c->req_phase == PH_ANSWERED)
+    if (c->req_phase == NT_PH_ANSWERED)
         park(c);
+}
+
+/* Bytes in the request direction on a connection between exchanges. */
+void nt_deadline_exchange_starts(struct nt_conn *c, int dir, size_t n,
+                                 nt_ns now)
+{
+    if (!now)
+        now = nt_now_coarse();
+    c->req_phase = NT_PH_REQUEST;
+    c->t_req = now;
+    c->x_in0 = c->bytes_in - (dir == NT_IN ? n : 0);
+    c->x_out0 = c->bytes_out - (dir == NT_OUT ? n : 0);
+    /* the handler may make no further call on it */
+    if (c->dl_active & BIT(NT_DL_REQUEST))
+        arm_for(c, now, now + c->set->request_timeout);
 }
 
 static NT_NO_CANARY void moved(struct nt_conn *c, int dir, size_t n)
@@ -227,24 +242,17 @@ static NT_NO_CANARY void moved(struct nt_conn *c, int dir, size_t n)
         c->t_wait_rd = 0;
     else
         c->t_wait_wr = 0;
+    nt_ns now = 0;
     if (a & (BIT(NT_DL_IDLE) | BIT(NT_DL_REQUEST)))
-        c->t_last = nt_now_coarse(); /* one clock read per call, no syscall */
+        c->t_last = now = nt_now_coarse(); /* one clock read per call */
     if (!(a & (BIT(NT_DL_REQUEST) | BIT(NT_DL_TRACK))))
         return;
     if (dir == request_dir(c)) {
-        if (c->req_phase != PH_REQUEST) {
-            nt_ns now = nt_now_coarse();
-            c->req_phase = PH_REQUEST;
-            c->t_req = now;
-            c->x_in0 = c->bytes_in - (dir == NT_IN ? n : 0);
-            c->x_out0 = c->bytes_out - (dir == NT_OUT ? n : 0);
-            /* the handler may make no further call on it */
-            if (a & BIT(NT_DL_REQUEST))
-                arm_for(c, now, now + c->set->request_timeout);
-        }
+        if (c->req_phase != NT_PH_REQUEST)
+            nt_deadline_exchange_starts(c, dir, n, now);
     } else {
-        if (c->req_phase == PH_REQUEST)
-            c->req_phase = PH_ANSWERED;
+        if (c->req_phase == NT_PH_REQUEST)
+            c->req_phase = NT_PH_ANSWERED;
         c->ans_seq = __atomic_load_n(&nt_wait_seq, __ATOMIC_RELAXED);
     }
 }
@@ -255,12 +263,12 @@ static void blocked(struct nt_conn *c, int dir)
         waits_for_input(c);
     /* A non-blocking socket whose call would block: its event loop now
      * waits for it, so read/write deadlines must fire by themselves. */
-    if (c->nonblock) {
+    int k = dir == NT_IN ? NT_DL_READ : NT_DL_WRITE;
+    if (c->nonblock && (c->dl_active & (BIT(k) | BIT(NT_DL_REQUEST)))) {
         nt_ns *since = dir == NT_IN ? &c->t_wait_rd : &c->t_wait_wr;
         if (!*since) {
             nt_ns now = nt_now_coarse();
             *since = now;
-            int k = dir == NT_IN ? NT_DL_READ : NT_DL_WRITE;
             if (c->dl_active & BIT(k))
                 arm_for(c, now, now + limit_of(c->set, k));
         }
@@ -321,28 +329,6 @@ int nt_deadline_errno(const struct nt_conn *c)
     return c->set ? c->set->timeout_errno : ETIMEDOUT;
 }
 
-/* ---- closing in the middle of an exchange ------------------------------ */
-
-void nt_deadline_closing(struct nt_conn *c, int fd, const char *op,
-                         void *caller)
-{
-    /* The peer that left first was not abandoned. */
-    if (c->req_phase != PH_REQUEST || c->expired ||
-        !nt_event_enabled(NT_EV_ABANDONED) || nt_event_peer_closed(c, fd))
-        return;
-    int out = c->role == NT_ROLE_OUTBOUND;
-    uint64_t in = c->bytes_in - c->x_in0, sent = c->bytes_out - c->x_out0;
-    struct nt_event ev = { .kind = NT_EV_ABANDONED, .fd = fd, .op = op,
-                           .conn = c, .caller = caller,
-                           .elapsed = c->t_req ? nt_now() - c->t_req : 0,
-                           .request_bytes = out ? sent : in,
-                           .answer_bytes = out ? in : sent };
-    nt_event_emit(&ev);
-    park(c);
-}
-
-/* ---- when the timer says a deadline is due ----------------------------- */
-
 /* The kernel's record of the last data either way (TCP): milliseconds
  * since, or -1 when it cannot say. It counts in jiffies and our clocks
  * may come from the coarse clock: only a difference larger than both
@@ -361,6 +347,31 @@ static int64_t kernel_idle_ms(const struct nt_conn *c, int dir_only, int dir)
     return ti.tcpi_last_data_recv < ti.tcpi_last_data_sent
                ? ti.tcpi_last_data_recv : ti.tcpi_last_data_sent;
 }
+
+/* ---- closing in the middle of an exchange ------------------------------ */
+
+void nt_deadline_closing(struct nt_conn *c, int fd, const char *op,
+                         void *caller)
+{
+    /* The peer that left first was not abandoned. */
+    if (c->req_phase != NT_PH_REQUEST || c->expired ||
+        !nt_event_enabled(NT_EV_ABANDONED) || nt_event_peer_closed(c, fd))
+        return;
+    int out = c->role == NT_ROLE_OUTBOUND;
+    uint64_t in = c->bytes_in - c->x_in0, sent = c->bytes_out - c->x_out0;
+    /* Without request_timeout the clock is not read per exchange: the
+     * kernel says how long ago the request's last bytes moved (TCP). */
+    int64_t ms = c->t_req ? -1 : kernel_idle_ms(c, 1, out ? NT_OUT : NT_IN);
+    nt_ns elapsed = c->t_req ? nt_now() - c->t_req : ms > 0 ? ms * MS : 0;
+    struct nt_event ev = { .kind = NT_EV_ABANDONED, .fd = fd, .op = op,
+                           .conn = c, .caller = caller, .elapsed = elapsed,
+                           .request_bytes = out ? sent : in,
+                           .answer_bytes = out ? in : sent };
+    nt_event_emit(&ev);
+    park(c);
+}
+
+/* ---- when the timer says a deadline is due ----------------------------- */
 
 /* An exchange in ANSWERED when request_timeout comes due: is it over?
  * Outbound, the answer came and the program is not waiting for more (a
@@ -407,7 +418,7 @@ static int still_due(struct nt_conn *c, int kind, nt_ns now)
         }
         return 1;
     case NT_DL_REQUEST:
-        if (c->req_phase == PH_PARKED || (c->req_phase == PH_ANSWERED &&
+        if (c->req_phase == NT_PH_PARKED || (c->req_phase == NT_PH_ANSWERED &&
                                           answer_done(c))) {
             park(c);
             return 0;

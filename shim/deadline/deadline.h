@@ -30,6 +30,8 @@ const char *nt_deadline_name(int kind);
 #define NT_DL_TRACK 7
 
 enum nt_dir_io { NT_IN = 0, NT_OUT = 1 };
+_Static_assert(4u << NT_IN == 1u << NT_DL_READ && 4u << NT_OUT == 1u << NT_DL_WRITE,
+               "nt_deadline_controls() derives a direction's bit from the direction");
 
 /* What a call reported (nt_deadline_report). */
 enum nt_dl_report {
@@ -51,8 +53,8 @@ void nt_deadline_connect_check(struct nt_conn *c);
  * it (a per-call deadline, or an exchange whose deadline may end it)? */
 static inline int nt_deadline_controls(const struct nt_conn *c, int dir)
 {
-    unsigned own = 1u << (dir == NT_IN ? NT_DL_READ : NT_DL_WRITE);
-    return (c->dl_active & (own | (1u << NT_DL_REQUEST))) != 0;
+    /* bit READ (2) or WRITE (3), and REQUEST (5) */
+    return (c->dl_active & ((1u << NT_DL_REQUEST) | (4u << dir))) != 0;
 }
 /* How long may a blocking call that started waiting at `start` wait?
  * The absolute time, or 0: no limit of its own (it still ends when a
@@ -65,6 +67,34 @@ int nt_deadline_call_expired(struct nt_conn *c, int dir, nt_ns start,
 /* What a call did: n bytes moved (they are already counted in the
  * connection's story), or it would block (the program waits). */
 void nt_deadline_report(struct nt_conn *c, int dir, int what, size_t n);
+
+/* Exchange phases (deadline.c has the state machine). */
+enum { NT_PH_PARKED = 0, NT_PH_REQUEST, NT_PH_ANSWERED };
+void nt_deadline_exchange_starts(struct nt_conn *c, int dir, size_t n,
+                                 nt_ns now);
+
+/* The report of bytes moved, inline for the common case: no deadline
+ * but exchanges tracked for the `abandoned` event: a phase change, no
+ * clock (the event takes the exchange's age from the kernel, deadline.c). */
+static inline void nt_deadline_moved(struct nt_conn *c, int dir, size_t n)
+{
+    uint8_t a = c->dl_active;
+    if (likely(a == (1u << NT_DL_TRACK) && !c->t_connect)) {
+        if (dir == c->req_dir) {
+            if (c->req_phase != NT_PH_REQUEST) {
+                c->req_phase = NT_PH_REQUEST;
+                c->t_req = 0;
+                c->x_in0 = c->bytes_in - (dir == NT_IN ? n : 0);
+                c->x_out0 = c->bytes_out - (dir == NT_OUT ? n : 0);
+            }
+        } else if (c->req_phase == NT_PH_REQUEST) {
+            c->req_phase = NT_PH_ANSWERED;
+        }
+        return;
+    }
+    if (a)
+        nt_deadline_report(c, dir, NT_MOVED, n);
+}
 /* The program waits for input on this connection in poll/select. */
 void nt_deadline_polled_in(struct nt_conn *c);
 /* Any wait of the program's (poll, select, epoll): ends exchanges that
