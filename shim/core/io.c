@@ -12,6 +12,7 @@
 #include "coalesce/coalesce.h"
 #include "core/io.h"
 #include "core/real.h"
+#include "core/signals.h"
 
 size_t nt_iov_total(const struct iovec *iov, int n)
 {
@@ -151,17 +152,21 @@ static int is_fault_signal(int sig)
 }
 
 /* Would the kernel have restarted a blocking call interrupted by the
- * signal that just ran? poll() never restarts, so the library decides: it
- * restarts unless a handler installed without SA_RESTART could have run. */
+ * signal that just ran? poll() never restarts, so the library decides:
+ * by the handler that ran, when it was installed with sigaction()
+ * (hooks/signal.c); otherwise it restarts unless a handler installed
+ * without SA_RESTART could have run. */
 static int kernel_would_restart(void)
 {
+    if (nt_signal_seen)
+        return nt_signal_seen == NT_SIG_RESTART;
     sigset_t blocked;
     if (pthread_sigmask(SIG_BLOCK, NULL, &blocked) != 0)
         return 0;
     for (int sig = 1; sig < NSIG; sig++) {
         struct sigaction sa;
         if (is_fault_signal(sig) || sigismember(&blocked, sig) == 1 ||
-            sigaction(sig, NULL, &sa) != 0)
+            nt_signal_action(sig, &sa) != 0)
             continue;
         int has_handler = (sa.sa_flags & SA_SIGINFO) ||
                           (sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN);
@@ -186,6 +191,7 @@ static int wait_ready(struct nt_conn *c, int fd, int dir, nt_ns until)
             left = SLICE;
         struct timespec ts = { left / 1000000000, left % 1000000000 };
         __atomic_add_fetch(&c->in_call, 1, __ATOMIC_RELAXED);
+        nt_signal_seen = NT_SIG_NONE;
         int r = real.ppoll(&p, 1, &ts, NULL);
         __atomic_sub_fetch(&c->in_call, 1, __ATOMIC_RELAXED);
         if (r > 0)

@@ -22,6 +22,7 @@
     X(int, socket, (int, int, int))                                          \
     X(int, socketpair, (int, int, int, int[2]))                              \
     X(int, pipe2, (int[2], int))                                             \
+    X(int, sigaction, (int, const struct sigaction *, struct sigaction *))   \
     X(int, connect, (int, const struct sockaddr *, socklen_t))               \
     X(int, listen, (int, int))                                               \
     X(int, getsockopt, (int, int, int, void *, socklen_t *))                 \

@@ -86,6 +86,13 @@ Test(exchange, errqueue_never_blocks)
     same_as_without("errqueue", "read_timeout=5s");
 }
 
+/* A blocked read is restarted after a signal exactly when the kernel
+ * would restart it, judged by the handler of the signal that arrived. */
+Test(exchange, sa_restart_by_the_signal_that_arrived)
+{
+    same_as_without("sigmix", "read_timeout=10s");
+}
+
 /* haproxy asks for a non-blocking connect's result with connect() again:
  * after connect_timeout aborted it, every way of asking says ETIMEDOUT. */
 Test(exchange, connect_again_after_abort)

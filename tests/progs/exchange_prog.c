@@ -21,6 +21,8 @@
  *                   connect() again and SO_ERROR (haproxy's way)
  *   fork-cuts       fork-per-connection server: 30 children each block in
  *                   read until EOF, then _exit(0); prints how many ended
+ *   sigmix          handlers with and without SA_RESTART both installed;
+ *                   a blocked read is interrupted by each in turn
  *   abandon         server reads a request and closes without answering
  *   answer          server reads a request, answers, closes
  */
@@ -350,6 +352,55 @@ static int mode_fork_cuts(void)
     return 0;
 }
 
+static void on_sig(int sig)
+{
+    (void)sig;
+}
+
+struct sig_reader { int fd; ssize_t r[2]; int e[2]; volatile int stage; };
+
+static void *sig_reader_main(void *arg)
+{
+    struct sig_reader *sr = arg;
+    for (int i = 0; i < 2; i++) {
+        char b[8];
+        sr->stage = i + 1;
+        sr->r[i] = read(sr->fd, b, sizeof b);
+        sr->e[i] = sr->r[i] < 0 ? errno : 0;
+    }
+    sr->stage = 3;
+    return NULL;
+}
+
+static int mode_sigmix(void)
+{
+    struct sigaction restart = { .sa_handler = on_sig, .sa_flags = SA_RESTART };
+    struct sigaction eintr = { .sa_handler = on_sig, .sa_flags = 0 };
+    sigaction(SIGUSR1, &restart, NULL);
+    sigaction(SIGUSR2, &eintr, NULL);
+    struct sigaction back;
+    sigaction(SIGUSR1, NULL, &back);
+    int c, s;
+    pc_pair(AF_INET, &c, &s);
+    struct sig_reader sr = { .fd = c };
+    pthread_t t;
+    pthread_create(&t, NULL, sig_reader_main, &sr);
+    poll(NULL, 0, 300);
+    pthread_kill(t, SIGUSR1); /* SA_RESTART: the read goes on */
+    poll(NULL, 0, 300);
+    if (write(s, "a", 1) != 1)
+        pc_die("write:");
+    while (sr.stage < 2)
+        poll(NULL, 0, 10);
+    poll(NULL, 0, 300);
+    pthread_kill(t, SIGUSR2); /* no SA_RESTART: EINTR */
+    pthread_join(t, NULL);
+    printf("handler=%s flags=%#x first=%zd/%s second=%zd/%s\n",
+           back.sa_handler == on_sig ? "program's" : "other", (unsigned)back.sa_flags,
+           sr.r[0], en(sr.e[0]), sr.r[1], en(sr.e[1]));
+    return 0;
+}
+
 __attribute__((noinline)) static int server_story(int answer)
 {
     int c, s;
@@ -384,6 +435,7 @@ int main(int argc, char **argv)
     if (!strcmp(m, "errqueue")) return mode_errqueue();
     if (!strcmp(m, "connect-again")) return mode_connect_again();
     if (!strcmp(m, "fork-cuts")) return mode_fork_cuts();
+    if (!strcmp(m, "sigmix")) return mode_sigmix();
     if (!strcmp(m, "abandon")) return server_story(0);
     if (!strcmp(m, "answer")) return server_story(1);
     pc_die("unknown mode %s", m);
