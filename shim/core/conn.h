@@ -22,6 +22,7 @@
 #include <sys/un.h>
 
 #include "core/nt.h"
+#include "core/sandbox.h"
 
 enum nt_fd_kind {
     NT_FD_UNKNOWN = 0, /* never seen, or reset: classify on first use */
@@ -149,11 +150,11 @@ static inline struct nt_conn *nt_conn_get(int fd)
         if (likely(k == NT_FD_PASS))
             return 0;
         if (k == NT_FD_CONN)
-            return nt_in_lib ? 0 : &p->conn[fd & (NT_FD_PAGE - 1)];
+            return nt_in_lib || nt_sandboxed() /* sandbox: */ ? 0 : &p->conn[fd & (NT_FD_PAGE - 1)];
         if (k != NT_FD_UNKNOWN)
             return 0;
     }
-    return nt_in_lib || nt_g.disabled ? 0 : nt_fd_classify(fd);
+    return nt_in_lib || nt_g.disabled || nt_sandboxed() /* sandbox: */ ? 0 : nt_fd_classify(fd);
 }
 
 /* Slot lock, held only briefly by close/dup2 and the timer thread so that

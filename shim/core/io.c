@@ -154,6 +154,7 @@ controlled(struct nt_conn *c, int fd, const struct nt_op *op, int extra,
         return finish(c, fd, op, op->attempt(fd, op, 0, 0), extra);
     }
     for (;;) {
+        if (first == NT_NOT_TRIED && unlikely(nt_sandboxed())) { result = nt_sb_resume(fd, op, done, saved_errno); break; } /* sandbox: TSYNC from another thread */
         /* `first` is the caller's attempt, when it made one */
         ssize_t r = first != NT_NOT_TRIED ? first
                                           : op->attempt(wfd, op, flags, done);
@@ -186,6 +187,7 @@ controlled(struct nt_conn *c, int fd, const struct nt_op *op, int extra,
             }
             break;
         }
+        if (unlikely(nt_sandboxed())) { result = nt_sb_resume(fd, op, done, saved_errno); break; } /* sandbox: */
         if (wfd == fd && became_nonblocking(c, fd)) {
             nt_deadline_waiting(c, fd, op->dir);
             errno = EAGAIN;

@@ -14,6 +14,7 @@
 #include "audit/event.h"
 #include "core/process.h"
 #include "core/real.h"
+#include "core/sandbox.h"
 #include "deadline/timer.h"
 
 uint32_t nt_fork_epoch;
@@ -21,7 +22,7 @@ extern char **environ;
 
 void nt_process_flush(void)
 {
-    if (!nt_g.ready || nt_g.disabled)
+    if (!nt_g.ready || nt_g.disabled || nt_sandboxed()) /* sandbox: */
         return;
     nt_in_lib++;
     nt_coalesce_flush_all();

@@ -12,6 +12,7 @@
 #include "deadline/deadline.h"
 #include "core/real.h"
 #include "deadline/timer.h"
+#include "core/sandbox.h"
 
 struct entry {
     nt_ns due;
@@ -89,6 +90,8 @@ static void *timer_main(void *arg);
 
 static void start_thread(void)
 {
+    if (nt_sandboxed()) /* sandbox: a filter may forbid every call the thread makes */
+        return;
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

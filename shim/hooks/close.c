@@ -9,6 +9,7 @@
 #include "core/conn.h"
 #include "audit/event.h"
 #include "core/real.h"
+#include "core/sandbox.h"
 #include "deadline/timer.h"
 
 /* Last words for a governed connection, while the fd still names the
@@ -22,6 +23,7 @@ static void retire(struct nt_conn *c, int fd, void *caller)
 NT_EXPORT int close(int fd)
 {
     nt_init();
+    if (unlikely(nt_sandboxed())) return nt_sb_close(fd); /* sandbox: */
     struct nt_fd_page *p = nt_fd_page_of(fd);
     if (!p)
         return real.close(fd);
@@ -48,6 +50,7 @@ NT_EXPORT int close(int fd)
 NT_EXPORT int close_range(unsigned lo, unsigned hi, int flags)
 {
     nt_init();
+    if (unlikely(nt_sandboxed())) return nt_sb_close_range(lo, hi, flags); /* sandbox: */
     if (!(flags & CLOSE_RANGE_CLOEXEC))
         nt_coalesce_close_range(lo, hi); /* coalescing: flush first */
     int r = real.close_range(lo, hi, flags);
@@ -59,6 +62,7 @@ NT_EXPORT int close_range(unsigned lo, unsigned hi, int flags)
 NT_EXPORT void closefrom(int lo)
 {
     nt_init();
+    if (unlikely(nt_sandboxed())) { nt_sb_closefrom(lo); return; } /* sandbox: */
     if (lo >= 0)
         nt_coalesce_close_range((unsigned)lo, NT_FD_MAX - 1); /* coalescing */
     real.closefrom(lo);

@@ -9,6 +9,7 @@
 #include "coalesce/coalesce.h"
 #include "core/conn.h"
 #include "core/real.h"
+#include "core/sandbox.h"
 #include "deadline/timer.h"
 
 /* `to` now refers to what `from` refers to. */
@@ -42,6 +43,7 @@ static void replacing(int to)
 NT_EXPORT int dup(int fd)
 {
     nt_init();
+    if (unlikely(nt_sandboxed())) return nt_sb_fd(real.dup(fd)); /* sandbox: */
     int r = real.dup(fd);
     copied(fd, r);
     return r;
@@ -50,6 +52,7 @@ NT_EXPORT int dup(int fd)
 NT_EXPORT int dup2(int from, int to)
 {
     nt_init();
+    if (unlikely(nt_sandboxed())) return nt_sb_fd(real.dup2(from, to)); /* sandbox: */
     if (from != to)
         replacing(to);
     int r = real.dup2(from, to);
@@ -61,6 +64,7 @@ NT_EXPORT int dup2(int from, int to)
 NT_EXPORT int dup3(int from, int to, int flags)
 {
     nt_init();
+    if (unlikely(nt_sandboxed())) return nt_sb_fd(real.dup3(from, to, flags)); /* sandbox: */
     replacing(to);
     int r = real.dup3(from, to, flags);
     if (r >= 0)
@@ -80,6 +84,7 @@ static void set_nonblock(int fd, int on)
  * run on. */
 static int fcntl_common(int (*next)(int, int, ...), int fd, int cmd, long arg)
 {
+    if (unlikely(nt_sandboxed())) return nt_sb_fcntl(next, fd, cmd, arg); /* sandbox: */
     int r = next(fd, cmd, arg);
     if (r < 0 || nt_g.disabled)
         return r;

@@ -6,6 +6,7 @@
 #include "deadline/deadline.h"
 #include "audit/event.h"
 #include "core/real.h"
+#include "core/sandbox.h"
 
 static int governed_type(int domain, int type)
 {
@@ -25,6 +26,7 @@ static void fresh_fd(int fd, int kind)
 NT_EXPORT int socket(int domain, int type, int protocol)
 {
     nt_init();
+    if (unlikely(nt_sandboxed())) return nt_sb_fd(real.socket(domain, type, protocol)); /* sandbox: */
     int fd = real.socket(domain, type, protocol);
     if (fd >= 0 && !nt_g.disabled)
         NT_KEEP_ERRNO(fresh_fd(fd, governed_type(domain, type) ? NT_FD_NEW
@@ -36,6 +38,7 @@ NT_EXPORT int socket(int domain, int type, int protocol)
 NT_EXPORT int socketpair(int domain, int type, int protocol, int sv[2])
 {
     nt_init();
+    if (unlikely(nt_sandboxed())) return nt_sb_socketpair(domain, type, protocol, sv); /* sandbox: */
     int r = real.socketpair(domain, type, protocol, sv);
     if (r == 0 && !nt_g.disabled) {
         fresh_fd(sv[0], NT_FD_PASS);
@@ -62,6 +65,7 @@ static int kind_of(int fd)
 NT_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
     nt_init();
+    if (!nt_in_lib && unlikely(nt_sandboxed())) return real.connect(fd, addr, len); /* sandbox: */
     if (nt_in_lib || nt_g.disabled || !addr || addr->sa_family == AF_UNSPEC ||
         kind_of(fd) != NT_FD_NEW)
         return real.connect(fd, addr, len);
@@ -108,6 +112,7 @@ NT_EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *len)
     int r = real.accept(fd, addr, len);
     if (r < 0 || nt_in_lib || nt_g.disabled)
         return r;
+    if (unlikely(nt_sandboxed())) return nt_sb_fd(r); /* sandbox: */
     return accepted(fd, r, 0, NT_CALLER());
 }
 
@@ -118,6 +123,7 @@ NT_EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *len,
     int r = real.accept4(fd, addr, len, flags);
     if (r < 0 || nt_in_lib || nt_g.disabled)
         return r;
+    if (unlikely(nt_sandboxed())) return nt_sb_fd(r); /* sandbox: */
     return accepted(fd, r, flags, NT_CALLER());
 }
 

@@ -10,6 +10,7 @@
 #include "deadline/deadline.h"
 #include "core/real.h"
 #include "deadline/timer.h"
+#include "core/sandbox.h"
 
 /* glibc declares poll's array write-only; the hooks read the requested
  * events before the kernel fills in the results. */
@@ -18,6 +19,7 @@
 static inline void before_wait(void)
 {
     nt_init();
+    if (unlikely(nt_sandboxed())) return; /* sandbox: */
     nt_timer_check_fork(); /* a fork child's deadlines need their thread */
     nt_coalesce_before_wait();
 }

@@ -1,0 +1,237 @@
+/* Seccomp sandboxes: knowing who is confined, and stepping back. See
+ * sandbox.h for the rules, README "Sandboxed programs" for what a user
+ * sees. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "audit/event.h"
+#include "core/conn.h"
+#include "core/process.h"
+#include "core/real.h"
+#include "core/sandbox.h"
+#include "deadline/timer.h"
+
+int nt_sb_all;
+NT_TLS uint8_t nt_sb_self;
+
+/* NETTIMEO_SECCOMP=govern: the operator says the filter the process
+ * started under allows the library's calls (docker's default profile,
+ * systemd's @system-service); only filters installed after that count. */
+static int govern_inherited;
+static long base_filters = -1; /* Seccomp_filters at init; -1: unknown */
+
+struct status {
+    long seccomp, filters, nnp, threads; /* -1: line absent */
+};
+
+static long field(const char *text, const char *key)
+{
+    size_t klen = strlen(key);
+    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : p)
+        if (strncmp(p, key, klen) == 0 && p[klen] == ':')
+            return strtol(p + klen + 1, NULL, 10);
+    return -1;
+}
+
+/* One open/read/close, the calls (and flags) the dynamic loader itself
+ * makes: any filter a dynamically linked program starts under allows
+ * them. 0, or -errno. */
+static int read_status(const char *path, struct status *st)
+{
+    char buf[4096];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    size_t len = 0;
+    for (;;) {
+        ssize_t n = real.read(fd, buf + len, sizeof buf - 1 - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+        if (len == sizeof buf - 1)
+            break;
+    }
+    real.close(fd);
+    buf[len] = 0;
+    st->seccomp = field(buf, "Seccomp");
+    st->filters = field(buf, "Seccomp_filters");
+    st->nnp = field(buf, "NoNewPrivs");
+    st->threads = field(buf, "Threads");
+    return st->seccomp < 0 ? -EIO : 0;
+}
+
+/* Is the calling thread under a filter the library must respect? 1, 0,
+ * or -1 when it cannot tell now (out of fds: ask again later). */
+static int thread_confined(void)
+{
+    struct status st;
+    int r = read_status("/proc/thread-self/status", &st);
+    if (r == 0) {
+        if (st.seccomp == 0)
+            return 0;
+        if (govern_inherited)
+            return st.filters >= 0 && base_filters >= 0 &&
+                   st.filters > base_filters;
+        return 1;
+    }
+    if (r == -ENOENT || r == -ENOTDIR) {
+        /* No /proc here (a chroot): ask the kernel directly. */
+        int m = prctl(PR_GET_SECCOMP, 0, 0, 0, 0);
+        if (m >= 0)
+            return m > 0 && !govern_inherited;
+        return errno != EINVAL; /* EINVAL: no seccomp in this kernel */
+    }
+    if (r == -EMFILE || r == -ENFILE || r == -ENOMEM || r == -EINTR)
+        return -1;
+    return 1; /* EACCES, EPERM...: a filter answered instead of the kernel */
+}
+
+int nt_sandbox_check_thread(void)
+{
+    int saved = errno;
+    nt_sb_self = NT_SB_CONFINED; /* provisional: hooks reached from here
+                                    pass straight through */
+    int c = thread_confined();
+    nt_sb_self = c < 0 ? NT_SB_UNKNOWN : c ? NT_SB_CONFINED : NT_SB_FREE;
+    errno = saved;
+    return c > 0 || __atomic_load_n(&nt_sb_all, __ATOMIC_RELAXED);
+}
+
+int nt_sandbox_init(void)
+{
+    const char *g = getenv("NETTIMEO_SECCOMP");
+    govern_inherited = g && strcmp(g, "govern") == 0;
+    nt_sb_self = NT_SB_CONFINED; /* provisional, as above */
+    struct status st;
+    int r = read_status("/proc/thread-self/status", &st);
+    if (r == 0 && st.seccomp == 0) {
+        base_filters = st.filters;
+        nt_sb_self = NT_SB_FREE;
+        return 0;
+    }
+    int c = r == 0 ? 1 : thread_confined();
+    if (r == 0)
+        base_filters = st.filters;
+    if (c <= 0 || govern_inherited) {
+        nt_sb_self = c < 0 ? NT_SB_UNKNOWN : NT_SB_FREE;
+        return 0;
+    }
+    /* Started under a filter written for the program alone: the whole
+     * process is confined, and the library makes no call of its own from
+     * here on (no config read, no log opened, no thread). */
+    __atomic_store_n(&nt_sb_all, 1, __ATOMIC_RELAXED);
+    return 1;
+}
+
+/* --- the program installs a filter ------------------------------------ */
+
+/* Does the process have threads other than the caller (and our timer)?
+ * Only a filter installed by the program's one thread confines every
+ * thread there will ever be. */
+static int only_thread(void)
+{
+    struct status st;
+    if (read_status("/proc/self/status", &st) != 0 || st.threads < 1)
+        return 0;
+    long ours = nt_timer_pending() && !nt_timer_orphaned; /* timer running */
+    return st.threads - ours <= 1;
+}
+
+/* Let go of every governed connection: a confined thread's traffic is
+ * no longer seen, so clocks kept for it would be wrong. Under each slot's
+ * lock, so a deadline the timer is acting on finishes first; after this
+ * the timer has nothing of its own to do. */
+static unsigned release_all(void)
+{
+    unsigned n = 0;
+    for (unsigned pg = 0; pg < NT_FD_NPAGES; pg++) {
+        struct nt_fd_page *p = __atomic_load_n(&nt_fd_pages[pg],
+                                               __ATOMIC_ACQUIRE);
+        if (!p)
+            continue;
+        for (unsigned i = 0; i < NT_FD_PAGE; i++) {
+            if (__atomic_load_n(&p->kind[i], __ATOMIC_RELAXED) != NT_FD_CONN)
+                continue;
+            int fd = (int)(pg << NT_FD_PAGE_SHIFT | i);
+            struct nt_conn *c = &p->conn[i];
+            nt_timer_disarm(c);
+            int taken = nt_conn_lock(c);
+            nt_fd_forget(fd);
+            nt_conn_unlock(c, taken);
+            n++;
+        }
+    }
+    return n;
+}
+
+static unsigned count_conns(void)
+{
+    unsigned n = 0;
+    for (unsigned pg = 0; pg < NT_FD_NPAGES; pg++) {
+        struct nt_fd_page *p = __atomic_load_n(&nt_fd_pages[pg],
+                                               __ATOMIC_ACQUIRE);
+        for (unsigned i = 0; p && i < NT_FD_PAGE; i++)
+            n += __atomic_load_n(&p->kind[i], __ATOMIC_RELAXED) == NT_FD_CONN;
+    }
+    return n;
+}
+
+void nt_sandbox_before(const char *op, int strict, int tsync, void *caller,
+                       struct nt_sb_install *t)
+{
+    int saved = errno;
+    int already = nt_sandboxed();
+    t->prev_self = nt_sb_self;
+    t->prev_all = nt_sb_all;
+    int whole = tsync || nt_sb_all || (!already && only_thread());
+    if (!already && nt_g.ready && !nt_g.disabled) {
+        /* Last words while this thread may still make our calls: one
+         * event, then whatever write coalescing holds goes out. */
+        struct nt_event ev = {
+            .kind = NT_EV_SANDBOXED, .fd = -1, .op = op,
+            .count = count_conns(), .action = whole ? "process" : "thread",
+            .message = strict
+                ? "seccomp strict mode: nettimeo passes the calls of the "
+                  "confined threads straight through"
+                : "seccomp filter: nettimeo passes the calls of the "
+                  "confined threads straight through",
+            .caller = caller,
+        };
+        nt_event_emit(&ev);
+        nt_process_flush();
+    }
+    nt_sb_self = NT_SB_CONFINED;
+    if (whole)
+        __atomic_store_n(&nt_sb_all, 1, __ATOMIC_RELAXED);
+    if (!already && nt_g.ready && !nt_g.disabled) {
+        nt_in_lib++;
+        release_all();
+        nt_in_lib--;
+    }
+    if (tsync) {
+        /* Other threads may be a few instructions away from a call of
+         * ours (they re-check the flag before each one, and after every
+         * wait): let them get past it before the filter covers them. */
+        struct timespec ts = { 0, 2 * 1000 * 1000 };
+        nanosleep(&ts, NULL);
+    }
+    errno = saved;
+}
+
+void nt_sandbox_after(int ok, const struct nt_sb_install *t)
+{
+    if (ok)
+        return;
+    /* Refused (no NoNewPrivs, bad program, TSYNC blocked): nothing is
+     * confined after all. The connections let go are classified again
+     * on their next call. */
+    nt_sb_self = t->prev_self;
+    __atomic_store_n(&nt_sb_all, t->prev_all, __ATOMIC_RELAXED);
+}

@@ -1,0 +1,160 @@
+/* Where programs confine themselves: prctl(PR_SET_SECCOMP) and the
+ * seccomp system call made through libc's syscall() (glibc has no
+ * seccomp() wrapper; libseccomp 2.5's seccomp_load calls
+ * syscall(__NR_seccomp, ...) or, on old kernels, prctl; OpenSSH's sshd
+ * sandbox calls prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER)). Before the
+ * filter goes in, the library logs one `sandboxed` event and lets go
+ * (core/sandbox.c); after it, the confined threads' calls pass straight
+ * through. Also the pass-through helpers the other hooks' "sandbox:"
+ * lines use. */
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <linux/seccomp.h>
+#include <stdarg.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "core/conn.h"
+#include "core/io.h"
+#include "core/real.h"
+#include "core/sandbox.h"
+
+/* Resolved on first use, not in nt_init(): the library's own syscall()
+ * calls (gettid) come through here, some before init has run. */
+typedef long (*syscall_fn)(long, ...);
+typedef int (*prctl_fn)(int, ...);
+static syscall_fn next_syscall;
+static prctl_fn next_prctl;
+
+static syscall_fn get_syscall(void)
+{
+    syscall_fn f = __atomic_load_n(&next_syscall, __ATOMIC_ACQUIRE);
+    if (unlikely(!f)) {
+        f = (syscall_fn)dlsym(RTLD_NEXT, "syscall");
+        __atomic_store_n(&next_syscall, f, __ATOMIC_RELEASE);
+    }
+    return f;
+}
+
+static prctl_fn get_prctl(void)
+{
+    prctl_fn f = __atomic_load_n(&next_prctl, __ATOMIC_ACQUIRE);
+    if (unlikely(!f)) {
+        f = (prctl_fn)dlsym(RTLD_NEXT, "prctl");
+        __atomic_store_n(&next_prctl, f, __ATOMIC_RELEASE);
+    }
+    return f;
+}
+
+NT_EXPORT int prctl(int option, ...)
+{
+    va_list ap;
+    va_start(ap, option);
+    unsigned long a2 = va_arg(ap, unsigned long);
+    unsigned long a3 = va_arg(ap, unsigned long);
+    unsigned long a4 = va_arg(ap, unsigned long);
+    unsigned long a5 = va_arg(ap, unsigned long);
+    va_end(ap);
+    prctl_fn next = get_prctl();
+    if (likely(option != PR_SET_SECCOMP))
+        return next(option, a2, a3, a4, a5);
+    nt_init();
+    struct nt_sb_install t;
+    nt_sandbox_before("prctl", a2 == SECCOMP_MODE_STRICT, 0, NT_CALLER(), &t);
+    int r = next(option, a2, a3, a4, a5);
+    nt_sandbox_after(r == 0, &t);
+    return r;
+}
+
+/* Reading six arguments whatever the call takes is what glibc's own
+ * syscall() does: they are registers on every ABI we run on. */
+NT_EXPORT long syscall(long nr, ...)
+{
+    va_list ap;
+    va_start(ap, nr);
+    long a1 = va_arg(ap, long), a2 = va_arg(ap, long), a3 = va_arg(ap, long);
+    long a4 = va_arg(ap, long), a5 = va_arg(ap, long), a6 = va_arg(ap, long);
+    va_end(ap);
+    syscall_fn next = get_syscall();
+    if (likely(nr != SYS_seccomp) ||
+        (a1 != SECCOMP_SET_MODE_FILTER && a1 != SECCOMP_SET_MODE_STRICT))
+        return next(nr, a1, a2, a3, a4, a5, a6);
+    nt_init();
+    struct nt_sb_install t;
+    unsigned long flags = (unsigned long)a2;
+    nt_sandbox_before("seccomp", a1 == SECCOMP_SET_MODE_STRICT,
+                      a1 == SECCOMP_SET_MODE_FILTER &&
+                          (flags & SECCOMP_FILTER_FLAG_TSYNC),
+                      NT_CALLER(), &t);
+    long r = next(nr, a1, a2, a3, a4, a5, a6);
+    /* A listener flag makes success a new fd; a TSYNC that could not
+     * synchronise returns the blocking thread's id and installs nothing. */
+    int ok = a1 == SECCOMP_SET_MODE_FILTER &&
+                     (flags & SECCOMP_FILTER_FLAG_NEW_LISTENER)
+                 ? r >= 0 : r == 0;
+    nt_sandbox_after(ok, &t);
+    return r;
+}
+
+/* --- pass-through helpers for confined threads ------------------------ */
+
+int nt_sb_fd(int r)
+{
+    if (r >= 0)
+        nt_fd_forget(r); /* memory only: the page exists or nothing is kept */
+    return r;
+}
+
+int nt_sb_close(int fd)
+{
+    nt_fd_forget(fd);
+    return real.close(fd);
+}
+
+int nt_sb_close_range(unsigned lo, unsigned hi, int flags)
+{
+    int r = real.close_range(lo, hi, flags);
+    if (r == 0 && !(flags & CLOSE_RANGE_CLOEXEC))
+        nt_fd_release_range(lo, hi);
+    return r;
+}
+
+void nt_sb_closefrom(int lo)
+{
+    real.closefrom(lo);
+    if (lo >= 0)
+        nt_fd_release_range((unsigned)lo, NT_FD_MAX - 1);
+}
+
+int nt_sb_socketpair(int domain, int type, int protocol, int sv[2])
+{
+    int r = real.socketpair(domain, type, protocol, sv);
+    if (r == 0) {
+        nt_fd_forget(sv[0]);
+        nt_fd_forget(sv[1]);
+    }
+    return r;
+}
+
+int nt_sb_fcntl(int (*next)(int, int, ...), int fd, int cmd, long arg)
+{
+    int r = next(fd, cmd, arg);
+    if (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC)
+        nt_sb_fd(r);
+    return r;
+}
+
+long nt_sb_resume(int fd, const struct nt_op *op, unsigned long done,
+                  int saved_errno)
+{
+    ssize_t r = op->attempt(fd, op, op->flags, done);
+    if (!done) {
+        if (r >= 0)
+            errno = saved_errno;
+        return r;
+    }
+    errno = saved_errno; /* bytes moved: the call succeeded */
+    return (long)(done + (r > 0 ? (size_t)r : 0));
+}

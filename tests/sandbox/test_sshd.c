@@ -1,0 +1,1 @@
+/* sshd tests: see below */
