@@ -3,9 +3,12 @@
  * sees. */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/single_threaded.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -18,6 +21,8 @@
 
 int nt_sb_all;
 NT_TLS uint8_t nt_sb_self;
+/* Some thread of this process installed a filter (hooks saw it). */
+static int sb_seen;
 
 /* NETTIMEO_SECCOMP=govern: the operator says the filter the process
  * started under allows the library's calls (docker's default profile,
@@ -89,7 +94,9 @@ static int thread_confined(void)
         return errno != EINVAL; /* EINVAL: no seccomp in this kernel */
     }
     if (r == -EMFILE || r == -ENFILE || r == -ENOMEM || r == -EINTR)
-        return -1;
+        /* Cannot tell (sshd's sandbox sets RLIMIT_NOFILE to 0): after a
+         * filter was seen in this process, assume this thread is under it. */
+        return __atomic_load_n(&sb_seen, __ATOMIC_RELAXED) ? 1 : -1;
     return 1; /* EACCES, EPERM...: a filter answered instead of the kernel */
 }
 
@@ -139,7 +146,8 @@ static int only_thread(void)
 {
     struct status st;
     if (read_status("/proc/self/status", &st) != 0 || st.threads < 1)
-        return 0;
+        return __libc_single_threaded; /* no fd left (sshd): glibc knows
+                                          whether a thread was ever made */
     long ours = nt_timer_pending() && !nt_timer_orphaned; /* timer running */
     return st.threads - ours <= 1;
 }
@@ -204,10 +212,25 @@ void nt_sandbox_before(const char *op, int strict, int tsync, void *caller,
                   "confined threads straight through",
             .caller = caller,
         };
+        /* sshd's pre-auth child sets RLIMIT_FSIZE to 0 just before: a
+         * write to a log file would raise SIGXFSZ and kill it. Such a
+         * line is dropped instead (the sink counts it). */
+        sigset_t xfsz, old;
+        sigemptyset(&xfsz);
+        sigaddset(&xfsz, SIGXFSZ);
+        pthread_sigmask(SIG_BLOCK, &xfsz, &old);
         nt_event_emit(&ev);
         nt_process_flush();
+        if (!sigismember(&old, SIGXFSZ)) {
+            sigset_t pending;
+            struct timespec zero = { 0, 0 };
+            if (sigpending(&pending) == 0 && sigismember(&pending, SIGXFSZ))
+                sigtimedwait(&xfsz, NULL, &zero); /* ours: consume it */
+        }
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
     }
     nt_sb_self = NT_SB_CONFINED;
+    __atomic_store_n(&sb_seen, 1, __ATOMIC_RELAXED);
     if (whole)
         __atomic_store_n(&nt_sb_all, 1, __ATOMIC_RELAXED);
     if (!already && nt_g.ready && !nt_g.disabled) {

@@ -120,6 +120,19 @@ Test(sandbox, seccomp_syscall_single_thread)
     nt_jsonl_free(&log);
 }
 
+/* No config at all (audit-only defaults): before issue 15 this alone got
+ * the program killed. */
+Test(sandbox, no_config)
+{
+    struct nt_spawn_opts o = { 0 };
+    struct nt_result with, without;
+    cr_assert_eq(nt_run_both(NT_ARGV(PROG, "prctl"), &o, 40000, &with, &without), 0);
+    nt_assert_exit(&with, 0, "no config");
+    nt_assert_same(&with, &without, "no config");
+    nt_result_free(&with);
+    nt_result_free(&without);
+}
+
 /* TSYNC while three threads do socket I/O; a 1 s idle_timeout makes the
  * (then confined) timer thread wake up under the filter. */
 Test(sandbox, tsync_busy_threads)
