@@ -29,6 +29,7 @@ static int sb_seen;
  * systemd's @system-service); only filters installed after that count. */
 static int govern_inherited;
 static long base_filters = -1; /* Seccomp_filters at init; -1: unknown */
+static int started_confined;   /* Seccomp: was not 0 at init */
 
 struct status {
     long seccomp, filters, nnp, threads; /* -1: line absent */
@@ -76,6 +77,15 @@ static int read_status(const char *path, struct status *st)
  * or -1 when it cannot tell now (out of fds: ask again later). */
 static int thread_confined(void)
 {
+    if (!started_confined && !__atomic_load_n(&sb_seen, __ATOMIC_RELAXED)) {
+        /* No filter anywhere in the process that the library knows of:
+         * only one installed by inline assembly can be in force. One
+         * cheap call (0.2 us; /proc costs 15 us) tells. */
+        int m = prctl(PR_GET_SECCOMP, 0, 0, 0, 0);
+        if (m == 0 || (m < 0 && errno == EINVAL))
+            return 0;
+        return 1; /* filtered, or a filter answered for the kernel */
+    }
     struct status st;
     int r = read_status("/proc/thread-self/status", &st);
     if (r == 0) {
@@ -123,6 +133,7 @@ int nt_sandbox_init(void)
         nt_sb_self = NT_SB_FREE;
         return 0;
     }
+    started_confined = r == 0;
     int c = r == 0 ? 1 : thread_confined();
     if (r == 0)
         base_filters = st.filters;

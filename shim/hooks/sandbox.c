@@ -6,7 +6,7 @@
  * filter goes in, the library logs one `sandboxed` event and lets go
  * (core/sandbox.c); after it, the confined threads' calls pass straight
  * through. Also the pass-through helpers the other hooks' "sandbox:"
- * lines use. */
+ * lines use. The syscall() hook is in syscall.c. */
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <linux/close_range.h>
@@ -23,20 +23,8 @@
 
 /* Resolved on first use, not in nt_init(): the library's own syscall()
  * calls (gettid) come through here, some before init has run. */
-typedef long (*syscall_fn)(long, ...);
 typedef int (*prctl_fn)(int, ...);
-static syscall_fn next_syscall;
 static prctl_fn next_prctl;
-
-static syscall_fn get_syscall(void)
-{
-    syscall_fn f = __atomic_load_n(&next_syscall, __ATOMIC_ACQUIRE);
-    if (unlikely(!f)) {
-        f = (syscall_fn)dlsym(RTLD_NEXT, "syscall");
-        __atomic_store_n(&next_syscall, f, __ATOMIC_RELEASE);
-    }
-    return f;
-}
 
 static prctl_fn get_prctl(void)
 {
@@ -65,36 +53,6 @@ NT_EXPORT int prctl(int option, ...)
     nt_sandbox_before("prctl", a2 == SECCOMP_MODE_STRICT, 0, NT_CALLER(), &t);
     int r = next(option, a2, a3, a4, a5);
     nt_sandbox_after(r == 0, &t);
-    return r;
-}
-
-/* Reading six arguments whatever the call takes is what glibc's own
- * syscall() does: they are registers on every ABI we run on. */
-NT_EXPORT long syscall(long nr, ...)
-{
-    va_list ap;
-    va_start(ap, nr);
-    long a1 = va_arg(ap, long), a2 = va_arg(ap, long), a3 = va_arg(ap, long);
-    long a4 = va_arg(ap, long), a5 = va_arg(ap, long), a6 = va_arg(ap, long);
-    va_end(ap);
-    syscall_fn next = get_syscall();
-    if (likely(nr != SYS_seccomp) ||
-        (a1 != SECCOMP_SET_MODE_FILTER && a1 != SECCOMP_SET_MODE_STRICT))
-        return next(nr, a1, a2, a3, a4, a5, a6);
-    nt_init();
-    struct nt_sb_install t;
-    unsigned long flags = (unsigned long)a2;
-    nt_sandbox_before("seccomp", a1 == SECCOMP_SET_MODE_STRICT,
-                      a1 == SECCOMP_SET_MODE_FILTER &&
-                          (flags & SECCOMP_FILTER_FLAG_TSYNC),
-                      NT_CALLER(), &t);
-    long r = next(nr, a1, a2, a3, a4, a5, a6);
-    /* A listener flag makes success a new fd; a TSYNC that could not
-     * synchronise returns the blocking thread's id and installs nothing. */
-    int ok = a1 == SECCOMP_SET_MODE_FILTER &&
-                     (flags & SECCOMP_FILTER_FLAG_NEW_LISTENER)
-                 ? r >= 0 : r == 0;
-    nt_sandbox_after(ok, &t);
     return r;
 }
 
