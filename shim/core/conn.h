@@ -150,7 +150,7 @@ static inline struct nt_conn *nt_conn_get(int fd)
         if (likely(k == NT_FD_PASS))
             return 0;
         if (k == NT_FD_CONN)
-            return nt_in_lib || nt_sandboxed() /* sandbox: */ ? 0 : &p->conn[fd & (NT_FD_PAGE - 1)];
+            return nt_in_lib || nt_sandboxed_fast() /* sandbox: */ ? 0 : &p->conn[fd & (NT_FD_PAGE - 1)];
         if (k != NT_FD_UNKNOWN)
             return 0;
     }

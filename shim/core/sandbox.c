@@ -19,6 +19,7 @@
 #include "core/sandbox.h"
 #include "deadline/timer.h"
 
+int nt_sb_any;
 int nt_sb_all;
 NT_TLS uint8_t nt_sb_self;
 /* Some thread of this process installed a filter (hooks saw it). */
@@ -117,6 +118,8 @@ int nt_sandbox_check_thread(void)
                                     pass straight through */
     int c = thread_confined();
     nt_sb_self = c < 0 ? NT_SB_UNKNOWN : c ? NT_SB_CONFINED : NT_SB_FREE;
+    if (c > 0)
+        __atomic_store_n(&nt_sb_any, 1, __ATOMIC_RELAXED);
     errno = saved;
     return c > 0 || __atomic_load_n(&nt_sb_all, __ATOMIC_RELAXED);
 }
@@ -135,6 +138,8 @@ int nt_sandbox_init(void)
     }
     started_confined = r == 0;
     int c = r == 0 ? 1 : thread_confined();
+    if (c != 0)
+        __atomic_store_n(&nt_sb_any, 1, __ATOMIC_RELAXED);
     if (r == 0)
         base_filters = st.filters;
     if (c <= 0 || govern_inherited) {
@@ -242,6 +247,7 @@ void nt_sandbox_before(const char *op, int strict, int tsync, void *caller,
     }
     nt_sb_self = NT_SB_CONFINED;
     __atomic_store_n(&sb_seen, 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&nt_sb_any, 1, __ATOMIC_RELAXED);
     if (whole)
         __atomic_store_n(&nt_sb_all, 1, __ATOMIC_RELAXED);
     if (!already && nt_g.ready && !nt_g.disabled) {

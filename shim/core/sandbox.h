@@ -31,6 +31,9 @@
 
 enum { NT_SB_UNKNOWN = 0, NT_SB_FREE = 1, NT_SB_CONFINED = 2 };
 
+/* Nonzero once the library knows of any filter in this process (one it
+ * saw installed, one it started under, one a thread check found). */
+extern int nt_sb_any;
 /* The whole process is confined (inherited filter, TSYNC, or a filter
  * installed by its only thread). */
 extern int nt_sb_all;
@@ -48,6 +51,17 @@ static inline int nt_sandboxed(void)
     if (likely(s == NT_SB_FREE))
         return __atomic_load_n(&nt_sb_all, __ATOMIC_RELAXED);
     return s == NT_SB_CONFINED ? 1 : nt_sandbox_check_thread();
+}
+
+/* For the governed fast path (a connection's every call, every wait):
+ * one load and a branch while no filter is known anywhere in the process.
+ * A thread under a filter installed behind the library's back (inline
+ * assembly) is then found on its next slow path (classification, close,
+ * a new connection, an event, the timer's start) instead. */
+static inline int nt_sandboxed_fast(void)
+{
+    return unlikely(__atomic_load_n(&nt_sb_any, __ATOMIC_RELAXED)) &&
+           nt_sandboxed();
 }
 
 /* At init, before the config is read: 1 when the process started under a

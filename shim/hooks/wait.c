@@ -19,7 +19,7 @@
 static inline void before_wait(void)
 {
     nt_init();
-    if (unlikely(nt_sandboxed())) return; /* sandbox: */
+    if (nt_sandboxed_fast()) return; /* sandbox: */
     nt_timer_check_fork(); /* a fork child's deadlines need their thread */
     nt_coalesce_before_wait();
 }

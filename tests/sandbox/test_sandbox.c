@@ -14,6 +14,11 @@
 #include "nttest_cr.h"
 
 #define PROG NT_PROG("sb_prog")
+#ifdef NT_SANITIZE
+#define SB_ENV "SB_ASAN=1"
+#else
+#define SB_ENV "SB_ASAN=0"
+#endif
 
 static char *log_path;
 static char *conf_path;
@@ -55,9 +60,9 @@ static void run_mode(const char *mode, const char *idle, const char *const *env,
 {
     char cfg[600];
     snprintf(cfg, sizeof cfg, "NETTIMEO_CONFIG=%s", config(idle));
-    const char *envv[8] = { cfg };
-    for (int i = 0; env && env[i] && i < 6; i++)
-        envv[i + 1] = env[i];
+    const char *envv[8] = { cfg, SB_ENV };
+    for (int i = 0; env && env[i] && i < 5; i++)
+        envv[i + 2] = env[i];
     struct nt_spawn_opts o = { .env = envv };
     struct nt_result with, without;
     cr_assert_eq(nt_run_both(NT_ARGV(PROG, mode), &o, 40000, &with, &without), 0);
@@ -124,7 +129,7 @@ Test(sandbox, seccomp_syscall_single_thread)
  * the program killed. */
 Test(sandbox, no_config)
 {
-    struct nt_spawn_opts o = { 0 };
+    struct nt_spawn_opts o = { .env = NT_ENV(SB_ENV) };
     struct nt_result with, without;
     cr_assert_eq(nt_run_both(NT_ARGV(PROG, "prctl"), &o, 40000, &with, &without), 0);
     nt_assert_exit(&with, 0, "no config");
@@ -189,7 +194,7 @@ Test(sandbox, inherited_filter_govern_opt_in)
 {
     char cfg[600];
     snprintf(cfg, sizeof cfg, "NETTIMEO_CONFIG=%s", config("30s"));
-    struct nt_spawn_opts o = { .env = NT_ENV(cfg, "NETTIMEO_SECCOMP=govern") };
+    struct nt_spawn_opts o = { .env = NT_ENV(cfg, SB_ENV, "NETTIMEO_SECCOMP=govern") };
     struct nt_result r;
     cr_assert_eq(nt_run(NT_ARGV(PROG, "launch"), &o, 40000, &r), 0);
     cr_assert(WIFSIGNALED(r.status) && WTERMSIG(r.status) == SIGSYS,
