@@ -59,8 +59,13 @@ NT_EXPORT long syscall(long nr, long a1, long a2, long a3, long a4, long a5,
     syscall_fn next = __atomic_load_n(&next_syscall, __ATOMIC_ACQUIRE);
     if (unlikely(!next))
         next = resolve();
+    /* Probes are not installs: libseccomp 2.5 asks whether the call
+     * exists with strict mode and flags 1 (EINVAL), and which flags the
+     * kernel knows with a filter mode and no program (EFAULT). */
     if (likely(nr != SYS_seccomp) ||
-        (a1 != SECCOMP_SET_MODE_FILTER && a1 != SECCOMP_SET_MODE_STRICT))
+        (a1 != SECCOMP_SET_MODE_FILTER && a1 != SECCOMP_SET_MODE_STRICT) ||
+        (a1 == SECCOMP_SET_MODE_FILTER && !a3) ||
+        (a1 == SECCOMP_SET_MODE_STRICT && (a2 || a3)))
         return next(nr, a1, a2, a3, a4, a5, a6);
     return install(nr, a1, a2, a3, a4, a5, a6, NT_CALLER());
 }

@@ -201,3 +201,39 @@ Test(sandbox, inherited_filter_govern_opt_in)
               "expected SIGSYS, got status 0x%x\n%s", r.status, r.err);
     nt_result_free(&r);
 }
+
+/* The close events of process `pid` after line `from` (the launcher's
+ * own closes before its exec share the pid). */
+static size_t closes_of(const struct nt_jsonl *log, const char *from, int pid)
+{
+    size_t n = 0, i = 0;
+    while (i < log->n && log->line[i] != from)
+        i++;
+    for (; i < log->n; i++) {
+        char ev[32];
+        n += (int)nt_json_num(log->line[i], "pid", 0) == pid &&
+             nt_json_get(log->line[i], "event", ev, sizeof ev) &&
+             !strcmp(ev, "close");
+    }
+    return n;
+}
+
+/* A broad inherited filter (allows everything, like docker's default
+ * profile for these calls): by default the library still stands back
+ * (it cannot read the filter); with NETTIMEO_SECCOMP=govern it governs
+ * the program: its close is logged. */
+Test(sandbox, inherited_broad_filter_govern)
+{
+    struct nt_jsonl log;
+    run_mode("launch-broad", "30s", NULL, &log);
+    const char *sb = one_sandboxed(&log, "prctl", "process");
+    int pid = (int)nt_json_num(sb, "pid", 0);
+    cr_assert_eq(closes_of(&log, sb, pid), 0, "governed without the opt-in");
+    nt_jsonl_free(&log);
+    unlink(log_path);
+    run_mode("launch-broad", "30s", NT_ENV("NETTIMEO_SECCOMP=govern"), &log);
+    sb = one_sandboxed(&log, "prctl", "process");
+    pid = (int)nt_json_num(sb, "pid", 0);
+    cr_assert_eq(closes_of(&log, sb, pid), 1, "not governed with NETTIMEO_SECCOMP=govern");
+    nt_jsonl_free(&log);
+}

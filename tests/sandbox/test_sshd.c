@@ -79,6 +79,19 @@ static void drain(void)
     S.err[S.err_len] = 0;
 }
 
+/* Drain until `needle` shows up in what sshd wrote (a deadline's event
+ * may be written just after the client saw the connection cut). */
+static void drain_until(const char *needle, int timeout_ms)
+{
+    int64_t end = nt_now_ms() + timeout_ms;
+    do {
+        drain();
+        if (strstr(S.err, needle))
+            return;
+        nt_sleep_ms(20);
+    } while (nt_now_ms() < end);
+}
+
 /* Start sshd under the library with these [defaults] deadlines. */
 static void start(const char *deadlines)
 {
@@ -246,6 +259,7 @@ Test(sshd, idle_session_cut, .fini = stop)
               "cut after %lld ms, idle_timeout is 2 s", (long long)r.elapsed_ms);
     cr_assert(!strstr(r.out, "late"));
     nt_result_free(&r);
+    drain_until("\"idle_timeout\"", 3000);
     struct nt_jsonl log;
     nt_jsonl_parse(&log, S.err);
     bool idle = false;
