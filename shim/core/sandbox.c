@@ -33,8 +33,10 @@ static int govern_inherited;
 static long base_filters = -1; /* Seccomp_filters at init; -1: unknown */
 static int started_confined;   /* Seccomp: was not 0 at init */
 
+/* NoNewPrivs is not asked for: a filter is inherited with or without it
+ * (a root launcher needs none), so it says nothing the library can use. */
 struct status {
-    long seccomp, filters, nnp, threads; /* -1: line absent */
+    long seccomp, filters, threads; /* -1: line absent */
 };
 
 static long field(const char *text, const char *key)
@@ -70,7 +72,6 @@ static int read_status(const char *path, struct status *st)
     buf[len] = 0;
     st->seccomp = field(buf, "Seccomp");
     st->filters = field(buf, "Seccomp_filters");
-    st->nnp = field(buf, "NoNewPrivs");
     st->threads = field(buf, "Threads");
     return st->seccomp < 0 ? -EIO : 0;
 }
