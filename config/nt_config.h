@@ -34,6 +34,7 @@ enum nt_event_kind {
     NT_EV_ACCEPT = 1u << 8,
     NT_EV_CLOSE = 1u << 9,
     NT_EV_ABANDONED = 1u << 10,
+    NT_EV_SANDBOXED = 1u << 11, /* always on: the library stepped back (seccomp) */
 };
 /* Default `events` set (SPEC section 3); "all" = NT_EV_ALL adds the
  * lifecycle and config_loaded. config_error/suppressed are always on: they

@@ -25,11 +25,12 @@
 #include "audit/log_sink.h"
 #include "audit/ratelimit.h"
 #include "core/real.h"
+#include "core/sandbox.h"
 
 #define NT_LINE_MAX 8192
 #define NT_CONFIG_EVENTS (NT_EV_CONFIG_ERROR | NT_EV_CONFIG_LOADED)
 /* On whatever the config says: they report on nettimeo itself. */
-#define NT_EV_ALWAYS (NT_EV_CONFIG_ERROR | NT_EV_SUPPRESSED)
+#define NT_EV_ALWAYS (NT_EV_CONFIG_ERROR | NT_EV_SUPPRESSED | NT_EV_SANDBOXED)
 
 uint32_t nt_event_mask = NT_EV_DEFAULT;
 
@@ -189,7 +190,7 @@ static int admit(const struct nt_event *ev)
 
 void nt_event_emit(const struct nt_event *ev)
 {
-    if (!nt_event_enabled(ev->kind))
+    if (!nt_event_enabled(ev->kind) || nt_sandboxed()) /* sandbox: */
         return;
     int saved = errno;
     nt_in_lib++;

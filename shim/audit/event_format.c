@@ -89,6 +89,7 @@ const char *nt_errno_name(int err, char *buf)
 static const char *const event_names[] = {
     "epipe", "econnreset", "timeout", "flush_error", "config_error",
     "config_loaded", "suppressed", "connect", "accept", "close", "abandoned",
+    "sandboxed",
 };
 
 const char *nt_event_name(uint32_t kind)
@@ -322,6 +323,10 @@ static void put_details(struct nt_jbuf *b, const struct nt_event *ev,
         nt_j_ku64(b, "count", ev->count);
         if (ev->of_kind)
             nt_j_kstr(b, "suppressed_event", nt_event_name(ev->of_kind));
+    }
+    if (ev->kind == NT_EV_SANDBOXED) { /* scope: process | thread */
+        nt_j_kstr(b, "scope", ev->action ? ev->action : "thread");
+        nt_j_ku64(b, "connections", ev->count);
     }
     if (ev->message) {
         nt_j_key(b, "message");

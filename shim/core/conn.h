@@ -39,6 +39,7 @@
 #include <sys/un.h>
 
 #include "core/fdtable.h"
+#include "core/sandbox.h"
 
 enum nt_role { NT_ROLE_NONE = 0, NT_ROLE_OUTBOUND, NT_ROLE_INBOUND,
                NT_ROLE_INHERITED };
@@ -133,7 +134,7 @@ static inline struct nt_conn *nt_conn_get(int fd)
         if (likely(k == NT_FD_PASS))
             return 0;
         if (k == NT_FD_CONN) {
-            if (nt_bypass())
+            if (nt_bypass() || nt_sandboxed_fast() /* sandbox: */)
                 return 0;
             struct nt_conn *c = __atomic_load_n(&p->conn[i], __ATOMIC_RELAXED);
             if (unlikely(c->dormant))
@@ -143,7 +144,8 @@ static inline struct nt_conn *nt_conn_get(int fd)
         if (k != NT_FD_UNKNOWN)
             return 0;
     }
-    return nt_bypass() || nt_g.disabled ? 0 : nt_fd_classify(fd);
+    return nt_bypass() || nt_g.disabled || nt_sandboxed() /* sandbox: */
+               ? 0 : nt_fd_classify(fd);
 }
 
 int nt_conn_lock(struct nt_conn *c);          /* 1: taken, 0: already ours */

@@ -10,6 +10,7 @@
 #include "core/real.h"
 
 struct nt_fd_page *nt_fd_pages[NT_FD_NPAGES];
+unsigned nt_fd_pages_end;
 
 static struct nt_fd_page *page_for(int fd)
 {
@@ -29,6 +30,11 @@ static struct nt_fd_page *page_for(int fd)
         munmap(m, sizeof *p); /* another thread won the race */
         return expected;
     }
+    unsigned end = ((unsigned)fd >> NT_FD_PAGE_SHIFT) + 1, cur;
+    while ((cur = __atomic_load_n(&nt_fd_pages_end, __ATOMIC_RELAXED)) < end &&
+           !__atomic_compare_exchange_n(&nt_fd_pages_end, &cur, end, 0,
+                                        __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+        ;
     return m;
 }
 
@@ -58,7 +64,8 @@ int nt_fd_set_conn(int fd, struct nt_conn *c)
 void nt_fd_each_conn(void (*f)(int fd, struct nt_conn *c, void *arg),
                      void *arg)
 {
-    for (unsigned pg = 0; pg < NT_FD_NPAGES; pg++) {
+    unsigned end = __atomic_load_n(&nt_fd_pages_end, __ATOMIC_ACQUIRE);
+    for (unsigned pg = 0; pg < end; pg++) {
         struct nt_fd_page *p = __atomic_load_n(&nt_fd_pages[pg],
                                                __ATOMIC_ACQUIRE);
         if (!p)
@@ -71,8 +78,11 @@ void nt_fd_each_conn(void (*f)(int fd, struct nt_conn *c, void *arg),
 
 void nt_fd_release_range(unsigned lo, unsigned hi, void *caller)
 {
-    if (hi >= NT_FD_MAX)
-        hi = NT_FD_MAX - 1;
+    unsigned pages = __atomic_load_n(&nt_fd_pages_end, __ATOMIC_ACQUIRE);
+    if (!pages)
+        return;
+    if (hi > (pages << NT_FD_PAGE_SHIFT) - 1)
+        hi = (pages << NT_FD_PAGE_SHIFT) - 1;
     for (unsigned fd = lo; fd <= hi && fd >= lo;) {
         struct nt_fd_page *p = nt_fd_page_of((int)fd);
         unsigned page_end = (fd | (NT_FD_PAGE - 1));
@@ -90,6 +100,23 @@ void nt_fd_release_range(unsigned lo, unsigned hi, void *caller)
             break;
         fd = page_end + 1;
     }
+}
+
+void nt_fd_mark_unknown(int fd)
+{
+    struct nt_fd_page *p = nt_fd_page_of(fd);
+    if (p)
+        __atomic_store_n(&p->kind[fd & (NT_FD_PAGE - 1)], NT_FD_UNKNOWN,
+                         __ATOMIC_RELEASE);
+}
+
+void nt_fd_mark_unknown_range(unsigned lo, unsigned hi)
+{
+    unsigned end = __atomic_load_n(&nt_fd_pages_end, __ATOMIC_ACQUIRE);
+    if (end && hi > (end << NT_FD_PAGE_SHIFT) - 1)
+        hi = (end << NT_FD_PAGE_SHIFT) - 1;
+    for (unsigned fd = lo; end && fd <= hi && fd >= lo; fd++)
+        nt_fd_mark_unknown((int)fd);
 }
 
 void nt_fd_forget(int fd)

@@ -51,6 +51,8 @@ struct nt_fd_page {
 };
 
 extern struct nt_fd_page *nt_fd_pages[NT_FD_NPAGES];
+/* 1 + the highest page index ever allocated: scans stop there. */
+extern unsigned nt_fd_pages_end;
 
 static inline struct nt_fd_page *nt_fd_page_of(int fd)
 {
@@ -82,6 +84,11 @@ static inline struct nt_conn *nt_fd_conn(int fd)
 void nt_fd_set(int fd, int kind);
 /* Point fd at connection c (CONN). 0, or -1 when no page could be had. */
 int nt_fd_set_conn(int fd, struct nt_conn *c);
+/* Memory only (no system call, no lock: a confined thread may call it):
+ * fd, or [lo, hi], must be classified afresh on next use. Connections
+ * they pointed at keep their references (identity checks protect them). */
+void nt_fd_mark_unknown(int fd);
+void nt_fd_mark_unknown_range(unsigned lo, unsigned hi);
 /* Calls f(fd, c) for every CONN slot; the slot may change meanwhile. */
 void nt_fd_each_conn(void (*f)(int fd, struct nt_conn *c, void *arg),
                      void *arg);

@@ -14,6 +14,7 @@
 #include "core/nt.h"
 #include "core/process.h"
 #include "core/real.h"
+#include "core/sandbox.h"
 #include "core/settings.h"
 
 struct nt_state nt_g;
@@ -58,7 +59,7 @@ void nt_init_slow(void)
     nt_real_resolve();
     nt_g.secure = getauxval(AT_SECURE) != 0;
     read_program_name();
-    if (env_is_true("NETTIMEO_DISABLE"))
+    if (env_is_true("NETTIMEO_DISABLE") || nt_sandbox_init() /* sandbox: */)
         nt_g.disabled = 1;
     else
         nt_settings_load_initial();

@@ -12,6 +12,7 @@
 #include "coalesce/coalesce.h"
 #include "core/io.h"
 #include "core/real.h"
+#include "core/sandbox.h"
 #include "core/signals.h"
 
 size_t nt_iov_total(const struct iovec *iov, int n)
@@ -249,6 +250,10 @@ controlled(struct nt_conn *c, int fd, const struct nt_op *op, int extra,
     }
     for (;;) {
         int closed = 0;
+        if (first == NT_NOT_TRIED && unlikely(nt_sandboxed())) { /* sandbox: */
+            result = nt_sb_resume(fd, op, done, saved_errno); /* TSYNC */
+            break;
+        }
         /* `first` is the caller's attempt, when it made one */
         ssize_t r = first != NT_NOT_TRIED
                         ? first
@@ -284,6 +289,10 @@ controlled(struct nt_conn *c, int fd, const struct nt_op *op, int extra,
             } else {
                 result = finish(c, fd, op, r, extra);
             }
+            break;
+        }
+        if (unlikely(nt_sandboxed())) { /* sandbox: */
+            result = nt_sb_resume(fd, op, done, saved_errno);
             break;
         }
         if (!closed && became_nonblocking(c, fd)) {

@@ -16,6 +16,7 @@
 #include "core/conn.h"
 #include "core/process.h"
 #include "core/real.h"
+#include "core/sandbox.h"
 #include "deadline/timer.h"
 
 uint32_t nt_fork_epoch;
@@ -24,7 +25,8 @@ extern char **environ;
 
 void nt_process_flush(void)
 {
-    if (!nt_g.ready || nt_g.disabled || nt_bypass())
+    if (!nt_g.ready || nt_g.disabled || nt_bypass() ||
+        nt_sandboxed() /* sandbox: */)
         return;
     nt_in_lib++;
     nt_coalesce_flush_all();

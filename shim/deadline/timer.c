@@ -12,6 +12,7 @@
 
 #include "deadline/deadline.h"
 #include "deadline/timer.h"
+#include "core/sandbox.h"
 
 struct entry {
     nt_ns due;
@@ -94,6 +95,8 @@ static void *timer_main(void *arg);
 
 static void start_thread(void)
 {
+    if (nt_sandboxed()) /* sandbox: a filter may forbid every call the thread makes */
+        return;
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -237,6 +240,11 @@ static void *timer_main(void *arg)
             file_locked(c, next);
     }
     return arg;
+}
+
+int nt_timer_running(void)
+{
+    return __atomic_load_n(&running, __ATOMIC_RELAXED);
 }
 
 unsigned nt_timer_pending(void)

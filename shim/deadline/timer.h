@@ -22,6 +22,8 @@ void nt_timer_arm(struct nt_conn *c, nt_ns due);
 void nt_timer_disarm(struct nt_conn *c);
 /* fork child: an empty heap, a fresh lock, no thread. */
 void nt_timer_atfork_child(void);
+/* The timer thread exists in this process. */
+int nt_timer_running(void);
 /* Stats for tests and benchmarks: entries filed. */
 unsigned nt_timer_pending(void);
 

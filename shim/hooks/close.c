@@ -38,6 +38,8 @@ NT_EXPORT int close(int fd)
     struct nt_fd_page *p = nt_fd_page_of(fd);
     if (!p || p->kind[fd & (NT_FD_PAGE - 1)] == NT_FD_UNKNOWN || nt_bypass())
         return real.close(fd);
+    if (unlikely(nt_sandboxed())) /* sandbox: */
+        return nt_sb_close(fd);
     nt_close_fd(fd, "close", NT_CALLER());
     return real.close(fd);
 }
@@ -46,8 +48,12 @@ NT_EXPORT int fclose(FILE *f)
 {
     nt_init();
     int fd = f ? fileno(f) : -1;
-    if (fd >= 0 && !nt_bypass() && nt_fd_kind(fd) == NT_FD_CONN)
-        nt_close_fd(fd, "fclose", NT_CALLER()); /* stdio flushes first */
+    if (fd >= 0 && !nt_bypass() && nt_fd_kind(fd) == NT_FD_CONN) {
+        if (unlikely(nt_sandboxed())) /* sandbox: */
+            nt_fd_mark_unknown(fd);
+        else
+            nt_close_fd(fd, "fclose", NT_CALLER()); /* stdio flushes first */
+    }
     return real.fclose(f);
 }
 
@@ -56,6 +62,8 @@ NT_EXPORT int close_range(unsigned lo, unsigned hi, int flags)
     nt_init();
     if (flags & CLOSE_RANGE_CLOEXEC || nt_bypass())
         return real.close_range(lo, hi, flags);
+    if (unlikely(nt_sandboxed())) /* sandbox: */
+        return nt_sb_close_range(lo, hi, flags);
     nt_coalesce_close_range(lo, hi); /* flush first */
     int r = real.close_range(lo, hi, flags);
     if (r == 0)
@@ -68,6 +76,10 @@ NT_EXPORT void closefrom(int lo)
     nt_init();
     if (lo < 0 || nt_bypass()) {
         real.closefrom(lo);
+        return;
+    }
+    if (unlikely(nt_sandboxed())) { /* sandbox: */
+        nt_sb_closefrom(lo);
         return;
     }
     nt_coalesce_close_range((unsigned)lo, NT_FD_MAX - 1);

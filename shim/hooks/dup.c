@@ -47,6 +47,8 @@ static int refused(int r, int to)
 NT_EXPORT int dup(int fd)
 {
     nt_init();
+    if (unlikely(nt_sandboxed())) /* sandbox: */
+        return nt_sb_fd(real.dup(fd));
     int r = real.dup(fd);
     copied(fd, r);
     return r;
@@ -57,6 +59,8 @@ NT_EXPORT int dup2(int from, int to)
     nt_init();
     if (from == to)
         return real.dup2(from, to);
+    if (unlikely(nt_sandboxed())) /* sandbox: */
+        return nt_sb_fd(real.dup2(from, to));
     replacing(to, "dup2", NT_CALLER());
     int r = refused(real.dup2(from, to), to);
     copied(from, r);
@@ -68,6 +72,8 @@ NT_EXPORT int dup3(int from, int to, int flags)
     nt_init();
     if (from == to)
         return real.dup3(from, to, flags); /* EINVAL */
+    if (unlikely(nt_sandboxed())) /* sandbox: */
+        return nt_sb_fd(real.dup3(from, to, flags));
     replacing(to, "dup3", NT_CALLER());
     int r = refused(real.dup3(from, to, flags), to);
     copied(from, r);
@@ -86,6 +92,8 @@ static void set_nonblock(int fd, int on)
  * run on. */
 static int fcntl_common(int (*next)(int, int, ...), int fd, int cmd, long arg)
 {
+    if (unlikely(nt_sandboxed())) /* sandbox: */
+        return nt_sb_fcntl(next, fd, cmd, arg);
     int r = next(fd, cmd, arg);
     if (r < 0 || nt_g.disabled)
         return r;

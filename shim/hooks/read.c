@@ -175,7 +175,10 @@ static void forget_passed_fds(const struct msghdr *msg)
         for (size_t i = 0; i < n; i++) {
             int fd;
             memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof fd);
-            nt_fd_forget(fd);
+            if (unlikely(nt_sandboxed())) /* sandbox: memory only */
+                nt_fd_mark_unknown(fd);
+            else
+                nt_fd_forget(fd);
         }
     }
 }

@@ -62,6 +62,11 @@ NT_EXPORT int sigaction(int sig, const struct sigaction *act,
     nt_init();
     if (sig <= 0 || sig >= NSIG || nt_bypass() || nt_g.disabled)
         return real.sigaction(sig, act, old);
+    if (unlikely(nt_sandboxed())) { /* sandbox: the program's own call */
+        if (act)
+            wrapped[sig] = 0;
+        return real.sigaction(sig, act, old);
+    }
     struct sigaction kernel_old;
     if (!act) {
         int r = real.sigaction(sig, NULL, old ? &kernel_old : NULL);

@@ -24,6 +24,8 @@ static void fresh_fd(int fd, int kind)
 NT_EXPORT int socket(int domain, int type, int protocol)
 {
     nt_init();
+    if (unlikely(nt_sandboxed())) /* sandbox: */
+        return nt_sb_fd(real.socket(domain, type, protocol));
     int fd = real.socket(domain, type, protocol);
     if (fd >= 0 && !nt_g.disabled && !nt_bypass())
         NT_KEEP_ERRNO(fresh_fd(fd, governed_type(domain, type) ? NT_FD_NEW
@@ -35,6 +37,8 @@ NT_EXPORT int socket(int domain, int type, int protocol)
 NT_EXPORT int socketpair(int domain, int type, int protocol, int sv[2])
 {
     nt_init();
+    if (unlikely(nt_sandboxed())) /* sandbox: */
+        return nt_sb_socketpair(domain, type, protocol, sv);
     int r = real.socketpair(domain, type, protocol, sv);
     if (r == 0 && !nt_g.disabled && !nt_bypass()) {
         fresh_fd(sv[0], NT_FD_PASS);
@@ -82,7 +86,8 @@ static int connect_again(struct nt_conn *c, int fd, const struct sockaddr *addr,
 NT_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
 {
     nt_init();
-    if (nt_bypass() || nt_g.disabled || !addr || addr->sa_family == AF_UNSPEC)
+    if (nt_bypass() || nt_g.disabled || !addr || addr->sa_family == AF_UNSPEC ||
+        nt_sandboxed() /* sandbox: */)
         return real.connect(fd, addr, len);
     int k = kind_of(fd);
     if (k == NT_FD_CONN)
@@ -131,6 +136,8 @@ NT_EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *len)
     int r = real.accept(fd, addr, len);
     if (r < 0 || nt_g.disabled || nt_bypass())
         return r;
+    if (unlikely(nt_sandboxed())) /* sandbox: */
+        return nt_sb_fd(r);
     return accepted(fd, r, 0, NT_CALLER());
 }
 
@@ -141,6 +148,8 @@ NT_EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *len,
     int r = real.accept4(fd, addr, len, flags);
     if (r < 0 || nt_g.disabled || nt_bypass())
         return r;
+    if (unlikely(nt_sandboxed())) /* sandbox: */
+        return nt_sb_fd(r);
     return accepted(fd, r, flags, NT_CALLER());
 }
 

@@ -30,7 +30,8 @@ NT_EXPORT int setsockopt(int fd, int level, int opt, const void *val,
 NT_EXPORT FILE *fdopen(int fd, const char *mode)
 {
     nt_init();
-    if (nt_fd_kind(fd) == NT_FD_CONN && !nt_g.disabled && !nt_bypass())
+    if (nt_fd_kind(fd) == NT_FD_CONN && !nt_g.disabled && !nt_bypass() &&
+        !nt_sandboxed() /* sandbox: */)
         NT_KEEP_ERRNO(nt_coalesce_fdopen(nt_fd_conn(fd), fd));
     return real.fdopen(fd, mode);
 }

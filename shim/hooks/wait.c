@@ -17,6 +17,8 @@
 static inline void before_wait(void)
 {
     nt_init();
+    if (nt_sandboxed_fast()) /* sandbox: */
+        return;
     nt_deadline_program_waits();
     nt_coalesce_before_wait();
 }
