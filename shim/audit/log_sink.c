@@ -1,6 +1,8 @@
 /* Audit log sinks (see log_sink.h). */
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
@@ -187,10 +189,25 @@ static int write_stderr(const char *line, size_t len)
     return write_once(2, line, len) == (ssize_t)len ? 0 : -1;
 }
 
+/* A log that reached the program's RLIMIT_FSIZE (sshd sets it to 0
+ * before its sandbox) must not raise SIGXFSZ in the program: the line is
+ * dropped instead, and a SIGXFSZ our write caused is taken back. */
 static int write_file(const char *line, size_t len)
 {
     int fd = current_fd(SINK_FILE);
-    return fd >= 0 && write_once(fd, line, len) == (ssize_t)len ? 0 : -1;
+    if (fd < 0)
+        return -1;
+    sigset_t xfsz, old;
+    sigemptyset(&xfsz);
+    sigaddset(&xfsz, SIGXFSZ);
+    pthread_sigmask(SIG_BLOCK, &xfsz, &old);
+    ssize_t r = write_once(fd, line, len);
+    if (r < 0 && errno == EFBIG && !sigismember(&old, SIGXFSZ)) {
+        struct timespec zero = { 0, 0 };
+        sigtimedwait(&xfsz, NULL, &zero); /* ours: consume it */
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return r == (ssize_t)len ? 0 : -1;
 }
 
 static ssize_t send_syslog(int fd, const char *line, size_t len, int level)

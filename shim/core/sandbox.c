@@ -221,22 +221,10 @@ void nt_sandbox_before(const char *op, int strict, int tsync, void *caller,
                   "confined threads straight through",
             .caller = caller,
         };
-        /* sshd's pre-auth child sets RLIMIT_FSIZE to 0 just before: a
-         * write to a log file would raise SIGXFSZ and kill it. Such a
-         * line is dropped instead (the sink counts it). */
-        sigset_t xfsz, old;
-        sigemptyset(&xfsz);
-        sigaddset(&xfsz, SIGXFSZ);
-        pthread_sigmask(SIG_BLOCK, &xfsz, &old);
+        /* (sshd's pre-auth child sets RLIMIT_FSIZE to 0 just before: a
+         * log file drops the line rather than raise SIGXFSZ, log_sink.c) */
         nt_event_emit(&ev);
         nt_process_flush();
-        if (!sigismember(&old, SIGXFSZ)) {
-            sigset_t pending;
-            struct timespec zero = { 0, 0 };
-            if (sigpending(&pending) == 0 && sigismember(&pending, SIGXFSZ))
-                sigtimedwait(&xfsz, NULL, &zero); /* ours: consume it */
-        }
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
     }
     nt_sb_self = NT_SB_CONFINED;
     __atomic_store_n(&sb_seen, 1, __ATOMIC_RELAXED);
