@@ -1,0 +1,1061 @@
+#!/usr/bin/env python3
+"""Behaviour fuzzer for nettimeo (issue #11): transparency and deadlines.
+
+Transparency (SPEC §7): a seeded random scenario (tests/behave/behave_driver.c
+executes it) runs once without the library and once under each of several
+configurations whose deadlines never fire (600 s, coalescing in buffer and
+cork mode, events = all, log to a file). The traces (every call's result and
+errno, checksums of what each peer received, exit statuses, descriptors left
+open) must be identical and the log must hold no timeout/flush_error event.
+A mismatch is confirmed by a rerun, shrunk by delta debugging over the
+scenario's lines, and written as a standalone reproducer.
+
+Deadline mode (SPEC §4): scenarios where exactly one deadline fires, checked
+against a small executable model of §4 (see deadline_cases()).
+
+  behave.py run [--seconds S] [--seed N]... [--families a,b] [--exclude c]
+  behave.py deadline [--seconds S]
+  behave.py replay DIR-OR-REPRO...      replays committed reproducers
+  behave.py gen SEED                    prints the scenario for SEED
+  behave.py diff SCENARIO [--config NAME]  runs one scenario, prints the diff
+
+Scenario format (one operation per line, '#' starts a comment):
+  [@EXEC[&]] OP ARGS       EXEC: M (default), T1, T2 (threads), C1, C2 (fork
+                           children); '&' starts the op and returns at once,
+                           "sync EXEC" collects its result later.
+  Program ops: listen L FAM | connect H QLISTENER [nonblock] | accept H L
+  [nonblock] | accept4 H L [nonblock] | read/recv/recvfrom/readv/recvmsg H N
+  [FLAGS] | recvmmsg H N FLAGS K | write/send/sendto/writev/sendmsg H N [FLAGS]
+  | sendmmsg H N FLAGS K | dprintf H N | errqueue H | shutdown H rd|wr|rdwr |
+  close/sysclose/fclose/close_range/closefrom H | dup NEW OLD | dup2/dup3 NEW
+  OLD FD | fdupfd NEW OLD MIN | nonblock H on|off fcntl|ioctl | getfl H |
+  soerror H | poll/select/epoll H in|out|inout MS | sendfd NEW OLD |
+  sigaction SIG restart|norestart plain|sockcalls [H] | sigpipe ignore|default
+  | spawn vfork|posix_spawn|system|popen|forkexec H|- N | sleep MS
+  Controller ops: thread T | join T | fork C | exit/_exit CODE (on C) | wait C
+  | kill EXEC SIG | sync EXEC | exit/_exit/return CODE (main, last line)
+  Peer ops (the far end): plisten Q FAM [small] | pconnect H L [small] |
+  pwrite H N | pread H | pclose H | preset H | pshutw H | poob H | pdribble H N
+  FLAGS: peek,waitall,dontwait,more,oob,errqueue,nosignal joined by commas.
+"""
+import argparse
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
+RUN_TIMEOUT = 10     # a scenario takes well under a second
+
+# ------------------------------------------------------------ configurations
+
+FAR = ('read_timeout = 600s\nwrite_timeout = 600s\nidle_timeout = 600s\n'
+       'request_timeout = 600s\nmax_lifetime = 600s\nconnect_timeout = 600s\n')
+CONFIGS = {
+    # name: (config file body or None, NETTIMEO_OPTIONS or None)
+    'deadlines': ('[global]\nlog = {log}\nevents = all\n[defaults]\n' + FAR, None),
+    'buffer': ('[global]\nlog = {log}\nevents = all\nsigpipe = keep\n[defaults]\n' + FAR +
+               'coalesce = 16KiB\ncoalesce_delay = 1ms\ncoalesce_mode = buffer\n', None),
+    'cork': ('[global]\nlog = {log}\nevents = all\n[defaults]\n' + FAR +
+             'coalesce = 16KiB\ncoalesce_delay = 1ms\ncoalesce_mode = cork\n', None),
+    'options': (None, 'read_timeout=600s write_timeout=600s idle_timeout=600s '
+                      'request_timeout=600s max_lifetime=600s'),
+}
+
+# ---------------------------------------------------------------- generator
+
+FAMILIES = ['io', 'flags', 'zero', 'mmsg', 'dup', 'close', 'scm', 'fork',
+            'spawn', 'thread', 'signal', 'wait', 'nonblock', 'peer', 'dprintf',
+            'unix', 'tcp6', 'errqueue', 'oob']
+
+
+class Conn:
+    def __init__(self, name, fam):
+        self.name = name
+        self.fam = fam
+        self.handles = [name]       # program handles (main process)
+        self.to_prog = 0            # bytes the peer sent, not yet read
+        self.to_peer = 0            # bytes the program sent, not yet drained
+        self.peer = 'open'          # open | shutw | closed | reset
+        self.shut_wr = False        # program shut down its write side
+        self.shut_rd = False
+        self.nb = False             # O_NONBLOCK on the (shared) description
+        self.uncertain = False      # OOB or races made byte counts unknown
+        self.closed = False
+
+
+class Gen:
+    """A tiny model of the scenario's world, enough to never block forever."""
+
+    def __init__(self, seed, families):
+        self.r = random.Random(seed)
+        self.fam = set(families)
+        self.lines = []
+        self.conns = []
+        self.ctr = 0
+        self.plisteners = []
+        self.listeners = []
+        self.fds = set()            # simulated program fd numbers (>= 30)
+        self.hfd = {}               # handle -> fd
+        self.sig = None             # (restart?, installed)
+        self.threads = set()
+        self.sigpipe_ignored = False
+
+    def new(self, p):
+        self.ctr += 1
+        return '%s%d' % (p, self.ctr)
+
+    def lowest(self, lo=30):
+        fd = lo
+        while fd in self.fds:
+            fd += 1
+        return fd
+
+    def take(self, h, fd=None):
+        if fd is None:
+            fd = self.lowest()
+        self.fds.add(fd)
+        self.hfd[h] = fd
+        return fd
+
+    def emit(self, s):
+        self.lines.append(s)
+
+    def live(self):
+        return [c for c in self.conns if not c.closed]
+
+    def conn_of(self, h):
+        for c in self.conns:
+            if h in c.handles:
+                return c
+        return None
+
+    def fam_choice(self):
+        opts = ['tcp4']
+        if 'unix' in self.fam:
+            opts.append('unix')
+        if 'tcp6' in self.fam:
+            opts.append('tcp6')
+        return self.r.choice(opts)
+
+    # -- connection setup
+    def g_outbound(self):
+        if not self.plisteners or self.r.random() < 0.3:
+            q = self.new('Q')
+            fam = self.fam_choice()
+            small = ' small' if 'peer' in self.fam and self.r.random() < 0.15 else ''
+            self.emit('plisten %s %s%s' % (q, fam, small))
+            self.plisteners.append((q, fam))
+        q, fam = self.r.choice(self.plisteners)
+        h = self.new('s')
+        nb = 'nonblock' in self.fam and self.r.random() < 0.3
+        self.emit('connect %s %s%s' % (h, q, ' nonblock' if nb else ''))
+        self.take(h)
+        c = Conn(h, fam)
+        c.nb = nb
+        self.conns.append(c)
+
+    def g_inbound(self):
+        if not self.listeners or self.r.random() < 0.3:
+            name = self.new('L')
+            fam = self.fam_choice()
+            self.emit('listen %s %s' % (name, fam))
+            self.take(name)
+            self.listeners.append((name, fam))
+        name, fam = self.r.choice(self.listeners)
+        h = self.new('a')
+        self.emit('pconnect %s %s' % (h, name))
+        nb = 'nonblock' in self.fam and self.r.random() < 0.3
+        op = self.r.choice(['accept', 'accept4'])
+        self.emit('%s %s %s%s' % (op, h, name, ' nonblock' if nb and op == 'accept4' else ''))
+        self.take(h)
+        c = Conn(h, fam)
+        c.nb = nb and op == 'accept4'
+        self.conns.append(c)
+
+    # -- helpers
+    def can_block_read(self, c, n, waitall=False):
+        if c.uncertain:
+            return False
+        if c.peer != 'open' or c.shut_rd:
+            return True
+        return c.to_prog >= (n if waitall else 1)
+
+    def consume_read(self, c, n, peek=False, waitall=False):
+        if peek:
+            return
+        if c.peer == 'reset':
+            c.uncertain = True   # first read ECONNRESET, then 0: keep it simple
+            return
+        c.to_prog = max(0, c.to_prog - n)
+
+    def g_read(self, c, ex='', via=None):
+        h = via or self.r.choice(c.handles)
+        n = self.r.choice([1, 7, 100, 1000, 5000])
+        if 'zero' in self.fam and self.r.random() < 0.1:
+            n = 0
+        ops = ['read', 'recv', 'recvfrom', 'readv', 'recvmsg']
+        if 'mmsg' in self.fam:
+            ops.append('recvmmsg')
+        op = self.r.choice(ops)
+        flags = []
+        if op not in ('read', 'readv') and 'flags' in self.fam:
+            if self.r.random() < 0.25:
+                flags.append('peek')
+            if self.r.random() < 0.25:
+                flags.append('waitall')
+            if self.r.random() < 0.2:
+                flags.append('dontwait')
+        waitall = 'waitall' in flags
+        nonblocking = c.nb or 'dontwait' in flags
+        if not nonblocking and n > 0 and not self.can_block_read(c, n, waitall):
+            if op in ('read', 'readv'):
+                op = 'recv'
+            flags.append('dontwait')
+            nonblocking = True
+        # waitall+peek on partial data blocks until n are there: only if they are
+        if waitall and 'peek' in flags and not nonblocking and c.to_prog < n and c.peer == 'open':
+            flags.remove('waitall')
+            waitall = False
+        fl = ','.join(flags) if flags else '-'
+        if op == 'recvmmsg':
+            self.emit('%s%s %s %d %s %d' % (ex, op, h, n, fl, self.r.choice([1, 2, 3])))
+        elif op in ('read', 'readv'):
+            self.emit('%s%s %s %d' % (ex, op, h, n))
+        else:
+            self.emit('%s%s %s %d %s' % (ex, op, h, n, fl))
+        self.consume_read(c, n, 'peek' in flags, waitall)
+
+    def g_write(self, c, ex='', via=None):
+        h = via or self.r.choice(c.handles)
+        n = self.r.choice([1, 10, 100, 1000, 4000, 20000])
+        if 'zero' in self.fam and self.r.random() < 0.1:
+            n = 0
+        if c.to_peer + n > 60000 and not c.nb:
+            n = 10
+            if c.to_peer > 60000:
+                self.emit('pread %s' % c.name)
+                c.to_peer = 0
+        ops = ['write', 'send', 'sendto', 'writev', 'sendmsg']
+        if 'mmsg' in self.fam:
+            ops.append('sendmmsg')
+        if 'dprintf' in self.fam:
+            ops.append('dprintf')
+        op = self.r.choice(ops)
+        flags = []
+        if op in ('send', 'sendto', 'sendmsg', 'sendmmsg') and 'flags' in self.fam:
+            if self.r.random() < 0.3:
+                flags.append('more')
+            if self.r.random() < 0.2:
+                flags.append('dontwait')
+            if self.r.random() < 0.3:
+                flags.append('nosignal')
+        fl = ','.join(flags) if flags else '-'
+        if op == 'sendmmsg':
+            self.emit('%s%s %s %d %s %d' % (ex, op, h, n, fl, self.r.choice([1, 2, 4])))
+        elif op in ('write', 'writev', 'dprintf'):
+            self.emit('%s%s %s %d' % (ex, op, h, n))
+        else:
+            self.emit('%s%s %s %d %s' % (ex, op, h, n, fl))
+        c.to_peer += n
+
+    def g_dup(self, c):
+        old = self.r.choice(c.handles)
+        new = self.new('d')
+        k = self.r.choice(['dup', 'dup2', 'dup3', 'fdupfd', 'sendfd'] if 'scm' in self.fam
+                          else ['dup', 'dup2', 'dup3', 'fdupfd'])
+        if k in ('dup2', 'dup3'):
+            # onto a free number, or over another live handle (implicit close)
+            victims = [h for cc in self.live() for h in cc.handles if cc is not c or h != old]
+            if victims and self.r.random() < 0.3:
+                v = self.r.choice(victims)
+                fd = self.hfd[v]
+                vc = self.conn_of(v)
+                self.drop_handle(vc, v)
+            else:
+                fd = self.r.choice([60, 61, 75, 100, 150])
+                while fd in self.fds:
+                    fd += 1
+            self.emit('%s %s %s %d' % (k, new, old, fd))
+            self.take(new, fd)
+        elif k == 'fdupfd':
+            m = self.r.choice([0, 40, 90])
+            self.emit('fdupfd %s %s %d' % (new, old, m))
+            self.take(new, self.lowest(max(m, 30)))
+        else:
+            self.emit('%s %s %s' % (k, new, old))
+            self.take(new)
+        c.handles.append(new)
+
+    def drop_handle(self, c, h):
+        c.handles.remove(h)
+        self.fds.discard(self.hfd.pop(h, -1))
+        if not c.handles:
+            c.closed = True
+
+    def g_close(self, c):
+        h = self.r.choice(c.handles)
+        kinds = ['close']
+        if 'close' in self.fam:
+            kinds += ['sysclose', 'fclose', 'close_range', 'closefrom']
+        k = self.r.choice(kinds)
+        self.emit('%s %s' % (k, h))
+        if k == 'closefrom':
+            lim = self.hfd[h]
+            for cc in self.conns:
+                for hh in list(cc.handles):
+                    if self.hfd.get(hh, -1) >= lim:
+                        self.drop_handle(cc, hh)
+            for name, fam in list(self.listeners):
+                if self.hfd.get(name, -1) >= lim:
+                    self.listeners.remove((name, fam))
+                    self.fds.discard(self.hfd.pop(name))
+        else:
+            self.drop_handle(c, h)
+
+    def g_peer(self, c):
+        k = self.r.choice(['pclose', 'preset', 'pshutw', 'poob', 'pdribble'] if 'oob' in self.fam
+                          else ['pclose', 'preset', 'pshutw', 'pdribble'])
+        if c.peer != 'open':
+            return
+        if k == 'pdribble':
+            n = self.r.choice([3, 10])
+            self.emit('pdribble %s %d' % (c.name, n))
+            c.to_prog += n
+            return
+        self.emit('%s %s' % (k, c.name))
+        if k == 'poob':
+            c.uncertain = True
+        elif k == 'pclose':
+            c.peer = 'closed'
+        elif k == 'preset':
+            c.peer = 'reset'
+            c.uncertain = True
+        else:
+            c.peer = 'shutw'
+
+    def g_wait(self, c):
+        h = self.r.choice(c.handles)
+        k = self.r.choice(['poll', 'select', 'epoll'])
+        how = self.r.choice(['in', 'out', 'inout'])
+        self.emit('%s %s %s %d' % (k, h, how, self.r.choice([0, 0, 10])))
+
+    def g_fork(self):
+        c = self.r.choice(self.live())
+        self.emit('fork C1')
+        for _ in range(self.r.randint(1, 4)):
+            x = self.r.random()
+            if x < 0.45:
+                self.g_write(c, ex='@C1 ')
+            elif x < 0.65 and self.can_block_read(c, 1):
+                self.g_read(c, ex='@C1 ')
+            elif x < 0.8:
+                self.emit('@C1 close %s' % self.r.choice(c.handles))
+            else:
+                self.emit('@C1 sleep %d' % self.r.choice([1, 20]))
+        self.emit('@C1 %s %d' % (self.r.choice(['exit', '_exit']), self.r.randint(0, 3)))
+        self.emit('wait C1')
+
+    def g_spawn(self):
+        c = self.r.choice(self.live())
+        k = self.r.choice(['vfork', 'posix_spawn', 'system', 'popen', 'forkexec'])
+        if self.r.random() < 0.2:
+            self.emit('spawn %s - 0' % k)
+            return
+        n = self.r.choice([1, 50, 3000])
+        self.emit('spawn %s %s %d' % (k, self.r.choice(c.handles), n))
+        c.to_peer += n
+
+    def g_thread(self):
+        c = self.r.choice(self.live())
+        if 'T1' not in self.threads:
+            self.emit('thread T1')
+            self.threads.add('T1')
+        x = self.r.random()
+        if x < 0.5 and c.peer == 'open' and not c.nb and not c.shut_rd and not c.uncertain \
+                and c.to_prog == 0:
+            # a blocked reader woken by the peer (or a signal first)
+            n = self.r.choice([5, 100])
+            h = self.r.choice(c.handles)
+            if self.r.random() < 0.5:
+                self.emit('@T1& read %s %d' % (h, n))
+            else:
+                self.emit('@T1& recv %s %d -' % (h, n))
+            if 'signal' in self.fam and self.r.random() < 0.5:
+                if self.sig is None:
+                    restart = self.r.random() < 0.5
+                    handler = self.r.choice(['plain', 'sockcalls'])
+                    # install from the main thread before the kill
+                    self.lines.insert(len(self.lines) - 1, 'sigaction USR1 %s %s %s' % (
+                        'restart' if restart else 'norestart', handler, h))
+                    self.sig = restart
+                self.emit('kill T1 USR1')
+                m = self.r.choice([3, 200])
+                self.emit('pwrite %s %d' % (c.name, m))
+                self.emit('sync T1')
+                if self.sig:
+                    c.to_prog = max(0, m - n)
+                else:
+                    c.to_prog += m
+                    c.uncertain = True  # EINTR or data, depending on arrival
+            else:
+                m = self.r.choice([3, 200])
+                self.emit('pwrite %s %d' % (c.name, m))
+                self.emit('sync T1')
+                c.to_prog = max(0, m - n)
+        elif x < 0.8:
+            self.g_write(c, ex='@T1 ')
+        elif self.can_block_read(c, 1):
+            self.g_read(c, ex='@T1 ')
+
+    def step(self):
+        r = self.r
+        live = self.live()
+        if len(live) < 1 or (len(live) < 4 and r.random() < 0.08):
+            if r.random() < 0.5:
+                self.g_outbound()
+            else:
+                self.g_inbound()
+            return
+        c = r.choice(live)
+        x = r.random()
+        fam = self.fam
+        if x < 0.22:
+            self.g_write(c)
+        elif x < 0.30:
+            if c.to_peer or r.random() < 0.3:
+                self.emit('pread %s' % c.name)
+                c.to_peer = 0
+        elif x < 0.42:
+            if c.peer == 'open':
+                n = r.choice([1, 10, 100, 3000])
+                self.emit('pwrite %s %d' % (c.name, n))
+                c.to_prog += n
+        elif x < 0.56:
+            self.g_read(c)
+        elif x < 0.61 and 'dup' in fam:
+            self.g_dup(c)
+        elif x < 0.65:
+            self.g_close(c)
+        elif x < 0.68 and 'peer' in fam:
+            self.g_peer(c)
+        elif x < 0.72 and 'wait' in fam:
+            self.g_wait(c)
+        elif x < 0.75 and 'nonblock' in fam:
+            h = r.choice(c.handles)
+            on = r.random() < 0.5
+            self.emit('nonblock %s %s %s' % (h, 'on' if on else 'off', r.choice(['fcntl', 'ioctl'])))
+            c.nb = on
+        elif x < 0.79 and 'fork' in fam:
+            self.g_fork()
+        elif x < 0.83 and 'spawn' in fam:
+            self.g_spawn()
+        elif x < 0.89 and 'thread' in fam:
+            self.g_thread()
+        elif x < 0.91:
+            if not c.shut_wr and r.random() < 0.5:
+                how = r.choice(['wr', 'rdwr', 'rd'])
+                self.emit('shutdown %s %s' % (r.choice(c.handles), how))
+                c.shut_wr = c.shut_wr or how != 'rd'
+                c.shut_rd = c.shut_rd or how != 'wr'
+                if how != 'rd':
+                    c.uncertain = c.uncertain  # writes now EPIPE: deterministic
+        elif x < 0.93 and 'errqueue' in fam:
+            self.emit('errqueue %s' % r.choice(c.handles))
+        elif x < 0.95:
+            self.emit('getfl %s' % r.choice(c.handles))
+        elif x < 0.97:
+            self.emit('soerror %s' % r.choice(c.handles))
+        elif x < 0.985 and 'flags' in fam:
+            self.emit('%s %s %d' % (r.choice(['cork', 'nodelay']), r.choice(c.handles), r.randint(0, 1)))
+        else:
+            self.emit('sleep %d' % r.choice([1, 5, 30]))
+
+    def generate(self, nops):
+        r = self.r
+        if r.random() < 0.7:
+            self.emit('sigpipe ignore')
+            self.sigpipe_ignored = True
+        while len(self.lines) < nops:
+            self.step()
+        for c in self.live():
+            if c.to_peer:
+                self.emit('pread %s' % c.name)
+        self.emit(r.choice(['exit 0', '_exit 0', 'return 0', 'exit 0']))
+        return '\n'.join(self.lines) + '\n'
+
+
+def generate(seed, families, nops=None):
+    g = Gen(seed, families)
+    if nops is None:
+        nops = g.r.choice([10, 20, 30, 45])
+    return g.generate(nops)
+
+# ------------------------------------------------------------------- running
+
+
+class Env:
+    def __init__(self, driver, lib, workdir):
+        self.driver = driver
+        self.lib = lib
+        self.work = workdir
+        self.asan = ''
+        out = subprocess.run(['ldd', lib], capture_output=True, text=True).stdout
+        m = re.search(r'(\S*libasan\.so\S*) => (\S+)', out)
+        if m:
+            self.asan = m.group(2)
+
+
+def run_once(env, scen_text, config, timeout=RUN_TIMEOUT):
+    """Runs one scenario; returns (trace, exit status, log text, stderr)."""
+    d = tempfile.mkdtemp(prefix='bh-', dir=env.work)
+    try:
+        scen = os.path.join(d, 'scen.txt')
+        with open(scen, 'w') as f:
+            f.write(scen_text)
+        trace = os.path.join(d, 'trace.txt')
+        log = os.path.join(d, 'nt.jsonl')
+        e = dict(os.environ)
+        for k in list(e):
+            if k.startswith('NETTIMEO') or k == 'LD_PRELOAD':
+                del e[k]
+        e['BEHAVE_RUNDIR'] = d
+        if config:
+            body, opts = CONFIGS[config]
+            pre = env.lib if not env.asan else env.asan + ':' + env.lib
+            e['LD_PRELOAD'] = pre
+            e['ASAN_OPTIONS'] = 'detect_leaks=0'
+            if body:
+                conf = os.path.join(d, 'nt.conf')
+                with open(conf, 'w') as f:
+                    f.write(body.replace('{log}', log))
+                e['NETTIMEO_CONFIG'] = conf
+            else:
+                e['NETTIMEO_CONFIG'] = os.path.join(d, 'absent.conf')
+            if opts:
+                e['NETTIMEO_OPTIONS'] = opts
+        # Own session, so a hung run is killed with everything it started
+        # (its threads, children and the peer process) by process group.
+        p = subprocess.Popen([env.driver, scen, trace], env=e, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, cwd=d, start_new_session=True)
+        try:
+            _, errb = p.communicate(timeout=timeout)
+            status = p.returncode
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(p.pid, 9)
+            except ProcessLookupError:
+                pass
+            _, errb = p.communicate()
+            status = 'hang'
+        err = errb.decode(errors='replace')
+        tr = open(trace).read() if os.path.exists(trace) else ''
+        lg = open(log).read() if os.path.exists(log) else ''
+        if config and CONFIGS[config][0] is None:
+            lg = err   # events go to stderr without a config file
+        return tr, status, lg, err
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+FD_RE = re.compile(r'\bfd=(\d+)')
+
+
+def normalise(trace, allow):
+    """Applies the tolerated differences named in allow (listed defects)."""
+    out = []
+    for line in trace.splitlines():
+        if ' connect ' in line:
+            line = re.sub(r'(connect \S+ \S+ )\d+', r'\1PORT', line)
+        out.append(line)
+    if 'fd-numbers' in allow:
+        # Rank the program's descriptor numbers instead of comparing them,
+        # and ignore descriptors the program never saw (the library's).
+        seen = set()
+        for line in out:
+            for m in FD_RE.finditer(line):
+                seen.add(int(m.group(1)))
+            m = re.search(r' (?:listen|dup2|dup3) \S+ .*?-> (?:fd=)?(\d+)', line)
+            if m:
+                seen.add(int(m.group(1)))
+        rank = {fd: i for i, fd in enumerate(sorted(seen))}
+
+        def endfix(m):
+            keep = []
+            for ent in m.group(1).split(','):
+                mm = re.match(r'(\d+)(.*)', ent)
+                if not mm:
+                    continue
+                n = int(mm.group(1))
+                if n < 30:
+                    keep.append(ent)
+                elif n in seen:
+                    keep.append('#%d%s' % (rank[n], mm.group(2)))
+            return 'fds=' + ','.join(keep)
+        res = []
+        for line in out:
+            line = FD_RE.sub(lambda m: 'fd=#%d' % rank.get(int(m.group(1)), -1), line)
+            line = re.sub(r'fds=(\S*)', endfix, line)
+            line = re.sub(r'(listen \S+ \S+ -> ret=)(\d+)',
+                          lambda m: m.group(1) + '#%d' % rank.get(int(m.group(2)), -1), line)
+            res.append(line)
+        out = res
+    return '\n'.join(out) + '\n'
+
+
+BAD_EVENTS = ('"event":"timeout"', '"event":"flush_error"')
+
+
+def hang_op(trace, text):
+    """The scenario operation a hung run was stuck in: the first one after
+    the last line that made it into the trace."""
+    last = 0
+    for ln in trace.splitlines():
+        m = re.match(r'(\d+) ', ln)
+        if m:
+            last = max(last, int(m.group(1)))
+    lines = text.splitlines()
+    for i in range(last, len(lines)):
+        t = lines[i].split()
+        if t and not t[0].startswith('#'):
+            if t[0].startswith('@'):
+                t = t[1:]
+            return t[0] if t else '?'
+    return 'end'
+
+
+def compare(base, got, allow, text=''):
+    """Returns None if transparent, else a short description of the first
+    difference (its operation is the mismatch's signature)."""
+    btr, bst, _, _ = base
+    tr, st, lg, err = got
+    if st == 'hang':
+        return 'hang:%s' % hang_op(tr, text)
+    if st != bst:
+        return 'status:%s!=%s' % (bst, st)
+    a = normalise(btr, allow).splitlines()
+    b = normalise(tr, allow).splitlines()
+    for i in range(max(len(a), len(b))):
+        x = a[i] if i < len(a) else '<missing>'
+        y = b[i] if i < len(b) else '<missing>'
+        if x != y:
+            return 'line:%s\n  bare: %s\n  lib:  %s' % (i, x, y)
+    for bad in BAD_EVENTS:
+        if bad in lg:
+            return 'event:' + bad.split(':')[1].strip('"')
+    if 'AddressSanitizer' in err or 'runtime error' in err:
+        return 'sanitizer'
+    return None
+
+
+def signature(diff):
+    """What makes two mismatches the same defect for deduplication and
+    shrinking: the kind of the first differing operation."""
+    m = re.match(r'line:\d+\n  bare: (.*)\n  lib:  (.*)', diff or '')
+    if m:
+        bare = m.group(1)
+        parts = bare.split(' -> ')[0].split()
+        op = parts[2] if len(parts) > 2 else bare[:20]
+        if op == 'END':
+            op = 'END-peer'
+        return op
+    return (diff or '').split('\n')[0]
+
+
+def mismatch(env, text, config, allow, timeout=RUN_TIMEOUT):
+    base = run_once(env, text, None, timeout)
+    if base[1] == 'hang':
+        return None, None
+    got = run_once(env, text, config, timeout)
+    d = compare(base, got, allow, text)
+    return d, (base, got)
+
+# ----------------------------------------------------------------- shrinking
+
+
+def ddmin(lines, test, budget_s=120):
+    """Zeller's delta debugging over lines; test(lines) -> True if the failure
+    is still there. The last line (how main ends) is kept."""
+    t0 = time.time()
+    tail = lines[-1:]
+    cur = lines[:-1]
+    n = 2
+    while len(cur) >= 2 and time.time() - t0 < budget_s:
+        chunk = max(1, len(cur) // n)
+        removed = False
+        for i in range(0, len(cur), chunk):
+            cand = cur[:i] + cur[i + chunk:]
+            if cand and test(cand + tail):
+                cur = cand
+                n = max(n - 1, 2)
+                removed = True
+                break
+        if not removed:
+            if chunk == 1:
+                break
+            n = min(len(cur), n * 2)
+    return cur + tail
+
+
+DEFINES = {'plisten': (1, []), 'listen': (1, []), 'connect': (1, [2]), 'pconnect': (None, [2]),
+           'accept': (1, [2]), 'accept4': (1, [2]), 'dup': (1, [2]), 'dup2': (1, [2]),
+           'dup3': (1, [2]), 'fdupfd': (1, [2]), 'sendfd': (1, [2]), 'fork': (1, []),
+           'thread': (1, []), 'spawn': (None, [2]), 'sigaction': (None, [4]),
+           'kill': (None, [1]), 'sync': (None, [1]), 'wait': (None, [1]), 'join': (None, [1])}
+NO_REF = {'sigpipe', 'sleep', 'exit', '_exit', 'return', 'endstate', 'sigcount'}
+
+
+def well_formed(lines):
+    """True if every name a line uses was made by an earlier line, so a
+    shrunk scenario stays readable (no operations on nothing)."""
+    names = {'M', '-'}
+    for ln in lines:
+        t = ln.split()
+        if not t:
+            continue
+        if t[0].startswith('@'):
+            if t[0][1:].rstrip('&') not in names:
+                return False
+            t = t[1:]
+        if not t:
+            continue
+        op = t[0]
+        if op in NO_REF:
+            continue
+        d, reqs = DEFINES.get(op, (None, [1]))
+        for i in reqs:
+            if i < len(t) and t[i] not in names:
+                return False
+        if op == 'pconnect' and len(t) > 1:
+            names.add(t[1] + '@peer')
+        if op in ('accept', 'accept4') and len(t) > 1 and t[1] + '@peer' not in names:
+            return False
+        if d is not None and d < len(t):
+            names.add(t[d])
+    return True
+
+
+def shrink(env, text, config, allow, sig):
+    def still(lines):
+        if not well_formed(lines):
+            return False
+        t = '\n'.join(lines) + '\n'
+        d, _ = mismatch(env, t, config, allow, timeout=4)
+        return d is not None and signature(d) == sig
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    return '\n'.join(ddmin(lines, still)) + '\n'
+
+# ------------------------------------------------------------------ coverage
+
+
+def coverage_of(text, cov):
+    for ln in text.splitlines():
+        t = ln.split()
+        if not t:
+            continue
+        ex = ''
+        if t[0].startswith('@'):
+            ex = t[0]
+            t = t[1:]
+        if not t:
+            continue
+        key = t[0]
+        if key in ('recv', 'send', 'recvfrom', 'sendto', 'recvmsg', 'sendmsg',
+                   'recvmmsg', 'sendmmsg') and len(t) > 3 and t[3] != '-':
+            for f in t[3].split(','):
+                cov['flag:' + f] = cov.get('flag:' + f, 0) + 1
+        if key == 'spawn':
+            key = 'spawn:' + t[1]
+        if key in ('plisten', 'listen') and len(t) > 2:
+            cov['family:' + t[2]] = cov.get('family:' + t[2], 0) + 1
+        if ex.startswith('@C'):
+            cov['pattern:fork-child-op'] = cov.get('pattern:fork-child-op', 0) + 1
+        if ex.startswith('@T'):
+            cov['pattern:thread-op'] = cov.get('pattern:thread-op', 0) + 1
+        if ex.endswith('&'):
+            cov['pattern:blocked-call'] = cov.get('pattern:blocked-call', 0) + 1
+        if key in ('read', 'recv', 'write', 'send') and len(t) > 2 and t[2] == '0':
+            cov['pattern:zero-length'] = cov.get('pattern:zero-length', 0) + 1
+        cov['op:' + key] = cov.get('op:' + key, 0) + 1
+
+
+def print_coverage(cov, out=sys.stderr):
+    keys = sorted(cov)
+    ops = [k for k in keys if k.startswith('op:')]
+    print('coverage: %d operations: %s' % (len(ops), ' '.join(
+        '%s=%d' % (k[3:], cov[k]) for k in ops)), file=out)
+    for pre in ('flag:', 'family:', 'pattern:'):
+        ks = [k for k in keys if k.startswith(pre)]
+        print('  %s %s' % (pre[:-1] + 's:', ' '.join('%s=%d' % (k[len(pre):], cov[k]) for k in ks)),
+              file=out)
+
+# ----------------------------------------------------------------- reporting
+
+
+def write_repro(findings, sig, config, allow, text, diff, seed, fam):
+    h = hashlib.sha1((sig + ' ' + ','.join(sorted(allow))).encode()).hexdigest()[:6]
+    name = re.sub(r'[^a-zA-Z0-9_]+', '-', sig).strip('-') + '-' + h
+    d = os.path.join(findings, name)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, 'scenario.txt'), 'w') as f:
+        f.write('# %s (seed %s, families %s)\n' % (sig, seed, ','.join(fam)))
+        f.write(text)
+    meta = {'config': config, 'allow': sorted(allow), 'signature': sig,
+            'expect': 'mismatch', 'seed': seed, 'diff': diff}
+    with open(os.path.join(d, 'meta.json'), 'w') as f:
+        json.dump(meta, f, indent=1)
+    return d
+
+
+def replay_cmd(d):
+    return 'tests/behave/behave.py replay --verbose %s' % os.path.relpath(d, ROOT)
+
+# ------------------------------------------------------------------ commands
+
+
+def find_tools(args):
+    build = os.path.join(ROOT, 'build')
+    driver = args.driver or os.path.join(build, 'tests', 'behave', 'behave_driver')
+    lib = args.lib or os.path.join(build, 'shim', 'libnettimeo.so')
+    for p in (driver, lib):
+        if not os.path.exists(p):
+            sys.exit('behave: %s missing (cmake --build build)' % p)
+    work = tempfile.mkdtemp(prefix='behave-')
+    return Env(os.path.abspath(driver), os.path.abspath(lib), work)
+
+
+def cmd_run(args):
+    env = find_tools(args)
+    fams = [f for f in (args.families.split(',') if args.families else FAMILIES)
+            if f not in (args.exclude.split(',') if args.exclude else [])]
+    allow = set(a for a in (args.allow or '').split(',') if a)
+    configs = args.configs.split(',') if args.configs else list(CONFIGS)
+    findings = os.path.abspath(args.findings)
+    os.makedirs(findings, exist_ok=True)
+    seeds = list(args.seed or [])
+    rnd = random.SystemRandom().randrange(1 << 30)
+    if args.random or not seeds:
+        seeds.append(rnd)
+    t0 = time.time()
+    deadline = t0 + args.seconds if args.seconds else None
+    cov = {}
+    n = flaky = hangs = 0
+    found = {}
+    i = 0
+    while True:
+        if i < len(seeds):
+            seed = seeds[i]
+        elif deadline and time.time() < deadline:
+            seed = seeds[-1] + i * 7919
+        else:
+            break
+        i += 1
+        text = generate(seed, fams)
+        base = run_once(env, text, None)
+        if base[1] == 'hang':
+            hangs += 1
+            continue
+        n += 1
+        coverage_of(text, cov)
+        for config in configs:
+            got = run_once(env, text, config)
+            d = compare(base, got, allow, text)
+            if d is None:
+                continue
+            sig = signature(d)
+            # confirm: the bare run must be deterministic, the mismatch repeat
+            b2 = run_once(env, text, None)
+            if compare(base, b2, allow, text) is not None:
+                flaky += 1
+                break
+            if sig in found:
+                found[sig][3].add(config)
+                continue
+            d2 = compare(base, run_once(env, text, config), allow, text)
+            if d2 is None or signature(d2) != sig:
+                print('behave: seed %d config %s: intermittent: %s' % (seed, config, d),
+                      file=sys.stderr)
+                found.setdefault('intermittent:' + sig, [seed, None, d, {config}])
+                continue
+            print('behave: seed %d config %s: MISMATCH %s' % (seed, config, d), file=sys.stderr)
+            small = text if args.no_shrink else shrink(env, text, config, allow, sig)
+            dd, _ = mismatch(env, small, config, allow)
+            path = write_repro(findings, sig, config, allow, small, dd or d, seed, fams)
+            found[sig] = [seed, path, dd or d, {config}]
+            print('behave:   minimised to %d lines: %s\n  replay: %s' % (
+                len(small.splitlines()), path, replay_cmd(path)), file=sys.stderr)
+        if deadline is None and i >= len(seeds):
+            break
+    el = time.time() - t0
+    print('behave: %d scenarios in %.0fs (%.1f scenarios/min, %d configs each), '
+          '%d flaky bare runs skipped, %d bare hangs skipped' % (
+              n, el, n * 60.0 / max(el, 1), len(configs), flaky, hangs), file=sys.stderr)
+    print_coverage(cov)
+    real = {k: v for k, v in found.items() if not k.startswith('intermittent:')}
+    for sig, (seed, path, d, cfgs) in sorted(found.items()):
+        print('  %s  seed=%s configs=%s  %s' % (sig, seed, ','.join(sorted(cfgs)), path or ''),
+              file=sys.stderr)
+    if real:
+        print('behave: %d distinct mismatches; random seed this run: %d' % (len(real), rnd),
+              file=sys.stderr)
+    shutil.rmtree(env.work, ignore_errors=True)
+    return 1 if real else 0
+
+
+def load_repro(path):
+    if os.path.isdir(path):
+        scen = os.path.join(path, 'scenario.txt')
+        meta = json.load(open(os.path.join(path, 'meta.json')))
+    else:
+        scen, meta = path, {'config': 'buffer', 'allow': [], 'expect': 'match'}
+    return open(scen).read(), meta
+
+
+def cmd_replay(args):
+    env = find_tools(args)
+    paths = []
+    for p in args.paths:
+        if os.path.isdir(p) and not os.path.exists(os.path.join(p, 'meta.json')):
+            paths += sorted(os.path.join(p, x) for x in os.listdir(p)
+                            if os.path.isdir(os.path.join(p, x)))
+        else:
+            paths.append(p)
+    bad = 0
+    for p in paths:
+        text, meta = load_repro(p)
+        if meta.get('kind') == 'deadline':
+            ok, why = deadline_check(env, meta['case'])
+            res = 'match' if ok else 'mismatch'
+            d = why
+        else:
+            configs = [args.config] if args.config else [meta['config']]
+            d = None
+            for c in configs:
+                d, runs = mismatch(env, text, c, set(meta.get('allow', [])))
+                if d:
+                    break
+            res = 'mismatch' if d else 'match'
+        exp = meta.get('expect', 'match')
+        if res == exp:
+            tag = 'ok (open defect, still reproduces)' if exp == 'mismatch' else 'ok'
+        elif exp == 'mismatch':
+            tag = 'FIXED? now transparent: set "expect": "match" in meta.json'
+        else:
+            tag = 'FAIL'
+            bad += 1
+        print('%-60s %s' % (os.path.relpath(p, ROOT) if p.startswith(ROOT) else p, tag))
+        if d and (args.verbose or tag == 'FAIL'):
+            print('   ', d.replace('\n', '\n    '))
+    shutil.rmtree(env.work, ignore_errors=True)
+    if not paths:
+        print('behave: no reproducer found', file=sys.stderr)
+    return 1 if bad else 0
+
+
+def cmd_shrink(args):
+    env = find_tools(args)
+    text = ''.join(ln for ln in open(args.scenario) if not ln.startswith('#'))
+    allow = set(a for a in (args.allow or '').split(',') if a)
+    d, _ = mismatch(env, text, args.config, allow)
+    if d is None:
+        print('behave: transparent, nothing to shrink', file=sys.stderr)
+        return 0
+    sig = signature(d)
+    small = shrink(env, text, args.config, allow, sig)
+    dd, _ = mismatch(env, small, args.config, allow)
+    path = write_repro(os.path.abspath(args.findings), sig, args.config, allow, small, dd or d,
+                       'manual', [])
+    sys.stdout.write(small)
+    print('behave: %s -> %s' % (sig, path), file=sys.stderr)
+    shutil.rmtree(env.work, ignore_errors=True)
+    return 1
+
+
+def cmd_diff(args):
+    env = find_tools(args)
+    text = open(args.scenario).read()
+    base = run_once(env, text, None)
+    got = run_once(env, text, args.config)
+    print('--- bare (status %s)\n%s--- %s (status %s)\n%s' % (base[1], base[0], args.config, got[1], got[0]))
+    d = compare(base, got, set(a for a in (args.allow or '').split(',') if a))
+    print('verdict:', d or 'transparent')
+    shutil.rmtree(env.work, ignore_errors=True)
+    return 1 if d else 0
+
+# ------------------------------------------------------------ deadline mode
+
+
+def deadline_check(env, case):
+    raise NotImplementedError('deadline mode: not written yet')
+
+
+def cmd_deadline(args, env):
+    raise NotImplementedError('deadline mode: not written yet')
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--driver')
+    ap.add_argument('--lib')
+    sub = ap.add_subparsers(dest='cmd', required=True)
+    r = sub.add_parser('run')
+    r.add_argument('--seconds', type=float, default=0)
+    r.add_argument('--seed', type=int, action='append')
+    r.add_argument('--random', action='store_true', help='add one random seed (printed on failure)')
+    r.add_argument('--families')
+    r.add_argument('--exclude')
+    r.add_argument('--configs')
+    r.add_argument('--allow', help='tolerated listed defects, e.g. fd-numbers')
+    r.add_argument('--findings', default=os.path.join(ROOT, 'build', 'behave-findings'))
+    r.add_argument('--no-shrink', action='store_true')
+    rp = sub.add_parser('replay')
+    rp.add_argument('paths', nargs='+')
+    rp.add_argument('--config')
+    rp.add_argument('--verbose', action='store_true')
+    g = sub.add_parser('gen')
+    g.add_argument('seed', type=int)
+    g.add_argument('--families')
+    df = sub.add_parser('diff')
+    df.add_argument('scenario')
+    df.add_argument('--config', default='buffer')
+    df.add_argument('--allow')
+    sh = sub.add_parser('shrink')
+    sh.add_argument('scenario')
+    sh.add_argument('--config', default='buffer')
+    sh.add_argument('--allow')
+    sh.add_argument('--findings', default=os.path.join(ROOT, 'build', 'behave-findings'))
+    dl = sub.add_parser('deadline')
+    dl.add_argument('--seconds', type=float, default=0)
+    dl.add_argument('--case', action='append')
+    dl.add_argument('--findings', default=os.path.join(ROOT, 'build', 'behave-findings'))
+    for p in (r, rp, g, df, dl, sh):
+        p.add_argument('--driver', dest='driver2')
+        p.add_argument('--lib', dest='lib2')
+    args = ap.parse_args()
+    args.driver = getattr(args, 'driver2', None) or args.driver
+    args.lib = getattr(args, 'lib2', None) or args.lib
+    if args.cmd == 'run':
+        return cmd_run(args)
+    if args.cmd == 'replay':
+        return cmd_replay(args)
+    if args.cmd == 'gen':
+        sys.stdout.write(generate(args.seed, args.families.split(',') if args.families else FAMILIES))
+        return 0
+    if args.cmd == 'diff':
+        return cmd_diff(args)
+    if args.cmd == 'shrink':
+        return cmd_shrink(args)
+    if args.cmd == 'deadline':
+        return cmd_deadline(args, find_tools(args))
+    return 2
+
+
+if __name__ == '__main__':
+    sys.exit(main())
