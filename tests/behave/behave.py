@@ -664,6 +664,11 @@ def signature(diff):
         op = parts[2] if len(parts) > 2 else bare[:20]
         if op == 'END':
             op = 'END-peer'
+        # what the peer got: fewer or more bytes are different defects
+        a = re.search(r'(?:got|total)=(\d+)', bare)
+        b = re.search(r'(?:got|total)=(\d+)', m.group(2))
+        if a and b:
+            op += '<' if int(b.group(1)) < int(a.group(1)) else '>' if int(b.group(1)) > int(a.group(1)) else '~'
         return op
     return (diff or '').split('\n')[0]
 
@@ -799,8 +804,9 @@ def print_coverage(cov, out=sys.stderr):
 
 
 def write_repro(findings, sig, config, allow, text, diff, seed, fam):
-    h = hashlib.sha1((sig + ' ' + ','.join(sorted(allow))).encode()).hexdigest()[:6]
-    name = re.sub(r'[^a-zA-Z0-9_]+', '-', sig).strip('-') + '-' + h
+    h = hashlib.sha1((sig + ' ' + config + ' ' + str(seed) + text).encode()).hexdigest()[:6]
+    sig_name = sig.replace('<', '-fewer').replace('>', '-more').replace('~', '-same')
+    name = re.sub(r'[^a-zA-Z0-9_]+', '-', sig_name).strip('-') + '-' + h
     d = os.path.join(findings, name)
     os.makedirs(d, exist_ok=True)
     with open(os.path.join(d, 'scenario.txt'), 'w') as f:

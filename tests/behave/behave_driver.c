@@ -92,8 +92,11 @@ static void xwrite_full(int fd, const void *buf, size_t n)
         ssize_t w = write(fd, p, n);
         if (w < 0 && errno == EINTR)
             continue;
-        if (w <= 0)
-            die("write(infra)");
+        if (w <= 0) {
+            char what[64];
+            snprintf(what, sizeof what, "write(infra fd %d)", fd);
+            die(what);
+        }
         p += w;
         n -= (size_t)w;
     }
