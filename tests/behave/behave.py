@@ -278,11 +278,13 @@ class Gen:
                 fd = self.hfd[v]
                 vc = self.conn_of(v)
                 self.drop_handle(vc, v)
+                target = '@' + v
             else:
                 fd = self.r.choice([60, 61, 75, 100, 150])
                 while fd in self.fds:
                     fd += 1
-            self.emit('%s %s %s %d' % (k, new, old, fd))
+                target = str(fd)
+            self.emit('%s %s %s %s' % (k, new, old, target))
             self.take(new, fd)
         elif k == 'fdupfd':
             m = self.r.choice([0, 40, 90])
@@ -737,6 +739,8 @@ def well_formed(lines):
         for i in reqs:
             if i < len(t) and t[i] not in names:
                 return False
+        if op in ('dup2', 'dup3') and len(t) > 3 and t[3].startswith('@') and t[3][1:] not in names:
+            return False
         if op == 'pconnect' and len(t) > 1:
             names.add(t[1] + '@peer')
         if op in ('accept', 'accept4') and len(t) > 1 and t[1] + '@peer' not in names:

@@ -1005,7 +1005,9 @@ static void run_op(char *line_in, struct out *o, char *aux, unsigned line)
     } else if (!strcmp(op, "dup") || !strcmp(op, "dup2") || !strcmp(op, "dup3") || !strcmp(op, "fdupfd")) {
         /* dup NEW OLD | dup2 NEW OLD TARGETFD | dup3 NEW OLD TARGETFD | fdupfd NEW OLD MIN */
         int old = n >= 3 ? hfind(t[2]) : -1;
-        int arg = n >= 4 ? atoi(t[3]) : 0;
+        /* "@H" names another handle's descriptor: dup2 over it, whatever
+         * number it got in this run */
+        int arg = n >= 4 ? (t[3][0] == '@' ? hfind(t[3] + 1) : atoi(t[3])) : 0;
         int nf;
         if (!strcmp(op, "dup"))
             nf = dup(old);
