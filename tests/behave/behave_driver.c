@@ -437,6 +437,20 @@ static void peer_op(char *line, struct out *o, char *aux)
         int fd = make_listener(t[2], t[1], n >= 4 && !strcmp(t[3], "small"), aux, 128);
         struct pconn *c = pc_find(t[1], 1);
         c->fd = fd;
+        if (fd >= 0 && n >= 4 && !strcmp(t[3], "full")) {
+            /* a listener whose queue is full: later SYNs are dropped, so a
+             * connect to it never completes (TESTING.md) */
+            listen(fd, 0);
+            char fam[8], where[200];
+            sscanf(aux, "%7s %199s", fam, where);
+            for (int i = 0; i < 3; i++) {
+                struct addr a;
+                mk_addr(&a, fam, where, atoi(where));
+                int f = socket(a.fam, SOCK_STREAM | SOCK_NONBLOCK, 0);
+                connect(f, (void *)&a.ss, a.len);
+            }
+            msleep(50);
+        }
         outf(o, "%s", fd < 0 ? "ret=-1" : "ret=ok");
     } else if (!strcmp(op, "paccept") && n >= 3) {
         struct pconn *l = pc_find(t[2], 0);
@@ -1165,10 +1179,20 @@ static struct listener *lst_find(const char *name, int create)
     return NULL;
 }
 
+/* With BEHAVE_TIMES set (deadline mode), every line also gets when its
+ * operation ended and how long it took, in ms from the scenario's start. */
+static long t_start, t_opstart;
+static int with_times;
+
 static void trace(unsigned line, const char *who, const char *op, const char *res)
 {
     char buf[REP + 256];
-    int n = snprintf(buf, sizeof buf, "%u %s %s -> %s\n", line, who, op, res);
+    int n;
+    if (with_times)
+        n = snprintf(buf, sizeof buf, "%u %s %s -> %s @%ld dt=%ld\n", line, who, op, res,
+                     now_ms() - t_start, now_ms() - t_opstart);
+    else
+        n = snprintf(buf, sizeof buf, "%u %s %s -> %s\n", line, who, op, res);
     if (n > (int)sizeof buf)
         n = sizeof buf - 1;
     xwrite_full(trace_fd, buf, (size_t)n);
@@ -1193,8 +1217,27 @@ static void exec_send(struct exec *e, unsigned line, const char *cmd)
     xwrite_full(e->cmd[1], msg, MSG);
 }
 
+static int child_status[NEXEC];
+
+/* A fork child executor that dies (a signal) never answers: its reply
+ * pipe has other writers, so watch the child too. */
 static int exec_recv(struct exec *e, char *rep)
 {
+    if (e->pid < 0)
+        return -1;
+    if (e->pid > 0) {
+        for (;;) {
+            struct pollfd p = {e->rep[0], POLLIN, 0};
+            if (poll(&p, 1, 100) > 0)
+                break;
+            int st;
+            if (waitpid(e->pid, &st, WNOHANG) == e->pid) {
+                child_status[e - ex] = st;
+                e->pid = -e->pid;   /* reaped: "wait" reports the status */
+                return -1;
+            }
+        }
+    }
     return xread_full(e->rep[0], rep, REP);
 }
 
@@ -1282,6 +1325,7 @@ static int run_scenario(const char *path)
         char rep[REP];
         memset(rep, 0, sizeof rep);
         struct out o = {rep, 0, REP - 130};
+        t_opstart = now_ms();
 
         /* ---- controller operations ---- */
         if (op[0] == 'p' && strcmp(op, "poll") && strcmp(op, "pdummy")) {
@@ -1348,7 +1392,11 @@ static int run_scenario(const char *path)
         if (!strcmp(op, "wait") && n - k >= 2) {
             struct exec *ce = &ex[exec_index(t[k + 1])];
             int st = 0;
-            if (ce->live) {
+            if (ce->live && ce->pid < 0) {
+                ce->live = 0;
+                ce->pid = 0;
+                out_status(&o, child_status[ce - ex]);
+            } else if (ce->live) {
                 waitpid(ce->pid, &st, 0);
                 ce->live = 0;
                 out_status(&o, st);
@@ -1364,7 +1412,7 @@ static int run_scenario(const char *path)
             struct exec *te = &ex[ti < 0 ? 0 : ti];
             if (te->pending)
                 wait_blocked(te);
-            if (te->pid)
+            if (te->pid > 0)
                 kill(te->pid, signum(t[k + 2]));
             else if (te->tid)
                 syscall(SYS_tgkill, getpid(), te->tid, signum(t[k + 2]));
@@ -1424,7 +1472,7 @@ static int run_scenario(const char *path)
         }
         trace(lineno, e->name, shown, rep);
         /* a connect completes in the peer with an accept of the same name */
-        if (!strcmp(op, "connect") && n - k >= 3) {
+        if (!strcmp(op, "connect") && n - k >= 3 && !(n - k >= 5 && !strcmp(t[k + 4], "noaccept"))) {
             char cmd[MSG], prep[REP];
             snprintf(cmd, sizeof cmd, "paccept %s %s", t[k + 1], t[k + 2]);
             peer_call(cmd, prep);
@@ -1449,9 +1497,11 @@ static int run_scenario(const char *path)
             exec_send(e, lineno, "quit");
             pthread_join(e->th, NULL);
         } else {
-            exec_send(e, lineno, "_exit 0");
-            int st = 0;
-            waitpid(e->pid, &st, 0);
+            int st = child_status[i];
+            if (e->pid > 0) {
+                exec_send(e, lineno, "_exit 0");
+                waitpid(e->pid, &st, 0);
+            }
             char b[64];
             struct out o = {b, 0, sizeof b};
             out_status(&o, st);
@@ -1514,7 +1564,8 @@ int main(int argc, char **argv)
     const char *rd = getenv("BEHAVE_RUNDIR");
     if (rd)
         rundir = rd;
-    alarm(0);
+    with_times = getenv("BEHAVE_TIMES") != NULL;
+    t_start = now_ms();
 
     /* Infrastructure fds at fixed numbers 3..30, before any socket. */
     int slot = 3;
