@@ -953,8 +953,12 @@ def cmd_replay(args):
         else:
             configs = [args.config] if args.config else [meta['config']]
             d = None
-            for c in configs:
-                d, runs = mismatch(env, text, c, set(meta.get('allow', [])))
+            # an intermittent defect gets several tries ("repeat" in meta.json)
+            for _ in range(int(meta.get('repeat', 1))):
+                for c in configs:
+                    d, runs = mismatch(env, text, c, set(meta.get('allow', [])))
+                    if d:
+                        break
                 if d:
                     break
             res = 'mismatch' if d else 'match'
