@@ -1292,7 +1292,7 @@ def deadline_check(env, name):
 
 def cmd_deadline(args, env):
     cases = deadline_cases()
-    names = args.case or sorted(cases)
+    names = [n for n in (args.case or sorted(cases)) if n not in (args.skip or '').split(',')]
     t0 = time.time()
     fails = 0
     rounds = 0
@@ -1360,6 +1360,7 @@ def main():
     dl = sub.add_parser('deadline')
     dl.add_argument('--seconds', type=float, default=0)
     dl.add_argument('--case', action='append')
+    dl.add_argument('--skip', help='leave these cases out (comma-separated)')
     dl.add_argument('--findings', default=os.path.join(ROOT, 'build', 'behave-findings'))
     for p in (r, rp, g, df, dl, sh):
         p.add_argument('--driver', dest='driver2')
