@@ -212,6 +212,8 @@ class Gen:
                 flags.append('waitall')
             if self.r.random() < 0.2:
                 flags.append('dontwait')
+            if 'oob' in self.fam and self.r.random() < 0.05:
+                flags = ['oob', 'dontwait']   # urgent data: EINVAL unless the peer sent some
         waitall = 'waitall' in flags
         nonblocking = c.nb or 'dontwait' in flags
         if not nonblocking and n > 0 and not self.can_block_read(c, n, waitall):
@@ -247,6 +249,8 @@ class Gen:
             ops.append('sendmmsg')
         if 'dprintf' in self.fam:
             ops.append('dprintf')
+        if 'io' in self.fam:
+            ops += ['sendfile', 'splice']
         op = self.r.choice(ops)
         flags = []
         if op in ('send', 'sendto', 'sendmsg', 'sendmmsg') and 'flags' in self.fam:
@@ -259,11 +263,11 @@ class Gen:
         fl = ','.join(flags) if flags else '-'
         if op == 'sendmmsg':
             self.emit('%s%s %s %d %s %d' % (ex, op, h, n, fl, self.r.choice([1, 2, 4])))
-        elif op in ('write', 'writev', 'dprintf'):
+        elif op in ('write', 'writev', 'dprintf', 'sendfile', 'splice'):
             self.emit('%s%s %s %d' % (ex, op, h, n))
         else:
             self.emit('%s%s %s %d %s' % (ex, op, h, n, fl))
-        c.to_peer += n
+        c.to_peer += min(n, 4096) if op == 'splice' else n
 
     def g_dup(self, c):
         old = self.r.choice(c.handles)
@@ -344,7 +348,7 @@ class Gen:
 
     def g_wait(self, c):
         h = self.r.choice(c.handles)
-        k = self.r.choice(['poll', 'select', 'epoll'])
+        k = self.r.choice(['poll', 'select', 'epoll', 'ppoll', 'pselect', 'epoll_pwait'])
         how = self.r.choice(['in', 'out', 'inout'])
         self.emit('%s %s %s %d' % (k, h, how, self.r.choice([0, 0, 10])))
 
@@ -739,6 +743,12 @@ def well_formed(lines):
         for i in reqs:
             if i < len(t) and t[i] not in names:
                 return False
+        if op == 'fork' and len(t) > 1:
+            if t[1] + '@live' in names:
+                return False
+            names.add(t[1] + '@live')
+        if op == 'wait' and len(t) > 1:
+            names.discard(t[1] + '@live')
         if op in ('dup2', 'dup3') and len(t) > 3 and t[3].startswith('@') and t[3][1:] not in names:
             return False
         if op == 'pconnect' and len(t) > 1:

@@ -39,6 +39,7 @@
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/select.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -748,6 +749,34 @@ static void op_write_family(char **t, int n, struct out *o, int fd, unsigned lin
         outret(o, rr, err, 0, 0);
         free(buf);
         return;
+    } else if (!strcmp(op, "sendfile") || !strcmp(op, "splice")) {
+        /* the payload from a file (sendfile) or a pipe (splice) */
+        if (!strcmp(op, "sendfile")) {
+            char path[160];
+            snprintf(path, sizeof path, "%s/sendfile.XXXXXX", rundir);
+            int f = mkostemp(path, O_CLOEXEC);
+            if (f >= 0) {
+                unlink(path);
+                xwrite_full(f, buf, len);
+                off_t off = 0;
+                r = sendfile(fd, f, &off, len);
+                int e = errno;
+                close(f);
+                errno = e;
+            }
+        } else {
+            int pp[2];
+            if (pipe2(pp, O_CLOEXEC) == 0) {
+                size_t l2 = len > 4096 ? 4096 : len; /* fits in the pipe */
+                xwrite_full(pp[1], buf, l2);
+                r = splice(pp[0], NULL, fd, NULL, l2, 0);
+                int e = errno;
+                close(pp[0]);
+                close(pp[1]);
+                errno = e;
+                len = l2;
+            }
+        }
     } else if (!strcmp(op, "dprintf")) {
         /* printable payload: dprintf goes through glibc's own write */
         for (size_t i = 0; i < len; i++)
@@ -767,21 +796,31 @@ static void op_wait(char **t, int n, struct out *o, int fd)
     int tmo = n >= 4 ? atoi(t[3]) : 0;
     int wantin = strstr(how, "in") != NULL, wantout = strstr(how, "out") != NULL;
     int r, err;
-    if (!strcmp(t[0], "poll")) {
+    if (!strcmp(t[0], "poll") || !strcmp(t[0], "ppoll")) {
         struct pollfd p = {fd, (short)((wantin ? POLLIN : 0) | (wantout ? POLLOUT : 0) | POLLRDHUP), 0};
-        r = poll(&p, 1, tmo);
+        if (t[0][0] == 'p' && t[0][1] == 'p') {
+            struct timespec ts = {tmo / 1000, (tmo % 1000) * 1000000L};
+            r = ppoll(&p, 1, &ts, NULL);
+        } else {
+            r = poll(&p, 1, tmo);
+        }
         err = errno;
         outret(o, r, err, 0, 0);
         if (r > 0)
             outf(o, " revents=%x", p.revents);
-    } else if (!strcmp(t[0], "select")) {
+    } else if (!strcmp(t[0], "select") || !strcmp(t[0], "pselect")) {
         fd_set rs, ws;
         FD_ZERO(&rs);
         FD_ZERO(&ws);
         if (wantin) FD_SET(fd, &rs);
         if (wantout) FD_SET(fd, &ws);
-        struct timeval tv = {tmo / 1000, (tmo % 1000) * 1000};
-        r = select(fd + 1, &rs, &ws, NULL, &tv);
+        if (t[0][0] == 'p') {
+            struct timespec ts = {tmo / 1000, (tmo % 1000) * 1000000L};
+            r = pselect(fd + 1, &rs, &ws, NULL, &ts, NULL);
+        } else {
+            struct timeval tv = {tmo / 1000, (tmo % 1000) * 1000};
+            r = select(fd + 1, &rs, &ws, NULL, &tv);
+        }
         err = errno;
         outret(o, r, err, 0, 0);
         if (r > 0)
@@ -797,7 +836,10 @@ static void op_wait(char **t, int n, struct out *o, int fd)
             return;
         }
         struct epoll_event got;
-        r = epoll_wait(ep, &got, 1, tmo);
+        if (!strcmp(t[0], "epoll_pwait"))
+            r = epoll_pwait(ep, &got, 1, tmo, NULL);
+        else
+            r = epoll_wait(ep, &got, 1, tmo);
         err = errno;
         outret(o, r, err, 0, 0);
         if (r > 0)
@@ -983,7 +1025,7 @@ static void run_op(char *line_in, struct out *o, char *aux, unsigned line)
         op_read_family(t, n, o, fd, line);
     } else if (!strcmp(op, "write") || !strcmp(op, "send") || !strcmp(op, "sendto") ||
                !strcmp(op, "writev") || !strcmp(op, "sendmsg") || !strcmp(op, "sendmmsg") ||
-               !strcmp(op, "dprintf")) {
+               !strcmp(op, "dprintf") || !strcmp(op, "sendfile") || !strcmp(op, "splice")) {
         op_write_family(t, n, o, fd, line);
     } else if (!strcmp(op, "errqueue")) {
         char b[64], cb[256];
@@ -1063,7 +1105,8 @@ static void run_op(char *line_in, struct out *o, char *aux, unsigned line)
         int v = n >= 3 ? atoi(t[2]) : 1;
         r = setsockopt(fd, IPPROTO_TCP, !strcmp(op, "cork") ? TCP_CORK : TCP_NODELAY, &v, sizeof v);
         outret(o, r, errno, 0, 0);
-    } else if (!strcmp(op, "poll") || !strcmp(op, "select") || !strcmp(op, "epoll")) {
+    } else if (!strcmp(op, "poll") || !strcmp(op, "select") || !strcmp(op, "epoll") ||
+               !strcmp(op, "ppoll") || !strcmp(op, "pselect") || !strcmp(op, "epoll_pwait")) {
         op_wait(t, n, o, fd);
     } else if (!strcmp(op, "sendfd")) {
         /* sendfd NEW OLD: pass OLD through SCM_RIGHTS, receive it as NEW */
@@ -1328,7 +1371,7 @@ static int run_scenario(const char *path)
         t_opstart = now_ms();
 
         /* ---- controller operations ---- */
-        if (op[0] == 'p' && strcmp(op, "poll") && strcmp(op, "pdummy")) {
+        if (op[0] == 'p' && strcmp(op, "poll") && strcmp(op, "ppoll") && strcmp(op, "pselect")) {
             char cmd[MSG];
             if (!strcmp(op, "pconnect") && n - k >= 3) {
                 /* pconnect CONN LISTENER [small] */
@@ -1372,6 +1415,10 @@ static int run_scenario(const char *path)
         if (!strcmp(op, "fork") && n - k >= 2) {
             int ci = exec_index(t[k + 1]);
             struct exec *ce = &ex[ci];
+            if (ci < 3 || ce->live) { /* one child per executor name at a time */
+                trace(lineno, "M", orig, "busy");
+                continue;
+            }
             pid_t pid = fork();
             if (pid == 0) {
                 in_child_exec = ci;
