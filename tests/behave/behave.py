@@ -1043,6 +1043,7 @@ class Sec4Model:
         self.req_t0 = None
         self.answered = False
         self.wait_since = None    # event loop waiting for input (last call EAGAIN)
+        self.wwait = None         # ... for send-buffer space
         self.fired = None         # abstract time the deadline fired
         self.fired_op = None
 
@@ -1057,6 +1058,8 @@ class Sec4Model:
             return self.est + lim
         if k == 'request_timeout' and self.exch == 'open':
             return self.req_t0 + lim
+        if k == 'write_timeout' and self.wwait is not None:
+            return self.wwait + lim
         if k == 'read_timeout':
             if blocked_read:
                 return self.t + lim
@@ -1151,6 +1154,13 @@ class Sec4Model:
             n = int(t[2])
             if self.fired is not None:
                 return {'-1 ' + self.err}, None
+            nonblocking = self.nb or (len(t) > 3 and 'dontwait' in t[3])
+            if n > 1000000 and nonblocking:
+                self.full = True          # fills the send buffer: a partial write
+                return {'partial'}, None
+            if nonblocking and getattr(self, 'full', False):
+                self.wwait = self.t       # EAGAIN: the event loop now waits for space
+                return {'-1 EAGAIN'}, None
             if self.key == 'write_timeout' and n > 1000000:
                 self.fired = self.t + self.limit
                 self.t = self.fired
@@ -1162,9 +1172,9 @@ class Sec4Model:
                 if self.exch == 'idle' or self.answered:
                     self.exch, self.req_t0, self.answered = 'open', self.t, False
             return {str(n)}, None
-        if k == 'poll':
+        if k in ('poll', 'select', 'epoll'):
             ms = int(t[3])
-            if self.to_prog or self.fired is not None:
+            if self.fired is not None or (self.to_prog and 'in' in t[2]):
                 return {'1'}, None
             f = self.advance(ms)
             if f is not None:
@@ -1189,6 +1199,14 @@ def deadline_cases():
                                       'poll s1 in 5000\nread s1 10\nwrite s1 5\npread s1\n')
         c['idle-' + act] = ({'idle_timeout': L, 'expire_action': act},
                             out + 'pwrite s1 10\nread s1 10\nsleep %d\npread s1\nwrite s1 5\n' % (2 * L))
+    for w in ('select', 'epoll'):
+        c['read-eventloop-' + w] = ({'read_timeout': L},
+                                    out + 'nonblock s1 on ioctl\nrecv s1 10 dontwait\n'
+                                    '%s s1 in 5000\nread s1 10\nwrite s1 5\npread s1\n' % w)
+    c['write-eventloop'] = ({'write_timeout': L, 'timeout_errno': 'EAGAIN'},
+                            'plisten Q1 tcp4 small\nconnect s1 Q1\nnonblock s1 on fcntl\n'
+                            'send s1 8000000 dontwait\nsend s1 1000 dontwait\n'
+                            'poll s1 out 5000\nwrite s1 5\n')
     c['idle-keepalive'] = ({'idle_timeout': L}, out + ex_out * 6)
     c['idle-eventloop'] = ({'idle_timeout': L}, out + 'nonblock s1 on ioctl\npoll s1 in 5000\n'
                            'read s1 10\npread s1\n')
@@ -1230,6 +1248,9 @@ def result_class(res):
     m = re.search(r'state=(\d)', res)
     if m:
         return {'0': 'open', '1': 'eof', '2': 'error', '3': 'closed'}[m.group(1)]
+    m = re.search(r'ret=(\d+) (?:r=|revents=|events=)', res)
+    if m:
+        return m.group(1)
     m = re.search(r'ret=(-1 errno=)?(\S+)', res)
     if m:
         return ('-1 ' + re.search(r'errno=(\S+)', res).group(1)) if m.group(1) else m.group(2)
