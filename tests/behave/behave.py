@@ -801,6 +801,21 @@ def coverage_of(text, cov):
             cov['pattern:blocked-call'] = cov.get('pattern:blocked-call', 0) + 1
         if key in ('read', 'recv', 'write', 'send') and len(t) > 2 and t[2] == '0':
             cov['pattern:zero-length'] = cov.get('pattern:zero-length', 0) + 1
+        pat = None
+        if key == 'kill':
+            pat = 'signal-interrupts-blocked-call'
+        elif key in ('dup2', 'dup3') and len(t) > 3 and t[3].startswith('@'):
+            pat = 'dup2-over-live-socket'
+        elif key in ('closefrom', 'close_range', 'sysclose', 'fclose'):
+            pat = 'close-the-hook-may-not-see'
+        elif key == 'sendfd':
+            pat = 'scm-rights-onto-lowest-fd'
+        elif key == 'sigaction' and 'sockcalls' in t:
+            pat = 'handler-makes-socket-calls'
+        elif key in ('exit', '_exit') and ex.startswith('@C'):
+            pat = 'fork-child-' + key
+        if pat:
+            cov['pattern:' + pat] = cov.get('pattern:' + pat, 0) + 1
         cov['op:' + key] = cov.get('op:' + key, 0) + 1
 
 
