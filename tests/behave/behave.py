@@ -35,7 +35,8 @@ Scenario format (one operation per line, '#' starts a comment):
   Controller ops: thread T | join T | fork C | exit/_exit CODE (on C) | wait C
   | kill EXEC SIG | sync EXEC | exit/_exit/return CODE (main, last line)
   Peer ops (the far end): plisten Q FAM [small] | pconnect H L [small] |
-  pwrite H N | pread H | pclose H | preset H | pshutw H | poob H | pdribble H N
+  pwrite H N | pread H | pdrain H N | pclose H | preset H | pshutw H | poob H |
+  pdribble H N
   FLAGS: peek,waitall,dontwait,more,oob,errqueue,nosignal joined by commas.
 """
 import argparse
@@ -72,7 +73,7 @@ CONFIGS = {
 
 FAMILIES = ['io', 'flags', 'zero', 'mmsg', 'dup', 'close', 'scm', 'fork',
             'spawn', 'thread', 'signal', 'wait', 'nonblock', 'peer', 'dprintf',
-            'unix', 'tcp6', 'errqueue', 'oob']
+            'unix', 'tcp6', 'errqueue', 'oob', 'bulk', 'waitall']
 
 
 class Conn:
@@ -384,6 +385,38 @@ class Gen:
             self.emit('thread T1')
             self.threads.add('T1')
         x = self.r.random()
+        if x < 0.15 and 'bulk' in self.fam and c.peer == 'open' and not c.nb and not c.shut_wr:
+            # a blocking bulk write that must fill the buffers and wait for
+            # the peer: every call family sends everything (sendmmsg: every
+            # message in full)
+            n = self.r.choice([300000, 1000000, 3000000])
+            op = self.r.choice(['write', 'send', 'writev', 'sendmsg', 'sendmmsg', 'sendfile'])
+            if c.to_peer:
+                self.emit('pread %s' % c.name)
+                c.to_peer = 0
+            h = self.r.choice(c.handles)
+            if op == 'sendmmsg':
+                self.emit('@T1& sendmmsg %s %d - %d' % (h, n, self.r.choice([2, 4])))
+            elif op in ('send', 'sendmsg'):
+                self.emit('@T1& %s %s %d -' % (op, h, n))
+            else:
+                self.emit('@T1& %s %s %d' % (op, h, n))
+            self.emit('pdrain %s %d' % (c.name, n))
+            self.emit('sync T1')
+            return
+        if x < 0.3 and 'waitall' in self.fam and c.peer == 'open' and not c.nb and not c.shut_rd \
+                and not c.uncertain and c.to_prog == 0:
+            # a blocked MSG_WAITALL (with or without MSG_PEEK) fed in two parts
+            n = self.r.choice([10, 1000])
+            fl = self.r.choice(['waitall', 'peek,waitall'])
+            op = self.r.choice(['recv', 'recvfrom', 'recvmsg'])
+            self.emit('@T1& %s %s %d %s' % (op, self.r.choice(c.handles), n, fl))
+            self.emit('pwrite %s %d' % (c.name, n // 2))
+            self.emit('sleep 20')
+            self.emit('pwrite %s %d' % (c.name, n))
+            self.emit('sync T1')
+            c.to_prog = n // 2 + n - (0 if 'peek' in fl else n)
+            return
         if x < 0.5 and c.peer == 'open' and not c.nb and not c.shut_rd and not c.uncertain \
                 and c.to_prog == 0:
             # a blocked reader woken by the peer (or a signal first)

@@ -539,6 +539,32 @@ static void peer_op(char *line, struct out *o, char *aux)
         }
         free(buf);
         outf(o, "sent=%zu", off);
+    } else if (!strcmp(op, "pdrain") && n >= 3) {
+        /* pdrain CONN N: read until exactly N more bytes arrived (or EOF,
+         * or 10 s): a deterministic read of a bulk transfer */
+        struct pconn *c = pc_find(t[1], 0);
+        long want = atol(t[2]), got = 0;
+        uint32_t h = FNV0;
+        unsigned char buf[65536];
+        long dl = now_ms() + 10000;
+        while (c && c->fd >= 0 && !c->state && got < want && now_ms() < dl) {
+            struct pollfd p = {c->fd, POLLIN, 0};
+            if (poll(&p, 1, 100) <= 0)
+                continue;
+            size_t ask = (size_t)(want - got) < sizeof buf ? (size_t)(want - got) : sizeof buf;
+            ssize_t r = recv(c->fd, buf, ask, MSG_DONTWAIT);
+            if (r > 0) {
+                got += r;
+                h = fnv(buf, (size_t)r, h);
+                c->crc = fnv(buf, (size_t)r, c->crc);
+                c->total += (unsigned long)r;
+            } else if (r == 0) {
+                c->state = 1;
+            } else if (errno != EAGAIN && errno != EINTR) {
+                c->state = 2;
+            }
+        }
+        outf(o, "got=%ld crc=%08x state=%d", got, h, c ? c->state : -1);
     } else if (!strcmp(op, "pnow")) {
         outf(o, "ok"); /* a fence */
     } else {
