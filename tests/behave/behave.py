@@ -36,7 +36,8 @@ Scenario format (one operation per line, '#' starts a comment):
   | kill EXEC SIG | sync EXEC | exit/_exit/return CODE (main, last line)
   Peer ops (the far end): plisten Q FAM [small] | pconnect H L [small] |
   pwrite H N | pread H | pdrain H N | pclose H | preset H | pshutw H | poob H |
-  pdribble H N
+  pdribble H N | pracy H (threads race on H: order-free checksums from now on)
+  Also: blocked EXEC (wait until EXEC sits in its pending call)
   FLAGS: peek,waitall,dontwait,more,oob,errqueue,nosignal joined by commas.
 """
 import argparse
@@ -73,7 +74,7 @@ CONFIGS = {
 
 FAMILIES = ['io', 'flags', 'zero', 'mmsg', 'dup', 'close', 'scm', 'fork',
             'spawn', 'thread', 'signal', 'wait', 'nonblock', 'peer', 'dprintf',
-            'unix', 'tcp6', 'errqueue', 'oob', 'bulk', 'waitall']
+            'unix', 'tcp6', 'errqueue', 'oob', 'bulk', 'waitall', 'race']
 
 
 class Conn:
@@ -385,6 +386,48 @@ class Gen:
             self.emit('thread T1')
             self.threads.add('T1')
         x = self.r.random()
+        if x < 0.12 and 'race' in self.fam and c.peer == 'open' and not c.nb and not c.shut_rd \
+                and not c.uncertain and c.to_prog == 0:
+            # close (or dup2 over) the descriptor a thread is blocked on: the
+            # kernel lets the blocked call finish on the old file
+            h = self.r.choice(c.handles)
+            n = self.r.choice([5, 100])
+            self.emit('@T1& recv %s %d -' % (h, n))
+            self.emit('blocked T1')
+            if self.r.random() < 0.5 or len(self.live()) < 2:
+                self.emit(self.r.choice(['close', 'sysclose', 'close_range']) + ' ' + h)
+                self.drop_handle(c, h)
+            else:
+                other = self.r.choice([cc for cc in self.live() if cc is not c])
+                new = self.new('d')
+                self.emit('dup2 %s %s @%s' % (new, self.r.choice(other.handles), h))
+                fd = self.hfd[h]
+                self.drop_handle(c, h)
+                self.take(new, fd)
+                other.handles.append(new)
+            m = self.r.choice([3, 200])
+            self.emit('pwrite %s %d' % (c.name, m))
+            self.emit('sync T1')
+            c.to_prog = max(0, m - n)
+            return
+        if x < 0.2 and 'race' in self.fam and not c.shut_wr and not c.nb:
+            # two threads write the same socket at once: every byte arrives
+            # once (order between them is the scheduler's: sum, not crc)
+            if 'T2' not in self.threads:
+                self.emit('thread T2')
+                self.threads.add('T2')
+            if c.to_peer:
+                self.emit('pread %s' % c.name)
+                c.to_peer = 0
+            self.emit('pracy %s' % c.name)
+            n1 = self.r.choice([1000, 50000, 200000])
+            n2 = self.r.choice([10, 1000, 50000])
+            self.emit('@T1& send %s %d -' % (self.r.choice(c.handles), n1))
+            self.emit('@T2& write %s %d' % (self.r.choice(c.handles), n2))
+            self.emit('pdrain %s %d' % (c.name, n1 + n2))
+            self.emit('sync T1')
+            self.emit('sync T2')
+            return
         if x < 0.15 and 'bulk' in self.fam and c.peer == 'open' and not c.nb and not c.shut_wr:
             # a blocking bulk write that must fill the buffers and wait for
             # the peer: every call family sends everything (sendmmsg: every
@@ -753,6 +796,7 @@ DEFINES = {'plisten': (1, []), 'listen': (1, []), 'connect': (1, [2]), 'pconnect
            'thread': (1, []), 'spawn': (None, [2]), 'sigaction': (None, [4]),
            'kill': (None, [1]), 'sync': (None, [1]), 'wait': (None, [1]), 'join': (None, [1])}
 NO_REF = {'sigpipe', 'sleep', 'exit', '_exit', 'return', 'endstate', 'sigcount'}
+DEFINES_EXTRA = {'blocked': (None, [1])}
 
 
 def well_formed(lines):
@@ -772,7 +816,7 @@ def well_formed(lines):
         op = t[0]
         if op in NO_REF:
             continue
-        d, reqs = DEFINES.get(op, (None, [1]))
+        d, reqs = DEFINES.get(op, DEFINES_EXTRA.get(op, (None, [1])))
         for i in reqs:
             if i < len(t) and t[i] not in names:
                 return False

@@ -358,8 +358,9 @@ struct pconn {
     char name[16];
     int fd;
     unsigned long total;
-    uint32_t crc;
+    uint32_t crc, sum; /* sum: order-free, for connections threads race on */
     int state; /* 0 open, 1 eof, 2 reset/error */
+    int racy;
 };
 static struct pconn pconns[MAXH];
 static int ptrace_fd = -1;
@@ -409,6 +410,8 @@ static long p_drain(struct pconn *c, long first_ms, long quiet_ms, uint32_t *crc
             got += n;
             h = fnv(buf, (size_t)n, h);
             c->crc = fnv(buf, (size_t)n, c->crc);
+            for (ssize_t i = 0; i < n; i++)
+                c->sum += buf[i];
             c->total += (unsigned long)n;
             deadline = now_ms() + quiet_ms;
             continue;
@@ -503,8 +506,12 @@ static void peer_op(char *line, struct out *o, char *aux)
     } else if (!strcmp(op, "pread") && n >= 2) {
         struct pconn *c = pc_find(t[1], 0);
         uint32_t h = FNV0;
+        uint32_t before = c ? c->sum : 0;
         long got = c ? p_drain(c, 60, 25, &h) : -1;
-        outf(o, "got=%ld crc=%08x state=%d", got, h, c ? c->state : -1);
+        if (c && c->racy)
+            outf(o, "got=%ld sum=%08x state=%d", got, c->sum - before, c->state);
+        else
+            outf(o, "got=%ld crc=%08x state=%d", got, h, c ? c->state : -1);
     } else if (!strcmp(op, "pclose") || !strcmp(op, "preset")) {
         struct pconn *c = n >= 2 ? pc_find(t[1], 0) : NULL;
         if (c && c->fd >= 0) {
@@ -544,7 +551,7 @@ static void peer_op(char *line, struct out *o, char *aux)
          * or 10 s): a deterministic read of a bulk transfer */
         struct pconn *c = pc_find(t[1], 0);
         long want = atol(t[2]), got = 0;
-        uint32_t h = FNV0;
+        uint32_t h = FNV0, sum_now = 0;
         unsigned char buf[65536];
         long dl = now_ms() + 10000;
         while (c && c->fd >= 0 && !c->state && got < want && now_ms() < dl) {
@@ -557,6 +564,10 @@ static void peer_op(char *line, struct out *o, char *aux)
                 got += r;
                 h = fnv(buf, (size_t)r, h);
                 c->crc = fnv(buf, (size_t)r, c->crc);
+                for (ssize_t i = 0; i < r; i++) {
+                    c->sum += buf[i];
+                    sum_now += buf[i];
+                }
                 c->total += (unsigned long)r;
             } else if (r == 0) {
                 c->state = 1;
@@ -564,7 +575,17 @@ static void peer_op(char *line, struct out *o, char *aux)
                 c->state = 2;
             }
         }
-        outf(o, "got=%ld crc=%08x state=%d", got, h, c ? c->state : -1);
+        if (c && c->racy)
+            outf(o, "got=%ld sum=%08x state=%d", got, sum_now, c->state);
+        else
+            outf(o, "got=%ld crc=%08x state=%d", got, h, c ? c->state : -1);
+    } else if (!strcmp(op, "pracy") && n >= 2) {
+        /* threads will race on this connection from now on: report an
+         * order-free checksum for it */
+        struct pconn *c = pc_find(t[1], 0);
+        if (c)
+            c->racy = 1;
+        outf(o, "ok");
     } else if (!strcmp(op, "pnow")) {
         outf(o, "ok"); /* a fence */
     } else {
@@ -593,8 +614,8 @@ static void peer_final(void)
         if (c->state == 0 && c->fd >= 0)
             p_drain(c, 1500, 1500, &h);
         char line[256];
-        int len = snprintf(line, sizeof line, "END peer %s total=%lu crc=%08x end=%s\n",
-                           c->name, c->total, c->crc,
+        int len = snprintf(line, sizeof line, "END peer %s total=%lu %s=%08x end=%s\n",
+                           c->name, c->total, c->racy ? "sum" : "crc", c->racy ? c->sum : c->crc,
                            c->state == 0 ? "open" : c->state == 1 ? "eof" :
                            c->state == 2 ? "error" : "closed-by-peer");
         xwrite_full(ptrace_fd, line, (size_t)len);
@@ -1489,6 +1510,15 @@ static int run_scenario(const char *path)
                 kill(te->pid, signum(t[k + 2]));
             else if (te->tid)
                 syscall(SYS_tgkill, getpid(), te->tid, signum(t[k + 2]));
+            trace(lineno, "M", orig, "ok");
+            continue;
+        }
+        if (!strcmp(op, "blocked") && n - k >= 2) {
+            /* blocked EXEC: wait until EXEC sits in its pending call */
+            int ti = exec_index(t[k + 1]);
+            struct exec *te = &ex[ti < 0 ? 0 : ti];
+            if (te->pending)
+                wait_blocked(te);
             trace(lineno, "M", orig, "ok");
             continue;
         }
