@@ -18,23 +18,25 @@ against a small executable model of §4 (see deadline_cases()).
   behave.py replay DIR-OR-REPRO...      replays committed reproducers
   behave.py gen SEED                    prints the scenario for SEED
   behave.py diff SCENARIO [--config NAME]  runs one scenario, prints the diff
+  behave.py shrink SCENARIO [--config NAME] minimises a mismatching scenario
 
 Scenario format (one operation per line, '#' starts a comment):
   [@EXEC[&]] OP ARGS       EXEC: M (default), T1, T2 (threads), C1, C2 (fork
                            children); '&' starts the op and returns at once,
                            "sync EXEC" collects its result later.
-  Program ops: listen L FAM | connect H QLISTENER [nonblock] | accept H L
+  Program ops: listen L FAM | connect H QLISTENER [blocking|nonblock
+  [noaccept]] | accept H L
   [nonblock] | accept4 H L [nonblock] | read/recv/recvfrom/readv/recvmsg H N
   [FLAGS] | recvmmsg H N FLAGS K | write/send/sendto/writev/sendmsg H N [FLAGS]
   | sendmmsg H N FLAGS K | dprintf H N | errqueue H | shutdown H rd|wr|rdwr |
   close/sysclose/fclose/close_range/closefrom H | dup NEW OLD | dup2/dup3 NEW
-  OLD FD | fdupfd NEW OLD MIN | nonblock H on|off fcntl|ioctl | getfl H |
+  OLD FD|@H (onto a number, or over handle H) | fdupfd NEW OLD MIN | nonblock H on|off fcntl|ioctl | getfl H |
   soerror H | poll/select/epoll H in|out|inout MS | sendfd NEW OLD |
   sigaction SIG restart|norestart plain|sockcalls [H] | sigpipe ignore|default
   | spawn vfork|posix_spawn|system|popen|forkexec H|- N | sleep MS
   Controller ops: thread T | join T | fork C | exit/_exit CODE (on C) | wait C
   | kill EXEC SIG | sync EXEC | exit/_exit/return CODE (main, last line)
-  Peer ops (the far end): plisten Q FAM [small] | pconnect H L [small] |
+  Peer ops (the far end): plisten Q FAM [small|full] | pconnect H L [small] |
   pwrite H N | pread H | pdrain H N | pclose H | preset H | pshutw H | poob H |
   pdribble H N | pracy H (threads race on H: order-free checksums from now on)
   Also: blocked EXEC (wait until EXEC sits in its pending call)
@@ -1454,6 +1456,7 @@ def cmd_deadline(args, env):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0],
+                                 epilog='\n'.join(__doc__.split('\n')[1:]),
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--driver')
     ap.add_argument('--lib')

@@ -16,8 +16,8 @@
  * lines itself, in scenario order. Pipes and plain files are never governed,
  * so this machinery passes through the library untouched.
  *
- * Scenario syntax (one operation per line, '#' comments): see
- * tests/behave/README-format in behave.py's docstring; in short
+ * Scenario syntax (one operation per line, '#' comments): see the
+ * docstring of tests/behave/behave.py; in short
  *   [@EXEC[&]] OP ARGS...
  * where EXEC is M (default), T1, T2, C1, C2 and '&' means "do not wait for
  * the result" (collected later with "sync EXEC"). */
