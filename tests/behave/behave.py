@@ -667,7 +667,7 @@ def normalise(trace, allow):
         for line in out:
             for m in FD_RE.finditer(line):
                 seen.add(int(m.group(1)))
-            m = re.search(r' (?:listen|dup2|dup3) \S+ .*?-> (?:fd=)?(\d+)', line)
+            m = re.search(r' listen \S+ \S+ -> ret=(\d+)', line)
             if m:
                 seen.add(int(m.group(1)))
         rank = {fd: i for i, fd in enumerate(sorted(seen))}
