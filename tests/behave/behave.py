@@ -731,6 +731,14 @@ def compare(base, got, allow, text=''):
         x = a[i] if i < len(a) else '<missing>'
         y = b[i] if i < len(b) else '<missing>'
         if x != y:
+            # The program exited with unread input, so its close sent RST,
+            # which discards whatever was still unsent: how much got out
+            # first is the kernel's timing, not the library's doing, when the
+            # library run delivered MORE. (Fewer stays a mismatch: F6.)
+            mx = re.search(r'^END peer \S+ total=(\d+) \S+ end=error$', x)
+            my = re.search(r'^END peer \S+ total=(\d+) \S+ end=error$', y)
+            if mx and my and int(my.group(1)) > int(mx.group(1)):
+                return 'rst-race:line:%s\n  bare: %s\n  lib:  %s' % (i, x, y)
             return 'line:%s\n  bare: %s\n  lib:  %s' % (i, x, y)
     for bad in BAD_EVENTS:
         if bad in lg:
@@ -824,6 +832,11 @@ def well_formed(lines):
         for i in reqs:
             if i < len(t) and t[i] not in names:
                 return False
+        if op == 'pracy' and len(t) > 1:
+            names.add(t[1] + '@racy')
+        if op == 'pdrain' and len(t) > 1 and any(x.startswith('@T2&') for x in lines) \
+                and t[1] + '@racy' not in names:
+            return False   # racing writers without order-free sums: not the same check
         if op == 'fork' and len(t) > 1:
             if t[1] + '@live' in names:
                 return False
@@ -968,7 +981,7 @@ def cmd_run(args):
     t0 = time.time()
     deadline = t0 + args.seconds if args.seconds else None
     cov = {}
-    n = flaky = hangs = 0
+    n = flaky = hangs = rst_races = 0
     found = {}
     i = 0
     while True:
@@ -992,6 +1005,9 @@ def cmd_run(args):
             got = run_once(env, text, config)
             d = compare(base, got, allow, text)
             if d is None:
+                continue
+            if d.startswith('rst-race:'):
+                rst_races += 1
                 continue
             sig = signature(d)
             # confirm: the bare run must be deterministic, the mismatch repeat
@@ -1019,8 +1035,9 @@ def cmd_run(args):
             break
     el = time.time() - t0
     print('behave: %d scenarios in %.0fs (%.1f scenarios/min, %d configs each), '
-          '%d flaky bare runs skipped, %d bare hangs skipped' % (
-              n, el, n * 60.0 / max(el, 1), len(configs), flaky, hangs), file=sys.stderr)
+          '%d flaky bare runs skipped, %d bare hangs skipped, %d RST races tolerated' % (
+              n, el, n * 60.0 / max(el, 1), len(configs), flaky, hangs, rst_races),
+          file=sys.stderr)
     print_coverage(cov)
     real = {k: v for k, v in found.items() if not k.startswith('intermittent:')}
     for sig, (seed, path, d, cfgs) in sorted(found.items()):
