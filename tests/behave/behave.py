@@ -233,7 +233,10 @@ class Gen:
             waitall = False
         fl = ','.join(flags) if flags else '-'
         if op == 'recvmmsg':
-            self.emit('%s%s %s %d %s %d' % (ex, op, h, n, fl, self.r.choice([1, 2, 3])))
+            # a blocking recvmmsg waits for every one of its messages: more
+            # than one only when it cannot block
+            k = self.r.choice([1, 2, 3]) if nonblocking else 1
+            self.emit('%s%s %s %d %s %d' % (ex, op, h, n, fl, k))
         elif op in ('read', 'readv'):
             self.emit('%s%s %s %d' % (ex, op, h, n))
         else:
