@@ -1095,6 +1095,8 @@ def cmd_replay(args):
         exp = meta.get('expect', 'match')
         if res == exp:
             tag = 'ok (open defect, still reproduces)' if exp == 'mismatch' else 'ok'
+        elif exp == 'mismatch' and int(meta.get('repeat', 1)) > 1:
+            tag = 'not reproduced in %s tries (intermittent; fixed?)' % meta['repeat']
         elif exp == 'mismatch':
             tag = 'FIXED? now transparent: set "expect": "match" in meta.json'
         else:
