@@ -50,8 +50,6 @@ ssize_t nt_io_direct(struct nt_conn *c, int fd, const struct nt_op *op);
  * or shut down (how = SHUT_*): flush first. On close the connection's
  * coalescing state is released whatever happens. */
 void nt_coalesce_close(struct nt_conn *c, int fd, int how);
-/* hook_close.c: close_range/closefrom are about to close [lo, hi]. */
-void nt_coalesce_close_range(unsigned lo, unsigned hi);
 /* hooks/dup.c: another descriptor now refers to c's socket (dup,
  * F_DUPFD, an inherited twin): flush and stop coalescing (see coalesce.c,
  * "Sharing"). */

@@ -191,12 +191,6 @@ void nt_coalesce_flush_all(void)
                       CO_ALL_FDS);
 }
 
-void nt_coalesce_close_range(unsigned lo, unsigned hi)
-{
-    if (__atomic_load_n(&nt_coalesce_pending, __ATOMIC_RELAXED))
-        flush_pending(CO_LINGER, 1, "close", __builtin_return_address(0),
-                      lo, hi);
-}
 
 /* ---- fork --------------------------------------------------------------- */
 

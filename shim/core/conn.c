@@ -271,7 +271,8 @@ void nt_conn_detach(int fd, int kind, void *caller)
     /* A call of ours still waits on the socket: keep it open for that
      * call (the kernel would), above the number the program frees. */
     if (last && c->waiters && kind == NT_FD_PASS && c->alias_fd < 0) {
-        c->alias_fd = real.fcntl(fd, F_DUPFD_CLOEXEC, fd);
+        int a = real.fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        c->alias_fd = a >= 0 ? nt_fd_move_high(a) : -1;
         if (c->alias_fd >= 0)
             c->fd = c->alias_fd;
     }
@@ -288,7 +289,8 @@ void nt_conn_unwait(struct nt_conn *c)
 {
     int taken = nt_conn_lock(c);
     int alias = -1;
-    if (c->waiters && --c->waiters == 0 && c->alias_fd >= 0) {
+    if (c->waiters && __atomic_sub_fetch(&c->waiters, 1, __ATOMIC_ACQ_REL) == 0 &&
+        c->alias_fd >= 0) {
         alias = c->alias_fd;
         c->alias_fd = -1;
         if (!c->refs)

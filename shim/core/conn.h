@@ -91,7 +91,9 @@ struct nt_conn {
     uint64_t x_in0, x_out0;  /* bytes_in/out when the exchange started */
     uint8_t expired;         /* a deadline fired: later calls fail */
     uint8_t expired_kind;    /* which one */
-    uint8_t in_call;         /* a blocking call of ours waits on it */
+    uint8_t in_call[2];      /* blocking calls of ours waiting: [NT_IN], [NT_OUT] */
+    uint32_t ux_queued;      /* unix: bytes queued both ways at the last look */
+    uint8_t mark_writes;     /* unix with idle_timeout: count writes in progress */
     int connect_err;         /* SO_ERROR to report after an aborted connect */
 
     /* --- write coalescing (see coalesce.h; must stay the last section:
@@ -141,7 +143,9 @@ static inline struct nt_conn *nt_conn_get(int fd)
                 nt_conn_wake(c);
             return c;
         }
-        if (k != NT_FD_UNKNOWN)
+        /* NEW: maybe connected since, through another descriptor of the
+         * same socket (a dup made before connect): classify again */
+        if (k != NT_FD_UNKNOWN && k != NT_FD_NEW)
             return 0;
     }
     return nt_bypass() || nt_g.disabled || nt_sandboxed() /* sandbox: */

@@ -179,8 +179,10 @@ static int kernel_would_restart(void)
 
 /* Wait until the socket is ready in `dir` or `until` (0: no limit) passes.
  * 1 ready (or an error the next attempt reports), 0 the limit passed,
- * -1 EINTR that the kernel would not have restarted. */
-static int wait_ready(struct nt_conn *c, int fd, int dir, nt_ns until)
+ * -1 EINTR that the kernel would not have restarted (it never restarts a
+ * call that has `moved` data: that call returns what it moved). */
+static int wait_ready(struct nt_conn *c, int fd, int dir, nt_ns until,
+                      size_t moved)
 {
     for (;;) {
         int use = nt_fd_conn(fd) == c ? fd : c->fd;
@@ -191,19 +193,28 @@ static int wait_ready(struct nt_conn *c, int fd, int dir, nt_ns until)
         if (left > SLICE)
             left = SLICE;
         struct timespec ts = { left / 1000000000, left % 1000000000 };
-        __atomic_add_fetch(&c->in_call, 1, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&c->in_call[dir], 1, __ATOMIC_RELAXED);
         nt_signal_seen = NT_SIG_NONE;
         int r = real.ppoll(&p, 1, &ts, NULL);
-        __atomic_sub_fetch(&c->in_call, 1, __ATOMIC_RELAXED);
+        __atomic_sub_fetch(&c->in_call[dir], 1, __ATOMIC_RELAXED);
         if (r > 0)
             return 1;
-        if (r < 0 && errno == EINTR && !kernel_would_restart())
+        if (r < 0 && errno == EINTR && (moved || !kernel_would_restart()))
             return -1;
         if (r < 0 && errno != EINTR)
             return 1; /* let the real call report it */
         if (r == 0 && (!until || nt_now() < until))
             return 1; /* a slice ended: look again */
     }
+}
+
+/* Will more input ever come? Not after the peer's FIN or an error. */
+static int no_more_input(struct nt_conn *c, int fd)
+{
+    struct pollfd p = { .fd = nt_fd_conn(fd) == c ? fd : c->fd,
+                        .events = POLLIN | POLLRDHUP };
+    return real.poll(&p, 1, 0) == 1 &&
+           (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
 }
 
 /* O_NONBLOCK belongs to the open file, which another descriptor of the
@@ -239,7 +250,8 @@ controlled(struct nt_conn *c, int fd, const struct nt_op *op, int extra,
     __atomic_add_fetch(&c->waiters, 1, __ATOMIC_ACQ_REL);
     if (op->flagless) {
         /* sendfile/splice take no MSG_DONTWAIT: wait first, then call */
-        int w = wait_ready(c, fd, op->dir, nt_deadline_limit(c, op->dir, start));
+        int w = wait_ready(c, fd, op->dir, nt_deadline_limit(c, op->dir, start),
+                           0);
         if (w == 0)
             errno = nt_deadline_call_expired(c, op->dir, start, op->name,
                                              op->caller);
@@ -249,7 +261,7 @@ controlled(struct nt_conn *c, int fd, const struct nt_op *op, int extra,
         return result;
     }
     for (;;) {
-        int closed = 0;
+        int closed = 0, short_peek = 0;
         if (first == NT_NOT_TRIED && unlikely(nt_sandboxed())) { /* sandbox: */
             result = nt_sb_resume(fd, op, done, saved_errno); /* TSYNC */
             break;
@@ -261,12 +273,13 @@ controlled(struct nt_conn *c, int fd, const struct nt_op *op, int extra,
                                          peek ? 0 : done, &closed);
         first = NT_NOT_TRIED;
         if (peek && r > 0) {
-            if ((size_t)r >= op->total || !want_all) {
+            if ((size_t)r >= op->total || !want_all || no_more_input(c, fd)) {
                 errno = saved_errno;
                 result = r;
                 break;
             }
-            r = -1; /* not enough yet: wait for more, peek again */
+            short_peek = 1; /* not enough yet: wait for more, peek again */
+            r = -1;
             errno = EAGAIN;
         } else if (r > 0) {
             if (!closed)
@@ -303,14 +316,15 @@ controlled(struct nt_conn *c, int fd, const struct nt_op *op, int extra,
         }
         nt_deadline_report(c, op->dir, NT_BLOCKED, 0);
         int w;
-        if (peek && r < 0 && !done) {
+        if (short_peek) {
             /* Data is there but not enough: readiness says nothing. */
             struct timespec ts = { 0, 5000000 };
             real.ppoll(NULL, 0, &ts, NULL);
             nt_ns until = nt_deadline_limit(c, op->dir, start);
             w = until && nt_now() >= until ? 0 : 1;
         } else {
-            w = wait_ready(c, fd, op->dir, nt_deadline_limit(c, op->dir, start));
+            w = wait_ready(c, fd, op->dir, nt_deadline_limit(c, op->dir, start),
+                           done);
         }
         if (c->gen == gen && c->expired) {
             errno = nt_deadline_errno(c);
@@ -320,12 +334,25 @@ controlled(struct nt_conn *c, int fd, const struct nt_op *op, int extra,
                                              op->caller);
         }
         if (w <= 0) {
+            if (done)
+                errno = saved_errno;
             result = done ? (ssize_t)done : -1;
             break;
         }
     }
     NT_KEEP_ERRNO(nt_conn_unwait(c));
     return result;
+}
+
+/* A write the kernel may block in for long, on a socket whose idle
+ * clock has no kernel record to consult (unix): seen in progress. */
+__attribute__((noinline)) static ssize_t
+marked_write(struct nt_conn *c, int fd, const struct nt_op *op, int extra)
+{
+    __atomic_add_fetch(&c->in_call[NT_OUT], 1, __ATOMIC_RELAXED);
+    ssize_t r = op->attempt(fd, op, op->flags | extra, 0);
+    NT_KEEP_ERRNO(__atomic_sub_fetch(&c->in_call[NT_OUT], 1, __ATOMIC_RELAXED));
+    return r;
 }
 
 /* Flags under which the kernel never blocks, or that change what a retry
@@ -359,6 +386,8 @@ io_direct(struct nt_conn *c, int fd, const struct nt_op *op)
             return finish(c, fd, op, r, extra);
         return controlled(c, fd, op, extra, r, saved_errno);
     }
+    if (unlikely(c->mark_writes) && op->dir == NT_OUT)
+        return finish(c, fd, op, marked_write(c, fd, op, extra), extra);
     ssize_t r = op->attempt(fd, op, op->flags | extra, 0);
     return finish(c, fd, op, r, extra);
 }
@@ -382,7 +411,7 @@ ssize_t nt_io_call(int fd, const struct nt_op *op)
 int nt_io_wait(struct nt_conn *c, int fd, int dir, nt_ns start,
                const char *op, void *caller)
 {
-    int w = wait_ready(c, fd, dir, nt_deadline_limit(c, dir, start));
+    int w = wait_ready(c, fd, dir, nt_deadline_limit(c, dir, start), 0);
     if (w == 0)
         errno = nt_deadline_call_expired(c, dir, start, op, caller);
     return w;

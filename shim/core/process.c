@@ -62,7 +62,7 @@ static void make_dormant(struct nt_conn *c, void *arg)
     c->dormant = 1;
     c->heap_idx = 0;
     c->waiters = 0;
-    c->in_call = 0;
+    c->in_call[0] = c->in_call[1] = 0;
 }
 
 static void atfork_child(void)

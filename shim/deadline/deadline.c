@@ -28,8 +28,10 @@
  */
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <linux/sockios.h>
 #include <poll.h>
 #include <stdint.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
@@ -145,6 +147,9 @@ void nt_deadline_open(struct nt_conn *c)
     c->req_dir = c->role == NT_ROLE_OUTBOUND ? NT_OUT : NT_IN;
     if (nt_event_enabled(NT_EV_ABANDONED))
         c->dl_active |= BIT(NT_DL_TRACK);
+    /* No kernel record of traffic for unix sockets: a long blocking write
+     * must be seen in progress, or idle_timeout would cut it (io.c). */
+    c->mark_writes = c->family == AF_UNIX && (c->dl_active & BIT(NT_DL_IDLE));
     if (c->dl_active & (BIT(NT_DL_IDLE) | BIT(NT_DL_LIFETIME)))
         arm(c);
 }
@@ -211,10 +216,12 @@ static void park(struct nt_conn *c)
     c->t_req = 0;
 }
 
-/* The program waits for input: an answered exchange is over. */
+/* The program waits for input: an answered inbound exchange is over
+ * (the next request is awaited). Outbound, the wait may be for the rest
+ * of the answer: answer_done() judges it when the deadline comes due. */
 static inline void waits_for_input(struct nt_conn *c)
 {
-    if (c->req_phase == NT_PH_ANSWERED)
+    if (c->req_phase == NT_PH_ANSWERED && c->req_dir == NT_IN)
         park(c);
 }
 
@@ -380,9 +387,11 @@ void nt_deadline_closing(struct nt_conn *c, int fd, const char *op,
  * write; a handler still writing (or computing between writes) owes it. */
 static int answer_done(const struct nt_conn *c)
 {
-    if (c->role == NT_ROLE_OUTBOUND)
-        return 1;
-    return !c->t_wait_wr && !c->in_call &&
+    if (c->req_dir == NT_OUT) /* blocked reading: the rest is owed */
+        return !__atomic_load_n(&c->in_call[NT_IN], __ATOMIC_RELAXED);
+    if (c->t_wait_wr || __atomic_load_n(&c->in_call[NT_OUT], __ATOMIC_RELAXED))
+        return 0; /* still writing the answer */
+    return __atomic_load_n(&c->in_call[NT_IN], __ATOMIC_RELAXED) ||
            __atomic_load_n(&nt_wait_seq, __ATOMIC_RELAXED) != c->ans_seq;
 }
 
@@ -403,7 +412,23 @@ static int still_due(struct nt_conn *c, int kind, nt_ns now)
         return 0;
     case NT_DL_IDLE:
         /* Traffic the library did not see (another process sharing the
-         * socket, stdio on an fdopen'ed socket) keeps it alive. */
+         * socket, stdio on an fdopen'ed socket, a long call in progress)
+         * keeps it alive. A unix socket has no such record: bytes queued
+         * either way that changed since the last look are traffic. */
+        if (c->family == AF_UNIX) {
+            int out = 0, in = 0;
+            real.ioctl(c->fd, SIOCOUTQ, &out);
+            real.ioctl(c->fd, SIOCINQ, &in);
+            uint32_t q = (uint32_t)out + (uint32_t)in;
+            int moved = (q && q != c->ux_queued) ||
+                        (out && __atomic_load_n(&c->in_call[NT_OUT], __ATOMIC_RELAXED));
+            c->ux_queued = q;
+            if (moved) {
+                c->t_last = now;
+                return 0;
+            }
+            return 1;
+        }
         ms = kernel_idle_ms(c, 0, 0);
         if (ms >= 0 && now - ms * MS > c->t_last + KERNEL_SLACK) {
             c->t_last = now - ms * MS;
@@ -418,6 +443,13 @@ static int still_due(struct nt_conn *c, int kind, nt_ns now)
         }
         return 1;
     case NT_DL_REQUEST:
+        /* Answer bytes the library did not see (stdio on an fdopen'ed
+         * socket, another process): the kernel's record says. */
+        if (c->req_phase == NT_PH_REQUEST) {
+            ms = kernel_idle_ms(c, 1, c->req_dir == NT_IN ? NT_OUT : NT_IN);
+            if (ms >= 0 && now - ms * MS > c->t_req + KERNEL_SLACK)
+                c->req_phase = NT_PH_ANSWERED;
+        }
         if (c->req_phase == NT_PH_PARKED || (c->req_phase == NT_PH_ANSWERED &&
                                           answer_done(c))) {
             park(c);

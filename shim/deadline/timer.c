@@ -28,11 +28,15 @@ static int running;        /* the thread exists in this process */
 static sem_t started;      /* start_thread waits until the thread runs */
 static nt_ns sleeping_until; /* the thread's current wake-up time */
 
-/* This thread holds `lock` (from a hook); an arm from a signal handler
- * that interrupted it waits here until the lock is let go. */
+/* This thread is taking, holding or letting go of `lock` (from a hook):
+ * an arm from a signal handler that interrupted it is queued here and
+ * filed when the lock is let go. Set before the lock is taken and
+ * cleared after it is let go, so no window is left uncovered. */
+#define QUEUE 4
 static NT_TLS int held;
-static NT_TLS struct nt_conn *queued;
-static NT_TLS uint32_t queued_gen;
+static NT_TLS struct nt_conn *queued[QUEUE];
+static NT_TLS uint32_t queued_gen[QUEUE];
+static NT_TLS nt_ns queued_due[QUEUE];
 
 static int grow(void)
 {
@@ -150,23 +154,34 @@ static void file_locked(struct nt_conn *c, nt_ns due)
 
 static void take(void)
 {
-    pthread_mutex_lock(&lock);
     held = 1;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    pthread_mutex_lock(&lock);
 }
 
-/* Let go, then file what a signal handler queued meanwhile. */
+/* Let go, then file what a signal handler queued meanwhile: one that ran
+ * before `held` was cleared queued its arm; one that runs after takes the
+ * lock itself. */
 static void give(void)
 {
     for (;;) {
-        held = 0;
         pthread_mutex_unlock(&lock);
-        struct nt_conn *c = __atomic_exchange_n(&queued, NULL, __ATOMIC_ACQ_REL);
+        __atomic_signal_fence(__ATOMIC_SEQ_CST);
+        held = 0;
+        __atomic_signal_fence(__ATOMIC_SEQ_CST);
+        struct nt_conn *c = NULL;
+        uint32_t gen = 0;
+        nt_ns due = 0;
+        for (int i = 0; i < QUEUE && !c; i++) {
+            c = __atomic_exchange_n(&queued[i], NULL, __ATOMIC_ACQ_REL);
+            gen = queued_gen[i];
+            due = queued_due[i];
+        }
         if (!c)
             return;
-        pthread_mutex_lock(&lock);
-        held = 1;
-        if (c->gen == queued_gen && c->heap_due)
-            file_locked(c, c->heap_due);
+        take();
+        if (c->gen == gen)
+            file_locked(c, due);
     }
 }
 
@@ -179,10 +194,16 @@ void nt_timer_arm(struct nt_conn *c, nt_ns due)
     if (c->heap_idx && c->heap_due <= due && running)
         return;
     if (held) {
-        /* A signal handler on a thread inside take()/give(): queue it. */
-        c->heap_due = due;
-        queued_gen = c->gen;
-        __atomic_store_n(&queued, c, __ATOMIC_RELEASE);
+        /* A signal handler on a thread inside take()/give(): queue it
+         * (a handler nested deeper than QUEUE loses its arm). */
+        for (int i = 0; i < QUEUE; i++) {
+            if (!__atomic_load_n(&queued[i], __ATOMIC_ACQUIRE)) {
+                queued_gen[i] = c->gen;
+                queued_due[i] = due;
+                __atomic_store_n(&queued[i], c, __ATOMIC_RELEASE);
+                break;
+            }
+        }
         return;
     }
     int saved = errno;
@@ -196,9 +217,12 @@ void nt_timer_disarm(struct nt_conn *c)
 {
     if (!c->heap_idx || held)
         return; /* stale entries are dropped when they come due */
-    if (pthread_mutex_trylock(&lock) != 0)
-        return;
     held = 1;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    if (pthread_mutex_trylock(&lock) != 0) {
+        held = 0;
+        return;
+    }
     size_t i = c->heap_idx;
     if (i <= count && owner(&heap[i]) == c)
         remove_at(i);
@@ -263,5 +287,6 @@ void nt_timer_atfork_child(void)
     sleeping_until = 0;
     count = 0;
     held = 0;
-    queued = NULL;
+    for (int i = 0; i < QUEUE; i++)
+        queued[i] = NULL;
 }

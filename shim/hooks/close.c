@@ -57,6 +57,29 @@ NT_EXPORT int fclose(FILE *f)
     return real.fclose(f);
 }
 
+struct range { unsigned lo, hi; const char *op; void *caller; };
+
+static void close_in_range(int fd, struct nt_conn *c, void *arg)
+{
+    const struct range *r = arg;
+    (void)c;
+    if ((unsigned)fd >= r->lo && (unsigned)fd <= r->hi)
+        nt_close_fd(fd, r->op, r->caller);
+}
+
+/* Every descriptor in [lo, hi] is about to be closed: last words and
+ * detach first, as close() does, so that no number the kernel frees can
+ * be reused by another thread while its slot still says otherwise. */
+static void closing_range(unsigned lo, unsigned hi, const char *op,
+                          void *caller)
+{
+    int saved = errno;
+    struct range r = { lo, hi, op, caller };
+    nt_fd_each_conn(close_in_range, &r);
+    nt_fd_release_range(lo, hi, caller); /* NEW, LISTEN: plain slots */
+    errno = saved;
+}
+
 NT_EXPORT int close_range(unsigned lo, unsigned hi, int flags)
 {
     nt_init();
@@ -64,10 +87,11 @@ NT_EXPORT int close_range(unsigned lo, unsigned hi, int flags)
         return real.close_range(lo, hi, flags);
     if (unlikely(nt_sandboxed())) /* sandbox: */
         return nt_sb_close_range(lo, hi, flags);
-    nt_coalesce_close_range(lo, hi); /* flush first */
+    if (lo <= hi)
+        closing_range(lo, hi, "close_range", NT_CALLER());
     int r = real.close_range(lo, hi, flags);
-    if (r == 0)
-        NT_KEEP_ERRNO(nt_fd_release_range(lo, hi, NT_CALLER()));
+    if (r != 0) /* nothing was closed: classify them afresh */
+        NT_KEEP_ERRNO(nt_fd_mark_unknown_range(lo, hi));
     return r;
 }
 
@@ -82,10 +106,8 @@ NT_EXPORT void closefrom(int lo)
         nt_sb_closefrom(lo);
         return;
     }
-    nt_coalesce_close_range((unsigned)lo, NT_FD_MAX - 1);
+    closing_range((unsigned)lo, NT_FD_MAX - 1, "closefrom", NT_CALLER());
     real.closefrom(lo);
-    NT_KEEP_ERRNO(nt_fd_release_range((unsigned)lo, NT_FD_MAX - 1,
-                                      NT_CALLER()));
 }
 
 NT_EXPORT int shutdown(int fd, int how)

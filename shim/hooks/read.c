@@ -226,12 +226,13 @@ read_mmsg(int fd, struct mmsghdr *vec, unsigned n, int flags, void *caller)
     for (unsigned i = 0; i < n; i++) {
         ssize_t r = read_msg(fd, &vec[i].msg_hdr, flags & ~MSG_WAITFORONE,
                              "recvmmsg", caller);
-        if (r < 0)
+        if (r < 0) {
+            if (i)
+                errno = saved; /* the kernel reports it on the next call */
             return i ? (int)i : -1;
-        vec[i].msg_len = (unsigned)r;
+        }
+        vec[i].msg_len = (unsigned)r; /* 0 at EOF: the kernel goes on too */
         errno = saved;
-        if (r == 0)
-            return (int)i + 1;
         if (flags & MSG_WAITFORONE)
             flags |= MSG_DONTWAIT;
     }
@@ -241,7 +242,11 @@ read_mmsg(int fd, struct mmsghdr *vec, unsigned n, int flags, void *caller)
 NT_EXPORT int recvmmsg(int fd, struct mmsghdr *vec, unsigned n, int flags,
                        struct timespec *timeout)
 {
-    if (likely(nt_fd_passes(fd)) || timeout || !vec || !n)
-        return real.recvmmsg(fd, vec, n, flags, timeout);
+    if (likely(nt_fd_passes(fd)) || timeout || !vec || !n) {
+        int r = real.recvmmsg(fd, vec, n, flags, timeout);
+        for (int i = 0; i < r; i++) /* SCM_RIGHTS on a socketpair too */
+            NT_KEEP_ERRNO(forget_passed_fds(&vec[i].msg_hdr));
+        return r;
+    }
     return read_mmsg(fd, vec, n, flags, NT_CALLER());
 }

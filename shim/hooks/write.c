@@ -168,8 +168,11 @@ write_mmsg(int fd, struct mmsghdr *vec, unsigned n, int flags, void *caller)
         size_t want = nt_iov_total(m->msg_iov, (int)m->msg_iovlen);
         ssize_t r = write_vec(fd, "sendmmsg", attempt_sendmsg, NULL, 0, m,
                               flags, caller);
-        if (r < 0)
+        if (r < 0) {
+            if (i)
+                errno = saved; /* the kernel reports it on the next call */
             return i ? (int)i : -1;
+        }
         vec[i].msg_len = (unsigned)r;
         errno = saved;
         if ((size_t)r < want)

@@ -1,0 +1,111 @@
+/* Defects a review of the connection-model change confirmed, each with a
+ * small program (tests/progs/review) run with and without the library:
+ * what the program prints must be the same (timings aside), or, where a
+ * deadline fires, what SPEC §4 says. */
+#define _GNU_SOURCE
+#include "nttest_cr.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+TestSuite(regress, .timeout = 90);
+
+/* Drop what depends on the machine's speed: " after 1.2s" and
+ * ", 15173 in handler, 1.7s". */
+static void strip_timings(char *s)
+{
+    static const char *const marks[] = {" after ", " in handler, "};
+    for (size_t m = 0; m < 2; m++) {
+        char *p;
+        while ((p = strstr(s, marks[m]))) {
+            char *q = p + strlen(marks[m]), *from = p;
+            while (isdigit((unsigned char)*q) || *q == '.')
+                q++;
+            if (*q == 's')
+                q++;
+            if (m == 1) /* and the count before it */
+                while (from > s && (isdigit((unsigned char)from[-1]) || from[-1] == ' ' ||
+                                    from[-1] == ','))
+                    from--;
+            memmove(from, q, strlen(q) + 1);
+        }
+    }
+}
+
+static void run(const char *prog, const char *arg, const char *opts, bool preload,
+                struct nt_result *r)
+{
+    char *path;
+    cr_assert(asprintf(&path, "%s/rv_%s", NT_PROGS_DIR, prog) > 0);
+    const char *const argv[] = {path, arg, NULL};
+    cr_assert(nt_run_config(argv, opts, NULL, preload, 60000, r) == 0, "%s", prog);
+    cr_assert(!r->timed_out, "%s hung:\n%s\n%s", prog, r->out, r->err);
+    strip_timings(r->out);
+    r->out_len = strlen(r->out);
+    free(path);
+}
+
+static void same(const char *prog, const char *arg, const char *opts)
+{
+    struct nt_result with, without;
+    run(prog, arg, opts, true, &with);
+    run(prog, arg, opts, false, &without);
+    nt_assert_same(&with, &without, prog);
+    nt_result_free(&with);
+    nt_result_free(&without);
+}
+
+/* close_range in one thread while another connects: a retired
+ * connection was used (SIGSEGV). */
+Test(regress, close_range_racing_connect) { same("t19_closerange_race", NULL, "idle_timeout=1h"); }
+/* A signal handler that opens connections, interrupting the timer's
+ * locking: no self-deadlock. */
+Test(regress, handler_arms_while_timer_locked) { same("t5_sigarm", "3000", "idle_timeout=1h"); }
+/* A dup made before connect is the same connection. */
+Test(regress, dup_before_connect) { same("t15_dupnew", NULL, "idle_timeout=1s"); }
+/* One long blocking write on a unix socket is not idleness. */
+Test(regress, unix_long_write_not_idle) { same("t14_unix_bigwrite", NULL, "idle_timeout=1s"); }
+/* Answers written through stdio end the exchange (the kernel says so). */
+Test(regress, stdio_answers_end_exchanges) { same("t13_stdio_answer", NULL, "request_timeout=2s"); }
+/* MSG_PEEK|MSG_WAITALL at EOF returns what is there. */
+Test(regress, peek_waitall_at_eof)
+{
+    same("t2_peek", NULL, "request_timeout=2s");
+    same("t2_peek", NULL, "read_timeout=2s");
+}
+/* recvmmsg at EOF counts as the kernel does, and keeps errno. */
+Test(regress, recvmmsg_eof_and_errno) { same("t1_recvmmsg", NULL, ""); }
+/* SA_RESTART of the signal that arrived, not of every handler. */
+Test(regress, restart_by_arrived_signal) { same("t17_restart", NULL, "read_timeout=5s"); }
+/* A signal after data moved returns the partial count. */
+Test(regress, signal_after_partial_progress)
+{
+    same("t9_sigpartial", NULL, "read_timeout=5s");
+    same("t10_sigwrite", NULL, "write_timeout=5s");
+}
+/* A close, or close_range, under a blocked read: the read goes on with
+ * the socket, and the program's next descriptors get their numbers. */
+Test(regress, close_under_blocked_read)
+{
+    same("t3_closeblocked", "close", "read_timeout=5s");
+    same("t3_closeblocked", "close_range", "read_timeout=5s");
+}
+/* Outbound: an answer that stalls half-way is cut by request_timeout
+ * while the program is blocked reading the rest. */
+Test(regress, outbound_stalled_answer_is_cut)
+{
+    struct nt_result r;
+    run("t4_slowanswer", NULL, "request_timeout=2s", true, &r);
+    cr_assert(strstr(r.out, "client read -> -1 (Connection timed out), 17 bytes"),
+              "%s\n%s", r.out, r.err);
+    nt_result_free(&r);
+}
+/* A socket received with recvmmsg on a socketpair is governed. */
+Test(regress, scm_rights_through_recvmmsg)
+{
+    struct nt_result r;
+    run("t11_scm", "mmsg", "idle_timeout=1s", true, &r);
+    cr_assert(strstr(r.out, "readable (cut)"), "%s\n%s", r.out, r.err);
+    nt_result_free(&r);
+}

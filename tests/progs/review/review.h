@@ -1,0 +1,28 @@
+/* Confirmed defects from the review of the connection-model change
+ * (tests/core/core_regress.c runs each with and without the library). */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+#include <time.h>
+/* connected TCP loopback pair: *cli (outbound), *srv (inbound) */
+static inline void tcp_pair(int *cli, int *srv)
+{
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof a;
+    if (bind(l, (void *)&a, sizeof a) || listen(l, 4) || getsockname(l, (void *)&a, &len)) { perror("setup"); exit(2); }
+    *cli = socket(AF_INET, SOCK_STREAM, 0);
+    if (connect(*cli, (void *)&a, sizeof a)) { perror("connect"); exit(2); }
+    *srv = accept(l, NULL, NULL);
+    close(l);
+}
+static inline double now_s(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
