@@ -10,16 +10,17 @@
  *   trigger                           PARKED     REQUEST    ANSWERED
  *   bytes in the request direction    REQUEST*   REQUEST    REQUEST*
  *   bytes in the answer direction     PARKED     ANSWERED   ANSWERED
- *   the program waits for input       PARKED     REQUEST    PARKED
+ *   the program waits for input       PARKED     REQUEST    PARKED (inbound)
  *   request_timeout comes due         -          fires      see below
  *   close / shutdown of the owed      -          abandoned  -
  *     direction
  *   (* a new exchange: request_timeout starts now)
  *
  * "Waits for input": a blocking read that would block, a read that
- * returns EAGAIN, or poll/select asking POLLIN for it. In ANSWERED when
- * request_timeout comes due (answer_done): an outbound exchange is over
- * (the answer came and the program is not waiting for more of it); an
+ * returns EAGAIN, or poll/select asking POLLIN for it. In REQUEST when
+ * request_timeout comes due, TCP_INFO says whether answer bytes moved
+ * that no hook saw (stdio). In ANSWERED (answer_done): an outbound
+ * exchange is over unless the program is blocked reading the rest; an
  * inbound one is over when the program went back to its event loop (any
  * poll, select or epoll_wait since the last answer bytes: which fds an
  * epoll set holds is not known) with nothing left to write, and fires
