@@ -16,6 +16,8 @@ enum nt_co_mode {
     NT_CO_OFF,           /* not coalescing: nt_io's fast path */
     NT_CO_BUFFER,        /* coalesce_mode = buffer */
     NT_CO_CORK,          /* coalesce_mode = cork (TCP only) */
+    NT_CO_PASS,          /* coalescing did not pay here: pass-through,
+                            tried again after a while (coalesce.c) */
 };
 
 /* Connections holding coalesced bytes (or a cork); waits flush only when

@@ -22,6 +22,7 @@
 #include "coalesce/coalesce_internal.h"
 #include "audit/event.h"
 #include "core/process.h"
+#include "core/real.h"
 
 unsigned nt_coalesce_pending;
 
@@ -166,7 +167,7 @@ static void flush_pending(int how, int closing, const char *op, void *caller,
             }
             if (!co_busy_other(c)) {
                 if (closing)
-                    co_flush_closing(&x);
+                    co_flush_closing(&x, 0);
                 else
                     co_flush_deferred(&x, how);
             }
@@ -222,6 +223,21 @@ static void atfork_child(void)
     co_pool_lock = 0;
     pend_lock = 0;
     co_spin = 0;
+    /* The parent's duplicates of closed sockets (see "Closing" in
+     * coalesce_flush.c) are its own: held here they would delay the FIN
+     * until this child exits. Their bytes are the parent's to send. */
+    for (size_t i = npend; i-- > 0;) {
+        struct nt_conn *c = nt_fd_conn(pend[i].fd);
+        if (!c || c->gen != pend[i].gen || !(c->co_flags & CO_ORPHAN))
+            continue;
+        int fd = pend[i].fd;
+        c->co_flags &= (uint8_t)~CO_ORPHAN;
+        c->cbuf = NULL;
+        c->co_pidx = 0;
+        pend_remove_at(i);
+        nt_fd_release(fd);
+        real.close(fd);
+    }
 }
 
 __attribute__((constructor)) static void co_register_atfork(void)

@@ -86,6 +86,11 @@ struct nt_conn {
     uint32_t co_pidx;        /* 1 + index in the pending set (its lock) */
     uint64_t co_busy;        /* thread sending with the slot unlocked */
     nt_ns t_cflush;          /* timer flush due (coalesce_delay); 0: none */
+    uint8_t co_full;         /* the kernel said no room: writes go to it */
+    uint8_t co_single;       /* flushes in a row that carried one write */
+    uint16_t co_nwr;         /* writes in the buffer / under the cork */
+    uint16_t co_pass;        /* pass-through: writes left until a probe */
+    nt_ns t_orphan;          /* closed, still flushing: last progress */
 };
 
 #define NT_FD_PAGE_SHIFT 12
