@@ -61,6 +61,7 @@
  */
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stddef.h>
 #include <string.h>
@@ -320,8 +321,13 @@ static inline ssize_t direct_noted(struct nt_conn *c, int fd,
     if (how != CO_TRY || op->flagless || op->msgs)
         return r;
     if (r >= 0 && (size_t)r >= op->total) {
-        if (c->co_full)
-            __atomic_store_n(&c->co_full, 0, __ATOMIC_RELAXED);
+        if (c->co_full) {
+            int saved = errno;
+            struct pollfd p = { .fd = fd, .events = POLLOUT };
+            if (real.poll(&p, 1, 0) == 1 && (p.revents & POLLOUT))
+                __atomic_store_n(&c->co_full, 0, __ATOMIC_RELAXED);
+            errno = saved;
+        }
     } else if (r >= 0 || errno == EAGAIN) {
         __atomic_store_n(&c->co_full, 1, __ATOMIC_RELAXED);
     }

@@ -36,7 +36,10 @@
  * flush or to a write that went straight to it), it is "full" (co_full),
  * and a non-blocking write is not buffered: it goes to the kernel, after
  * whatever is held, and gets the kernel's answer (EAGAIN while bytes are
- * still held). The first send the kernel takes whole clears it.
+ * still held). It ends when the kernel takes one of the program's writes
+ * whole and reports the socket writable (POLLOUT: the queue has drained to
+ * the point where the kernel would wake a writer); a flush of held bytes
+ * alone does not end it, as it says nothing about room for more.
  *
  * Closing: close() never waits longer than the kernel's own close. What
  * the kernel takes at once is sent; what is left goes on a private
@@ -249,11 +252,8 @@ ssize_t co_send(struct co_call *x, const struct iovec *iov,
     for (;;) {
         struct co_buf *b = c->cbuf;
         size_t have = co_held(b);
-        if (!have && done == total) {
-            if (c->co_full) /* the kernel took everything: room again */
-                __atomic_store_n(&c->co_full, 0, __ATOMIC_RELAXED);
+        if (!have && done == total)
             return (ssize_t)done;
-        }
         int err = 0;
         if (c->expired) {
             err = nt_deadline_errno(c);
@@ -495,6 +495,8 @@ void co_flush_closing(struct co_call *x, int may_orphan)
         return;
     }
     int e = co_flush_deferred(x, CO_TRY);
+    if (e == EAGAIN || e == EINTR)
+        e = 0; /* the bytes are still held: see below */
     if (c->gen != x->gen)
         return;
     if (c->cbuf && !e && (c->co_flags & CO_ORPHAN)) {
