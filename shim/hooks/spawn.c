@@ -1,5 +1,6 @@
-/* Children glibc starts where no hook sees them: system() and popen()
- * spawn theirs with glibc's internal posix_spawn, and a vfork child runs
+/* Children glibc starts where no hook sees them: system(), popen() and
+ * wordexp() (command substitution) spawn theirs with glibc's internal
+ * posix_spawn, and a vfork child runs
  * in the parent's memory until it execs. Whatever the parent buffered
  * must reach the socket before the child can write to it (LESSONS 24):
  * each of these flushes first (nt_process_flush, as fork and exec do).
@@ -20,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
+#include <wordexp.h>
 
 #include "core/nt.h"
 #include "core/process.h"
@@ -27,6 +29,7 @@
 
 typedef int (*system_fn)(const char *);
 typedef FILE *(*popen_fn)(const char *, const char *);
+typedef int (*wordexp_fn)(const char *, wordexp_t *, int);
 
 static void *next_fn(void **cache, const char *name)
 {
@@ -38,7 +41,7 @@ static void *next_fn(void **cache, const char *name)
     return p;
 }
 
-static void *next_system, *next_popen;
+static void *next_system, *next_popen, *next_wordexp;
 
 static void before_child(void)
 {
@@ -66,6 +69,16 @@ NT_EXPORT FILE *popen(const char *cmd, const char *mode)
         return NULL;
     }
     return next(cmd, mode);
+}
+
+NT_EXPORT int wordexp(const char *words, wordexp_t *we, int flags)
+{
+    if (!(flags & WRDE_NOCMD)) /* $(...) runs a shell */
+        before_child();
+    wordexp_fn next = (wordexp_fn)next_fn(&next_wordexp, "wordexp");
+    if (!next)
+        return WRDE_NOSPACE;
+    return next(words, we, flags);
 }
 
 #if defined(__x86_64__)
