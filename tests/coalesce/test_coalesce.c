@@ -891,12 +891,13 @@ Test(coalesce, records_dprintf_family_in_order)
     records_opts("dprintf", REC_CORK, 1, (long[]){ 600 }, (unsigned[]){ 0 });
 }
 
-/* Records, then a helper run by system() (popen()) writes more to the same
- * socket, then more records: glibc spawns the shell internally. */
+/* Records, then a helper run by system() (popen(), wordexp()'s command
+ * substitution) writes more to the same socket, then more records: glibc
+ * spawns the shell internally. */
 Test(coalesce, records_system_and_popen_children_come_after)
 {
-    const char *modes[] = { "system", "popen" };
-    for (int i = 0; i < 2; i++) {
+    const char *modes[] = { "system", "popen", "wordexp" };
+    for (int i = 0; i < 3; i++) {
         records_opts(modes[i], REC_BUFFER, 1, (long[]){ 600 },
                      (unsigned[]){ 0 });
         records_opts(modes[i], REC_CORK, 1, (long[]){ 600 },

@@ -11,7 +11,7 @@
  *       the server (MODE block | poll | epoll) answers in PIECES writes
  *   records MODE ADDR N                  numbered records (records.h) around
  *       MODE: plain sleep fork-exit fork-_exit exec _exit spawn dup2 dup
- *       fdopen dprintf system popen inherit2 stdout
+ *       fdopen dprintf system popen wordexp inherit2 stdout
  *   cont FD START COUNT END              (exec/spawn child) more records,
  *       then END: exit | _exit | return
  *   alt FD1 FD2 START COUNT              (exec child) records alternately
@@ -58,6 +58,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <wordexp.h>
 
 #include "common.h"
 #include "records.h"
@@ -426,6 +427,17 @@ static int do_records(int argc, char **argv)
         fclose(f);
     } else if (!strcmp(mode, "dprintf")) {
         dprintf_records(fd, n, n);
+        write_records(fd, 0, 2 * n, n);
+        close(fd);
+    } else if (!strcmp(mode, "wordexp")) {
+        /* command substitution: glibc runs a shell internally */
+        char words[4200];
+        snprintf(words, sizeof words, "$('%s' cont %s %s %s _exit)",
+                 self_path, fdstr, a, b);
+        wordexp_t we;
+        if (wordexp(words, &we, 0) != 0)
+            pc_die("wordexp");
+        wordfree(&we);
         write_records(fd, 0, 2 * n, n);
         close(fd);
     } else if (!strcmp(mode, "system") || !strcmp(mode, "popen")) {
