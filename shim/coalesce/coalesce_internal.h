@@ -2,7 +2,8 @@
  * shim needs (that is coalesce.h). coalesce.c decides per connection and
  * handles the program's calls; coalesce_flush.c sends what is held;
  * coalesce_pending.c keeps the set of connections with something to
- * flush; coalesce_pool.c has the buffers and the global spin locks.
+ * flush; coalesce_pool.c has the buffers (pooled per shard of threads) and
+ * the spin locks.
  * Design notes at the top of coalesce.c. */
 #ifndef NT_COALESCE_INTERNAL_H
 #define NT_COALESCE_INTERNAL_H
@@ -29,7 +30,7 @@ enum { CO_TRY, CO_BLOCK, CO_LINGER };
 
 /* ---- thread identity and spin locks (coalesce_pool.c) ----------------- */
 
-/* Global spin locks this thread holds (see coalesce_pool.c). */
+/* Spin locks (pool shards, pending set) this thread holds. */
 extern NT_TLS int co_spin;
 uint64_t co_self_id(void);     /* (fork epoch, thread) */
 int co_id_live(uint64_t id);   /* an owner in this process */
@@ -48,7 +49,10 @@ struct co_buf {
     char data[];
 };
 
-extern uint64_t co_pool_lock;            /* also held across fork */
+/* The pool's shard locks, all held across fork (coalesce_pending.c). */
+void co_pool_lock_all(void);
+void co_pool_unlock_all(void);
+void co_pool_reset_locks(void);
 struct co_buf *co_buf_get(uint32_t cap); /* NULL: the pool cannot serve */
 void co_buf_put(struct co_buf *b);
 

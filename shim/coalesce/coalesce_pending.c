@@ -209,18 +209,18 @@ static void atfork_prepare(void)
      * internally (daemon()), whose parent then leaves with _exit */
     nt_coalesce_flush_all();
     co_spin_lock(&pend_lock);
-    co_spin_lock(&co_pool_lock);
+    co_pool_lock_all();
 }
 
 static void atfork_parent(void)
 {
-    co_spin_unlock(&co_pool_lock);
+    co_pool_unlock_all();
     co_spin_unlock(&pend_lock);
 }
 
 static void atfork_child(void)
 {
-    co_pool_lock = 0;
+    co_pool_reset_locks();
     pend_lock = 0;
     co_spin = 0;
     /* The parent's duplicates of closed sockets (see "Closing" in
