@@ -54,10 +54,26 @@
  * is sent twice. Ordering between processes writing to one socket is
  * guaranteed at the flush points only (fork, exit, exec, waits).
  *
+ * Writers no hook sees (LESSONS 24): dprintf and its kin are formatted by
+ * the library and written through nt_io_call (hooks/stdio.c); system,
+ * popen, wordexp and vfork flush everything first (hooks/spawn.c); an
+ * inherited socket that is also stdout or stderr is never coalesced
+ * (stdio_socket below).
+ *
+ * Pass-through: a connection whose flushes each carry a single write of
+ * the program's gains nothing (one syscall either way) and pays a copy,
+ * two pool/pending-set locks, a timer arm and, in cork mode, one or two
+ * setsockopt per flush. After CO_SINGLE_MAX such flushes in a row it goes
+ * NT_CO_PASS: writes go straight to the kernel with no lock and no state
+ * (nt_coalesce_io's first branch); CO_PASS_WRITES writes later it tries
+ * coalescing again, so a connection whose pattern changes is not lost.
+ *
  * Limits: a program's bad buffer pointer crashes in the copy instead of
  * failing with EFAULT; SO_SNDTIMEO is not applied to flushes (the program
- * was told the bytes were written); a flush at exit or close on a blocking
- * socket with no write_timeout waits as long as a blocking write would.
+ * was told the bytes were written); a flush at exit, fork, exec, dup or
+ * shutdown on a blocking socket with no write_timeout waits as long as a
+ * blocking write would (close does not: see "Closing" in
+ * coalesce_flush.c).
  */
 #include <netinet/in.h>
 #include <netinet/tcp.h>
