@@ -1012,7 +1012,26 @@ static long out_num(const char *text, const char *key)
  * queue did not take), close() returns at once, and every byte the
  * program was told was written arrives after the close, intact, with no
  * flush_error. */
+static void nbfull_case_delay(const char *opts, int peer_delay_ms,
+                              long *accepted_out, size_t *got_out,
+                              long *lost_out, int *events_out);
+
 static void nbfull_case(const char *opts)
+{
+    long accepted, lost;
+    size_t got;
+    int events;
+    nbfull_case_delay(opts, 0, &accepted, &got, &lost, &events);
+    cr_assert_eq((long)got, accepted, "%s: %zu bytes arrived, %ld were "
+                 "acknowledged", opts, got, accepted);
+    cr_assert_eq(events, 0, "%s: flush_error logged", opts);
+}
+
+/* The same, with a peer that waits peer_delay_ms after the close before it
+ * reads anything. */
+static void nbfull_case_delay(const char *opts, int peer_delay_ms,
+                              long *accepted_out, size_t *got_out,
+                              long *lost_out, int *events_out)
 {
     struct nt_addr a;
     int lfd = nt_listen(NT_TCP4, 1, &a);
@@ -1043,6 +1062,8 @@ static void nbfull_case(const char *opts)
     long accepted = out_num(text, "accepted="),
          growth = out_num(text, "held_growth="),
          close_us = out_num(text, "close_us=");
+    if (peer_delay_ms)
+        nt_sleep_ms(peer_delay_ms);
     unsigned char *buf = malloc((size_t)accepted + 65536);
     size_t got = 0;
     for (;;) {
@@ -1061,13 +1082,23 @@ static void nbfull_case(const char *opts)
               "%s: after EAGAIN the library acknowledged bytes the kernel "
               "did not take: %s", opts, text);
     cr_assert_lt(close_us, 300000, "%s: close() took %ld us", opts, close_us);
-    cr_assert_eq((long)got, accepted, "%s: %zu bytes arrived, %ld were "
-                 "acknowledged", opts, got, accepted);
     cr_assert_lt(pc_pattern_check(buf, got, 0), 0, "%s: bytes differ", opts);
+    *accepted_out = accepted;
+    *got_out = got;
+    *lost_out = 0;
+    *events_out = 0;
     struct nt_jsonl log;
     if (nt_jsonl_load(&log, strchr(logv, '=') + 1) == 0) {
-        cr_assert_eq(nt_jsonl_count(&log, "flush_error"), 0,
-                     "%s: flush_error logged", opts);
+        *events_out = (int)nt_jsonl_count(&log, "flush_error");
+        for (int i = 0; i < *events_out; i++) {
+            char v[64];
+            const char *line = nt_jsonl_nth(&log, "flush_error", i);
+            if (nt_json_get(line, "lost_bytes", v, sizeof v))
+                *lost_out += atol(v);
+            cr_assert(nt_json_get(line, "errno", v, sizeof v) &&
+                          !strcmp(v, "ETIMEDOUT"),
+                      "%s: flush_error %s", opts, line);
+        }
         nt_jsonl_free(&log);
     }
     free(buf);
@@ -1082,6 +1113,23 @@ Test(coalesce, nonblocking_full_socket_kernel_answers_close_never_waits)
     nbfull_case(NULL); /* the reference: what the kernel does */
     nbfull_case(BUFFER_OPTS);
     nbfull_case(CORK_OPTS);
+}
+
+/* The peer reads nothing for 3 s after the close, and write_timeout is
+ * 1 s: bytes the library still held at the close are given up after 1 s
+ * without progress; what did not arrive is exactly what flush_error
+ * reported lost (ETIMEDOUT), nothing else is missing. */
+Test(coalesce, closed_with_held_bytes_loss_is_reported)
+{
+    long accepted, lost;
+    size_t got;
+    int events;
+    nbfull_case_delay(BUFFER_OPTS " write_timeout=1s", 3000, &accepted, &got,
+                      &lost, &events);
+    cr_log_info("held at close: %ld acknowledged, %zu arrived, %ld reported "
+                "lost in %d flush_error", accepted, got, lost, events);
+    cr_assert_eq((long)got + lost, accepted, "%ld acknowledged, %zu arrived, "
+                 "%ld reported lost", accepted, got, lost);
 }
 
 /* An epoll server pushes 4 MB in 100-byte writes to a client that reads
