@@ -54,16 +54,34 @@
  * is sent twice. Ordering between processes writing to one socket is
  * guaranteed at the flush points only (fork, exit, exec, waits).
  *
+ * Writers no hook sees (LESSONS 24): dprintf and its kin are formatted by
+ * the library and written through nt_io_call (hooks/stdio.c); system,
+ * popen, wordexp and vfork flush everything first (hooks/spawn.c); an
+ * inherited socket that is also stdout or stderr is never coalesced
+ * (stdio_socket below).
+ *
+ * Pass-through: a connection whose flushes each carry a single write of
+ * the program's gains nothing (one syscall either way) and pays a copy,
+ * two pool/pending-set locks, a timer arm and, in cork mode, one or two
+ * setsockopt per flush. After CO_SINGLE_MAX such flushes in a row it goes
+ * NT_CO_PASS: writes go straight to the kernel with no lock and no state
+ * (nt_coalesce_io's first branch); CO_PASS_WRITES writes later it tries
+ * coalescing again, so a connection whose pattern changes is not lost.
+ *
  * Limits: a program's bad buffer pointer crashes in the copy instead of
  * failing with EFAULT; SO_SNDTIMEO is not applied to flushes (the program
- * was told the bytes were written); a flush at exit or close on a blocking
- * socket with no write_timeout waits as long as a blocking write would.
+ * was told the bytes were written); a flush at exit, fork, exec, dup or
+ * shutdown on a blocking socket with no write_timeout waits as long as a
+ * blocking write would (close does not: see "Closing" in
+ * coalesce_flush.c).
  */
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stddef.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "coalesce/coalesce_internal.h"
 #include "deadline/deadline.h"
@@ -81,6 +99,26 @@ static int tcp_opt(int fd, int opt)
     return real.getsockopt(fd, IPPROTO_TCP, opt, &v, &len) == 0 && v;
 }
 
+/* An inherited socket that is also the process's stdout or stderr (inetd,
+ * systemd StandardOutput=socket): stdio, perror, assert and glibc's own
+ * messages write to it through glibc's internal calls, which no hook sees.
+ * Bytes buffered here would be overtaken: such a socket is not coalesced.
+ * (A socket dup2'ed onto 1 or 2 later stops coalescing at the dup2.) */
+static int stdio_socket(const struct nt_conn *c, int fd)
+{
+    if (fd == 1 || fd == 2)
+        return 1;
+    struct stat me, st;
+    if (fstat(fd, &me) != 0)
+        return 0;
+    for (int std = 1; std <= 2; std++)
+        if (fstat(std, &st) == 0 && S_ISSOCK(st.st_mode) &&
+            st.st_ino == me.st_ino && st.st_dev == me.st_dev)
+            return 1;
+    (void)c;
+    return 0;
+}
+
 static void decide(struct nt_conn *c, int fd)
 {
     const struct nt_settings *s = c->set;
@@ -91,6 +129,12 @@ static void decide(struct nt_conn *c, int fd)
             mode = tcp ? NT_CO_CORK : NT_CO_OFF;
         else
             mode = NT_CO_BUFFER;
+    }
+    if (mode != NT_CO_OFF && c->role == NT_ROLE_INHERITED) {
+        int saved = errno;
+        if (stdio_socket(c, fd))
+            mode = NT_CO_OFF;
+        errno = saved;
     }
     if (mode == NT_CO_OFF) {
         /* the common case: nothing to set up, and from now on nt_io()'s
@@ -235,6 +279,11 @@ static ssize_t output_cork(struct nt_conn *c, int fd, const struct nt_op *op)
     struct nt_op more = *op;
     more.flags |= MSG_MORE;
     ssize_t r = nt_io_direct(c, fd, &more);
+    if (r > 0) { /* writes under one cork (no lock: a hint, see co_pass) */
+        uint16_t n = __atomic_load_n(&c->co_nwr, __ATOMIC_RELAXED);
+        if (n < UINT16_MAX)
+            __atomic_store_n(&c->co_nwr, (uint16_t)(n + 1), __ATOMIC_RELAXED);
+    }
     if (r > 0 && !(c->co_flags & CO_CORKED) &&
         co_enter(&x, c, fd, op->name, op->caller)) {
         int e = errno;
@@ -278,6 +327,29 @@ static struct co_buf *start_buf(struct co_call *x, uint32_t cap)
     return b;
 }
 
+/* A non-blocking write that went straight to the kernel: its answer says
+ * whether the socket has room (see "Non-blocking sockets" in
+ * coalesce_flush.c). */
+static inline ssize_t direct_noted(struct nt_conn *c, int fd,
+                                   const struct nt_op *op, int how)
+{
+    ssize_t r = nt_io_direct(c, fd, op);
+    if (how != CO_TRY || op->flagless)
+        return r;
+    if (r >= 0 && (size_t)r >= op->total) {
+        if (c->co_full) {
+            int saved = errno;
+            struct pollfd p = { .fd = fd, .events = POLLOUT };
+            if (real.poll(&p, 1, 0) == 1 && (p.revents & POLLOUT))
+                __atomic_store_n(&c->co_full, 0, __ATOMIC_RELAXED);
+            errno = saved;
+        }
+    } else if (r >= 0 || errno == EAGAIN) {
+        __atomic_store_n(&c->co_full, 1, __ATOMIC_RELAXED);
+    }
+    return r;
+}
+
 static ssize_t output_buffer(struct nt_conn *c, int fd,
                              const struct nt_op *op)
 {
@@ -302,25 +374,22 @@ static ssize_t output_buffer(struct nt_conn *c, int fd,
     }
     int how = c->nonblock || (op->flags & MSG_DONTWAIT) ? CO_TRY : CO_BLOCK;
     if (!plain(op) || shared(c) || (c->co_flags & CO_PROG_CORK) ||
-        !c->co_ready || c->self_closed) {
-        /* Not to be coalesced: after what is buffered, as it is. */
+        !c->co_ready || c->self_closed || c->co_mode != NT_CO_BUFFER ||
+        (how == CO_TRY && c->co_full)) {
+        /* Not to be coalesced: after what is buffered, as it is. A full
+         * socket's write gets the kernel's own answer: nothing is
+         * acknowledged that the kernel would refuse. */
         if (co_flush(&x, how) < 0)
             return out_failed(&x, op);
         if (shared(c))
             c->co_mode = NT_CO_OFF;
         co_leave(&x);
-        ssize_t r = nt_io_direct(c, fd, op);
+        ssize_t r = direct_noted(c, fd, op, how);
         if (r > 0 && !c->co_ready)
             c->co_ready = 1;
         return r;
     }
     struct co_buf *b = c->cbuf;
-    if (b && (c->co_flags & CO_STUCK) && how == CO_TRY) {
-        /* Back-pressure: nothing new until the kernel took the rest. */
-        if (co_send(&x, NULL, 0, 0, CO_TRY) < 0)
-            return out_failed(&x, op);
-        b = NULL;
-    }
     uint32_t cap = c->set->coalesce;
     size_t total = op->total;
     if (total == 0) {
@@ -330,7 +399,7 @@ static ssize_t output_buffer(struct nt_conn *c, int fd,
     if (total < cap && co_held(b) + total <= cap) {
         if (!b && !(b = start_buf(&x, cap))) {
             co_leave(&x);
-            return nt_io_direct(c, fd, op); /* nothing buffered: in order */
+            return direct_noted(c, fd, op, how); /* nothing buffered */
         }
         if (b->len + total > b->cap) {
             memmove(b->data, b->data + b->off, co_held(b));
@@ -339,12 +408,14 @@ static ssize_t output_buffer(struct nt_conn *c, int fd,
         }
         copy_in(b, op);
         c->clen = (uint32_t)co_held(b);
+        if (c->co_nwr < UINT16_MAX)
+            c->co_nwr++;
         co_leave(&x);
         return (ssize_t)total;
     }
     if (!b) {
         co_leave(&x);
-        return nt_io_direct(c, fd, op); /* big, nothing buffered */
+        return direct_noted(c, fd, op, how); /* big, nothing buffered */
     }
     /* Does not fit: what is buffered and this call in one sendmsg. */
     ssize_t r = co_send(&x, op->iov, op->iovcnt, total, how);
@@ -358,11 +429,49 @@ static ssize_t output_buffer(struct nt_conn *c, int fd,
     return r;
 }
 
+/* A pass-through connection that still holds something from before the
+ * switch (another thread's write raced it): that goes first. */
+static ssize_t pass_held(struct nt_conn *c, int fd, const struct nt_op *op)
+{
+    struct co_call x;
+    if (co_enter(&x, c, fd, op->name, op->caller)) {
+        int how = c->nonblock || (op->flags & MSG_DONTWAIT) ? CO_TRY
+                                                            : CO_BLOCK;
+        int e = c->flush_err ? take_err(c) : 0;
+        if (!e && co_wait_idle(&x) && co_flush(&x, how) < 0)
+            return out_failed(&x, op);
+        co_leave(&x);
+        if (e)
+            return fail_out(c, fd, op, e);
+    }
+    return nt_io_direct(c, fd, op);
+}
+
 ssize_t nt_coalesce_io(struct nt_conn *c, int fd, const struct nt_op *op)
 {
     if (unlikely(c->co_mode == NT_CO_UNDECIDED))
         decide(c, fd);
-    if (c->co_mode == NT_CO_OFF)
+    uint8_t mode = __atomic_load_n(&c->co_mode, __ATOMIC_RELAXED);
+    if (mode == NT_CO_PASS) {
+        /* Coalescing did not pay here (co_note_flushed): no lock, no
+         * copy, no timer; CO_PASS_WRITES writes later it is tried again.
+         * The count is a hint: threads racing on it only move the probe. */
+        if (unlikely(c->cbuf || c->co_pidx || c->flush_err))
+            return op->dir == NT_IN ? input(c, fd, op) : pass_held(c, fd, op);
+        if (op->dir == NT_OUT) {
+            uint16_t n = c->co_pass;
+            if (n > 1) {
+                c->co_pass = (uint16_t)(n - 1);
+            } else if (c->set) {
+                __atomic_store_n(&c->co_mode,
+                                 c->set->coalesce_mode == NT_COALESCE_CORK
+                                     ? NT_CO_CORK : NT_CO_BUFFER,
+                                 __ATOMIC_RELAXED);
+            }
+        }
+        return nt_io_direct(c, fd, op);
+    }
+    if (mode == NT_CO_OFF)
         return nt_io_direct(c, fd, op);
     if (op->dir == NT_IN)
         return input(c, fd, op);
@@ -376,7 +485,8 @@ ssize_t nt_coalesce_io(struct nt_conn *c, int fd, const struct nt_op *op)
 void nt_coalesce_close(struct nt_conn *c, int fd, int how)
 {
     struct co_call x;
-    if (c->co_mode <= NT_CO_OFF && !c->cbuf && !c->co_pidx)
+    if ((c->co_mode <= NT_CO_OFF || c->co_mode == NT_CO_PASS) && !c->cbuf &&
+        !c->co_pidx && !(c->co_flags & CO_CORKED))
         return;
     int saved = errno;
     if (!co_enter(&x, c, fd, how < 0 ? "close" : "shutdown",
@@ -386,8 +496,8 @@ void nt_coalesce_close(struct nt_conn *c, int fd, int how)
     }
     /* Another thread is sending: it finds the fd gone and stops there. */
     if (!co_busy_other(c)) {
-        if (how < 0)
-            co_flush_closing(&x);
+        if (how < 0) /* close_range/closefrom may close a duplicate too */
+            co_flush_closing(&x, how == NT_CO_CLOSE);
         else
             co_flush_deferred(&x, CO_LINGER);
     }

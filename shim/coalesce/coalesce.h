@@ -16,6 +16,8 @@ enum nt_co_mode {
     NT_CO_OFF,           /* not coalescing: nt_io's fast path */
     NT_CO_BUFFER,        /* coalesce_mode = buffer */
     NT_CO_CORK,          /* coalesce_mode = cork (TCP only) */
+    NT_CO_PASS,          /* coalescing did not pay here: pass-through,
+                            tried again after a while (coalesce.c) */
 };
 
 /* Connections holding coalesced bytes (or a cork); waits flush only when
@@ -50,10 +52,18 @@ ssize_t nt_io_direct(struct nt_conn *c, int fd, const struct nt_op *op);
  * or shut down (how = SHUT_*): flush first. On close the connection's
  * coalescing state is released whatever happens. */
 void nt_coalesce_close(struct nt_conn *c, int fd, int how);
+#define NT_CO_CLOSE (-1)       /* how: close(), fclose(), dup2 over it */
+#define NT_CO_CLOSE_RANGE (-2) /* how: close_range(), closefrom() */
 /* hooks/dup.c: another descriptor now refers to c's socket (dup,
  * F_DUPFD, an inherited twin): flush and stop coalescing (see coalesce.c,
  * "Sharing"). */
 void nt_coalesce_dup(struct nt_conn *c, int fd);
+/* core/conn.c: the program's last descriptor went, but coalescing keeps
+ * the connection to send what it holds (a private duplicate). */
+static inline int nt_coalesce_orphaned(const struct nt_conn *c)
+{
+    return (c->co_flags & 0x20) != 0; /* CO_ORPHAN, coalesce_internal.h */
+}
 /* core/conn.c: the connection is retired without a flush (its last
  * descriptor was closed behind our back): what it still held is lost. */
 void nt_coalesce_release(struct nt_conn *c);

@@ -23,16 +23,35 @@
  * Waits and exits from such a handler skip what they cannot lock.
  *
  * Non-blocking sockets: flushes never block the program unless it has to
- * (close, shutdown, dup, fork, exec, exit, where a bounded wait follows:
+ * (shutdown, dup, fork, exec, exit, where a bounded wait follows:
  * write_timeout if set, else NT_CO_LINGER on a non-blocking socket). If the
  * kernel refuses buffered bytes (EAGAIN), they stay buffered (the program
- * was told they were written) and the connection is "stuck": its next
- * write retries the flush and fails with EAGAIN while the bytes are still
- * there, so the program sees back-pressure instead of an ever-growing
- * buffer; each wait retries it, and the timer retries it every 1 ms
- * backing off to 16 ms, so the bytes reach the peer even if the program
- * only waits for input. A blocking socket's flush is a blocking send of
- * everything, bounded by write_timeout like any blocking write.
+ * was told they were written) and the connection is "stuck"; each wait
+ * retries it, and the timer retries it every 1 ms backing off to 16 ms, so
+ * the bytes reach the peer even if the program only waits for input. A
+ * blocking socket's flush is a blocking send of everything, bounded by
+ * write_timeout like any blocking write.
+ *   The library never acknowledges bytes the kernel would refuse: once the
+ * kernel has said "no room" on a connection (EAGAIN or a short send, to a
+ * flush or to a write that went straight to it), it is "full" (co_full),
+ * and a non-blocking write is not buffered: it goes to the kernel, after
+ * whatever is held, and gets the kernel's answer (EAGAIN while bytes are
+ * still held). It ends when the kernel takes one of the program's writes
+ * whole and reports the socket writable (POLLOUT: the queue has drained to
+ * the point where the kernel would wake a writer); a flush of held bytes
+ * alone does not end it, as it says nothing about room for more.
+ *
+ * Closing: close() never waits longer than the kernel's own close. What
+ * the kernel takes at once is sent; what is left goes on a private
+ * duplicate of the socket (F_DUPFD_CLOEXEC, near the top of the fd limit)
+ * that the timer keeps flushing, as the kernel keeps sending its own queue
+ * after a close; it is closed (the peer then gets the FIN) when the bytes
+ * are out, or after write_timeout (default CO_ORPHAN_LINGER) without
+ * progress, the bytes then reported lost (flush_error). SO_LINGER keeps its
+ * meaning: {1, 0} discards (flush_error, ECONNABORTED); {1, N} on a
+ * blocking socket waits up to N s first, as the kernel's close would.
+ * close_range/closefrom wait (bounded) instead: the duplicate could be in
+ * the range being closed. A fork child closes the duplicates it inherits.
  *
  * Errors: a flush that fails for good (EPIPE, ECONNRESET, a deadline that
  * expired the connection or a write_timeout) drops the buffered bytes,
@@ -42,9 +61,12 @@
  * sigpipe = ignore). If the failing flush is part of the program's own
  * call (a write that did not fit, a read), that call fails instead.
  */
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <string.h>
+#include <sys/resource.h>
 #include <sys/uio.h>
 
 #include "coalesce/coalesce_internal.h"
@@ -53,8 +75,10 @@
 #include "core/io.h"
 #include "core/process.h"
 #include "core/real.h"
+#include "deadline/timer.h"
 
 #define NT_CO_LINGER (5 * 1000000000LL)      /* see "Non-blocking sockets" */
+#define CO_ORPHAN_LINGER (30 * 1000000000LL) /* see "Closing" */
 #define CO_RETRY_MIN (1000000LL)             /* timer retry of a stuck flush */
 #define CO_RETRY_SHIFT_MAX 4                 /* ... backing off to 16 ms */
 
@@ -121,8 +145,11 @@ static void release_buf(struct co_call *x)
 {
     struct nt_conn *c = x->c;
     struct co_buf *b = co_pend_del(c, x->fd);
+    if (c->co_flags & CO_ORPHAN)
+        x->retire = 1; /* nothing left to send: the duplicate goes */
     c->cbuf = NULL;
     c->clen = 0;
+    c->co_nwr = 0;
     c->co_flags &= (uint8_t)~CO_STUCK;
     c->t_cflush = 0;
     c->co_retry = 0;
@@ -159,11 +186,12 @@ static void sent(struct co_call *x, size_t n)
 }
 
 /* A non-blocking socket (or no write_timeout) must still end a wait that
- * cannot be avoided (close, fork, exit): see "Non-blocking sockets". */
-static int linger_wait(struct nt_conn *c, int fd, nt_ns start)
+ * cannot be avoided (fork, exit): see "Non-blocking sockets". */
+static int linger_wait(struct nt_conn *c, int fd, nt_ns start, nt_ns limit)
 {
-    nt_ns limit = c->set && c->set->write_timeout > 0 ? c->set->write_timeout
-                : c->nonblock ? NT_CO_LINGER : 0;
+    if (!limit)
+        limit = c->set && c->set->write_timeout > 0 ? c->set->write_timeout
+              : c->nonblock ? NT_CO_LINGER : 0;
     struct pollfd p = { .fd = fd, .events = POLLOUT };
     for (;;) {
         struct timespec ts, *tsp = NULL;
@@ -196,7 +224,7 @@ static int wait_room(struct co_call *x, int how, nt_ns start)
     if (how == CO_BLOCK) {
         w = nt_io_wait(c, x->fd, NT_OUT, start, x->op, x->caller);
     } else {
-        w = linger_wait(c, x->fd, start);
+        w = linger_wait(c, x->fd, start, x->limit);
     }
     int e = errno;
     nt_conn_lock(c);
@@ -245,8 +273,10 @@ ssize_t co_send(struct co_call *x, const struct iovec *iov,
                 if (from_buf) {
                     b->off += (uint32_t)from_buf;
                     c->clen = (uint32_t)co_held(b);
-                    if (b->off == b->len)
+                    if (b->off == b->len) {
+                        co_note_flushed(c, c->co_nwr + (iovcnt > 0));
                         release_buf(x);
+                    }
                 }
                 done += (size_t)r - from_buf;
                 if ((size_t)r == want)
@@ -259,7 +289,8 @@ ssize_t co_send(struct co_call *x, const struct iovec *iov,
             }
         }
         if (!err) {
-            /* no room */
+            /* no room: nothing more is acknowledged until there is */
+            __atomic_store_n(&c->co_full, 1, __ATOMIC_RELAXED);
             if (c->cbuf)
                 c->co_flags |= CO_STUCK;
             if (how == CO_TRY) {
@@ -302,6 +333,10 @@ void co_release(struct co_call *x, int push)
     c->co_flags &= (uint8_t)~CO_CORKED;
     c->t_cflush = 0;
     co_pend_del(c, x->fd);
+    if (push)
+        co_note_flushed(c, __atomic_load_n(&c->co_nwr, __ATOMIC_RELAXED));
+    else
+        c->co_nwr = 0;
     if (!push || (c->co_flags & CO_PROG_CORK))
         return; /* close pushes by itself; the program's cork is its own */
     int one = 1, zero = 0, saved = errno;
@@ -317,10 +352,8 @@ void co_release(struct co_call *x, int push)
  * with errno as co_send. */
 int co_flush(struct co_call *x, int how)
 {
-    if (x->c->co_mode == NT_CO_CORK) {
+    if (x->c->co_flags & CO_CORKED) /* cork mode (or just left it) */
         co_release(x, 1);
-        return 0;
-    }
     if (!x->c->cbuf)
         return 0;
     return co_send(x, NULL, 0, 0, how) < 0 ? -1 : 0;
@@ -338,21 +371,119 @@ int co_flush_deferred(struct co_call *x, int how)
     return e;
 }
 
-/* The fd goes away: nothing may stay buffered for it. */
-void co_flush_closing(struct co_call *x)
+/* ---- closing ------------------------------------------------------------ */
+
+/* Writes through the pass-through check: see CO_SINGLE_MAX. A flush (or
+ * a cork release) that carried a single write of the program's saved
+ * nothing; after CO_SINGLE_MAX of them in a row the connection stops
+ * coalescing for CO_PASS_WRITES writes, then tries again. Slot locked. */
+void co_note_flushed(struct nt_conn *c, unsigned writes)
 {
-    struct nt_conn *c = x->c;
-    int e;
-    if (c->co_mode == NT_CO_CORK) {
-        co_release(x, 0); /* close pushes whatever is held */
+    __atomic_store_n(&c->co_nwr, 0, __ATOMIC_RELAXED);
+    if (writes > 1 || (c->co_flags & CO_ORPHAN)) {
+        c->co_single = 0;
         return;
     }
-    e = co_flush_deferred(x, CO_LINGER);
-    if (c->gen == x->gen) {
-        if (c->cbuf)
-            co_lose(x, e ? e : EIO);
+    if (++c->co_single < CO_SINGLE_MAX)
+        return;
+    c->co_single = 0;
+    c->co_pass = CO_PASS_WRITES;
+    __atomic_store_n(&c->co_mode, NT_CO_PASS, __ATOMIC_RELAXED);
+}
+
+/* The lowest fd number for a duplicate: near the top of the limit, away
+ * from the numbers the program gets from the bottom. */
+static int orphan_fd_min(void)
+{
+    struct rlimit rl;
+    rlim_t top = NT_FD_MAX;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < top)
+        top = rl.rlim_cur;
+    return (int)(top > 256 ? top - 64 : top / 2);
+}
+
+/* The program closes a connection whose bytes the kernel cannot take yet:
+ * the connection lives on through a private duplicate of the socket, the
+ * library's own descriptor, which the timer flushes (see "Closing");
+ * core/conn.c keeps an orphan when the program's last descriptor goes.
+ * 0, or the errno of why not (the bytes are then lost). Slot locked. */
+static int orphan(struct co_call *x)
+{
+    struct nt_conn *c = x->c;
+    int saved = errno;
+    int d = c->alias_fd; /* a blocked call's alias serves as well */
+    if (d < 0)
+        d = real.fcntl(x->fd, F_DUPFD_CLOEXEC, orphan_fd_min());
+    int e = errno;
+    errno = saved;
+    if (d < 0)
+        return e;
+    c->alias_fd = d;
+    c->fd = d;
+    c->nonblock = 1; /* nobody waits on it any more */
+    c->co_flags |= CO_ORPHAN;
+    nt_ns now = nt_now();
+    c->t_orphan = now;
+    c->t_cflush = now + CO_RETRY_MIN;
+    nt_timer_arm(c, c->t_cflush);
+    errno = saved;
+    return 0;
+}
+
+/* An orphan's bytes are out (or lost): its duplicate goes. Slot locked. */
+void co_retire(struct co_call *x)
+{
+    struct nt_conn *c = x->c;
+    x->retire = 0;
+    if (c->gen != x->gen || !(c->co_flags & CO_ORPHAN))
+        return;
+    c->co_flags &= (uint8_t)~CO_ORPHAN;
+    nt_conn_orphan_done(c);
+}
+
+/* The fd goes away: nothing may stay buffered for it, and the close takes
+ * no longer than the kernel's own (see "Closing"). may_orphan: 0 for
+ * close_range/closefrom. */
+void co_flush_closing(struct co_call *x, int may_orphan)
+{
+    struct nt_conn *c = x->c;
+    if (c->co_flags & CO_CORKED)
+        co_release(x, 0); /* close pushes whatever is held */
+    if (!c->cbuf) {
         c->flush_err = 0;
+        return;
     }
+    int e = co_flush_deferred(x, CO_TRY);
+    if (e == EAGAIN || e == EINTR)
+        e = 0; /* the bytes are still held: see below */
+    if (c->gen != x->gen)
+        return;
+    if (c->cbuf && !e && (c->co_flags & CO_ORPHAN)) {
+        e = co_flush_deferred(x, CO_LINGER); /* close_range over it */
+    } else if (c->cbuf && !e) {
+        struct linger lg = { 0, 0 };
+        socklen_t len = sizeof lg;
+        int saved = errno;
+        if (real.getsockopt(x->fd, SOL_SOCKET, SO_LINGER, &lg, &len) != 0)
+            lg.l_onoff = 0;
+        errno = saved;
+        if (lg.l_onoff && lg.l_linger == 0) {
+            e = ECONNABORTED; /* an abortive close discards what is unsent */
+        } else if (lg.l_onoff && !c->nonblock) {
+            x->limit = (nt_ns)lg.l_linger * 1000000000LL;
+            e = co_flush_deferred(x, CO_LINGER);
+            x->limit = 0;
+        } else if (!may_orphan) {
+            e = co_flush_deferred(x, CO_LINGER);
+        }
+        if (c->gen != x->gen)
+            return;
+        if (c->cbuf && !e && may_orphan)
+            e = orphan(x);
+    }
+    if (c->cbuf)
+        co_lose(x, e ? e : EIO);
+    c->flush_err = 0;
 }
 
 /* ---- the timer -------------------------------------------------------- */
@@ -373,13 +504,25 @@ nt_ns nt_coalesce_due(struct nt_conn *c, uint32_t gen, nt_ns now)
         !co_enter(&x, c, c->fd, "timer", NULL))
         return 0;
     nt_ns next = 0;
-    if (c->gen == gen && c->refs && c->t_cflush) {
+    if (c->gen == gen && (c->refs || (c->co_flags & CO_ORPHAN)) && c->t_cflush) {
         if (c->t_cflush > now) {
             next = c->t_cflush;
         } else if (co_busy_other(c)) {
             next = now + CO_RETRY_MIN; /* its sender is at it */
         } else {
+            uint32_t before = c->clen;
             co_flush_deferred(&x, CO_TRY);
+            if (c->cbuf && (c->co_flags & CO_ORPHAN)) {
+                nt_ns limit = c->set && c->set->write_timeout > 0
+                                  ? c->set->write_timeout
+                                  : CO_ORPHAN_LINGER;
+                if (c->clen != before) {
+                    c->t_orphan = now;
+                    c->co_retry = 0;
+                } else if (now - c->t_orphan >= limit) {
+                    co_lose(&x, ETIMEDOUT); /* closes the duplicate */
+                }
+            }
             if (c->cbuf) /* stuck: try again soon, backing off */
                 next = c->t_cflush = now + retry_interval(c);
         }

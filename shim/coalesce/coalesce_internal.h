@@ -2,7 +2,8 @@
  * shim needs (that is coalesce.h). coalesce.c decides per connection and
  * handles the program's calls; coalesce_flush.c sends what is held;
  * coalesce_pending.c keeps the set of connections with something to
- * flush; coalesce_pool.c has the buffers and the global spin locks.
+ * flush; coalesce_pool.c has the buffers (pooled per shard of threads) and
+ * the spin locks.
  * Design notes at the top of coalesce.c. */
 #ifndef NT_COALESCE_INTERNAL_H
 #define NT_COALESCE_INTERNAL_H
@@ -20,6 +21,9 @@
 #define CO_PROG_CORK 0x04    /* the program set TCP_CORK: pass through */
 #define CO_PROG_NODELAY 0x08 /* the program set TCP_NODELAY (cork release) */
 #define CO_SHARED 0x10       /* another writer shares the socket: stop */
+#define CO_ORPHAN 0x20       /* the program closed it; the library's own
+                                duplicate flushes what is left (close) */
+_Static_assert(CO_ORPHAN == 0x20, "nt_coalesce_orphaned() in coalesce.h");
 
 #define CO_IOV 64                            /* program iovecs per sendmsg */
 
@@ -27,7 +31,7 @@ enum { CO_TRY, CO_BLOCK, CO_LINGER };
 
 /* ---- thread identity and spin locks (coalesce_pool.c) ----------------- */
 
-/* Global spin locks this thread holds (see coalesce_pool.c). */
+/* Spin locks (pool shards, pending set) this thread holds. */
 extern NT_TLS int co_spin;
 uint64_t co_self_id(void);     /* (fork epoch, thread) */
 int co_id_live(uint64_t id);   /* an owner in this process */
@@ -46,7 +50,10 @@ struct co_buf {
     char data[];
 };
 
-extern uint64_t co_pool_lock;            /* also held across fork */
+/* The pool's shard locks, all held across fork (coalesce_pending.c). */
+void co_pool_lock_all(void);
+void co_pool_unlock_all(void);
+void co_pool_reset_locks(void);
 struct co_buf *co_buf_get(uint32_t cap); /* NULL: the pool cannot serve */
 void co_buf_put(struct co_buf *b);
 
@@ -74,7 +81,9 @@ struct co_call {
     const char *op;
     void *caller;
     int lost_err;        /* flush_error to log once unlocked */
+    int retire;          /* an orphan's buffer is gone: close its fd */
     uint64_t lost;
+    nt_ns limit;         /* CO_LINGER: wait at most this long (0: default) */
 };
 
 /* Lock the slot for coalescing work; 0: not here (a signal handler). */
@@ -82,8 +91,12 @@ int co_enter(struct co_call *x, struct nt_conn *c, int fd, const char *op,
              void *caller);
 void co_report_lost(const struct co_call *x);
 
+void co_retire(struct co_call *x);
+
 static inline void co_leave(struct co_call *x)
 {
+    if (unlikely(x->retire))
+        co_retire(x);
     nt_conn_unlock(x->c, x->taken);
     if (unlikely(x->lost_err))
         co_report_lost(x);
@@ -107,6 +120,11 @@ ssize_t co_send(struct co_call *x, const struct iovec *iov, int iovcnt,
 void co_release(struct co_call *x, int push);
 int co_flush(struct co_call *x, int how);
 int co_flush_deferred(struct co_call *x, int how);
-void co_flush_closing(struct co_call *x);
+void co_flush_closing(struct co_call *x, int may_orphan);
+/* Single-write flushes in a row before a connection goes pass-through,
+ * and the writes it then passes through before trying again. */
+#define CO_SINGLE_MAX 8
+#define CO_PASS_WRITES 4096
+void co_note_flushed(struct nt_conn *c, unsigned writes);
 
 #endif

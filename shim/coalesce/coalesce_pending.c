@@ -22,6 +22,7 @@
 #include "coalesce/coalesce_internal.h"
 #include "audit/event.h"
 #include "core/process.h"
+#include "core/real.h"
 
 unsigned nt_coalesce_pending;
 
@@ -167,7 +168,7 @@ static void flush_pending(int how, int closing, const char *op, void *caller,
             }
             if (!co_busy_other(c)) {
                 if (closing)
-                    co_flush_closing(&x);
+                    co_flush_closing(&x, 0);
                 else
                     co_flush_deferred(&x, how);
             }
@@ -208,20 +209,35 @@ void nt_coalesce_atfork_prepare(void)
     if (!fork_locked)
         return;
     co_spin_lock(&pend_lock);
-    co_spin_lock(&co_pool_lock);
+    co_pool_lock_all();
 }
 
 void nt_coalesce_atfork_parent(void)
 {
     if (!fork_locked)
         return;
-    co_spin_unlock(&co_pool_lock);
+    co_pool_unlock_all();
     co_spin_unlock(&pend_lock);
 }
 
 void nt_coalesce_atfork_child(void)
 {
-    co_pool_lock = 0;
+    co_pool_reset_locks();
     pend_lock = 0;
     co_spin = 0;
+    /* The parent's duplicates of closed sockets (see "Closing" in
+     * coalesce_flush.c) are its own: held here they would delay the FIN
+     * until this child exits. Their bytes are the parent's to send. */
+    for (size_t i = npend; i-- > 0;) {
+        struct nt_conn *c = pend[i].c;
+        if (c->gen != pend[i].gen || !(c->co_flags & CO_ORPHAN))
+            continue;
+        c->co_flags &= (uint8_t)~CO_ORPHAN;
+        c->cbuf = NULL;
+        c->co_pidx = 0;
+        pend_remove_at(i);
+        if (c->alias_fd >= 0)
+            real.close(c->alias_fd);
+        c->alias_fd = -1;
+    }
 }

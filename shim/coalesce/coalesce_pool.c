@@ -1,4 +1,4 @@
-/* Write coalescing: the buffer pool, and the thread identity and global
+/* Write coalescing: the buffer pool, and the thread identity and the
  * spin locks that the pool and the pending set use. Design notes at the
  * top of coalesce.c.
  *
@@ -46,7 +46,7 @@ void co_backoff(int round)
     nanosleep(&ts, NULL);
 }
 
-/* Global spin locks (pool, pending set): held for a few instructions;
+/* Spin locks (pool shards, pending set): held for a few instructions;
  * co_enter() keeps a signal handler of the holding thread away (co_spin). */
 void co_spin_lock(uint64_t *l)
 {
@@ -71,15 +71,48 @@ void co_spin_unlock(uint64_t *l)
 
 /* ---- buffer pool ------------------------------------------------------ */
 
+/* One pool per shard of threads (a hash of the thread's identity), each
+ * with its own lock: threads writing to different connections do not
+ * meet on a lock to get or give back a buffer. A buffer goes back to the
+ * shard of the thread that frees it. */
 #define CO_POOL_SIZES 8          /* distinct buffer sizes kept */
-#define CO_POOL_KEEP (4u << 20)  /* free bytes kept per size */
+#define CO_POOL_SHARDS 8
+#define CO_POOL_KEEP (1u << 20)  /* free bytes kept per size and shard */
 
-static struct {
-    size_t map;
-    struct co_buf *head;
-    size_t bytes;
-} pool[CO_POOL_SIZES];
-uint64_t co_pool_lock;
+struct co_shard {
+    uint64_t lock;
+    struct {
+        size_t map;
+        struct co_buf *head;
+        size_t bytes;
+    } pool[CO_POOL_SIZES];
+} __attribute__((aligned(64)));
+
+static struct co_shard shards[CO_POOL_SHARDS];
+
+static struct co_shard *my_shard(void)
+{
+    uint64_t h = (uint64_t)(uintptr_t)&co_anchor * 0x9e3779b97f4a7c15ULL;
+    return &shards[h >> 61]; /* CO_POOL_SHARDS == 8 */
+}
+
+void co_pool_lock_all(void)
+{
+    for (int i = 0; i < CO_POOL_SHARDS; i++)
+        co_spin_lock(&shards[i].lock);
+}
+
+void co_pool_unlock_all(void)
+{
+    for (int i = CO_POOL_SHARDS; i-- > 0;)
+        co_spin_unlock(&shards[i].lock);
+}
+
+void co_pool_reset_locks(void)
+{
+    for (int i = 0; i < CO_POOL_SHARDS; i++)
+        shards[i].lock = 0;
+}
 
 static size_t map_size(uint32_t cap)
 {
@@ -91,16 +124,17 @@ struct co_buf *co_buf_get(uint32_t cap)
 {
     size_t map = map_size(cap);
     struct co_buf *b = NULL;
-    co_spin_lock(&co_pool_lock);
+    struct co_shard *sh = my_shard();
+    co_spin_lock(&sh->lock);
     for (int i = 0; i < CO_POOL_SIZES; i++) {
-        if (pool[i].map == map && pool[i].head) {
-            b = pool[i].head;
-            pool[i].head = b->next;
-            pool[i].bytes -= map;
+        if (sh->pool[i].map == map && sh->pool[i].head) {
+            b = sh->pool[i].head;
+            sh->pool[i].head = b->next;
+            sh->pool[i].bytes -= map;
             break;
         }
     }
-    co_spin_unlock(&co_pool_lock);
+    co_spin_unlock(&sh->lock);
     if (!b) {
         void *m = mmap(NULL, map, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -118,19 +152,20 @@ struct co_buf *co_buf_get(uint32_t cap)
 
 void co_buf_put(struct co_buf *b)
 {
-    co_spin_lock(&co_pool_lock);
+    struct co_shard *sh = my_shard();
+    co_spin_lock(&sh->lock);
     int slot = -1;
     for (int i = 0; i < CO_POOL_SIZES && slot < 0; i++)
-        if (pool[i].map == b->map || pool[i].map == 0)
+        if (sh->pool[i].map == b->map || sh->pool[i].map == 0)
             slot = i;
-    if (slot >= 0 && pool[slot].bytes + b->map <= CO_POOL_KEEP) {
-        pool[slot].map = b->map;
-        b->next = pool[slot].head;
-        pool[slot].head = b;
-        pool[slot].bytes += b->map;
+    if (slot >= 0 && sh->pool[slot].bytes + b->map <= CO_POOL_KEEP) {
+        sh->pool[slot].map = b->map;
+        b->next = sh->pool[slot].head;
+        sh->pool[slot].head = b;
+        sh->pool[slot].bytes += b->map;
         b = NULL;
     }
-    co_spin_unlock(&co_pool_lock);
+    co_spin_unlock(&sh->lock);
     if (b)
         munmap(b, b->map);
 }

@@ -276,13 +276,26 @@ void nt_conn_detach(int fd, int kind, void *caller)
         if (c->alias_fd >= 0)
             c->fd = c->alias_fd;
     }
-    int done = last && !(c->waiters && c->alias_fd >= 0);
+    /* ... or coalescing still sends what it holds (an orphan) */
+    int done = last && !(c->waiters && c->alias_fd >= 0) &&
+               !nt_coalesce_orphaned(c);
     if (done) {
         __atomic_store_n(&c->refs, 0, __ATOMIC_RELEASE);
         retire(c);
     }
     nt_conn_unlock(c, taken);
     (void)caller;
+}
+
+void nt_conn_orphan_done(struct nt_conn *c)
+{
+    if (c->refs || c->waiters)
+        return; /* the program, or a call of ours, still has it */
+    int a = c->alias_fd;
+    c->alias_fd = -1;
+    if (a >= 0)
+        NT_KEEP_ERRNO(real.close(a));
+    retire(c);
 }
 
 void nt_conn_unwait(struct nt_conn *c)

@@ -108,6 +108,11 @@ struct nt_conn {
     uint32_t co_pidx;        /* 1 + index in the pending set (its lock) */
     uint64_t co_busy;        /* thread sending with the slot unlocked */
     nt_ns t_cflush;          /* timer flush due (coalesce_delay); 0: none */
+    uint8_t co_full;         /* the kernel said no room: writes go to it */
+    uint8_t co_single;       /* flushes in a row that carried one write */
+    uint16_t co_nwr;         /* writes in the buffer / under the cork */
+    uint16_t co_pass;        /* pass-through: writes left until a probe */
+    nt_ns t_orphan;          /* closed, still flushing: last progress */
 };
 
 /* First use of an UNKNOWN fd: classify it (fdtable.c). */
@@ -171,7 +176,10 @@ void nt_conn_detach(int fd, int kind, void *caller);
 /* hooks/close.c: the program is done with fd (close, fclose, dup2 over
  * it): last words for the socket if it was the last descriptor, then
  * detach. */
-void nt_close_fd(int fd, const char *op, void *caller);
+void nt_close_fd(int fd, int how, const char *op, void *caller);
+/* Coalescing kept a connection whose program closed it, to send what it
+ * still held (an orphan, alias_fd): that is done now. Lock held. */
+void nt_conn_orphan_done(struct nt_conn *c);
 /* A blocked call of ours is done with the socket (io.c). */
 void nt_conn_unwait(struct nt_conn *c);
 /* Re-read the local address (after connect bound it). */

@@ -12,7 +12,7 @@
 #include "core/real.h"
 #include "deadline/deadline.h"
 
-void nt_close_fd(int fd, const char *op, void *caller)
+void nt_close_fd(int fd, int how, const char *op, void *caller)
 {
     struct nt_conn *c = nt_fd_conn(fd);
     if (!c) {
@@ -24,7 +24,7 @@ void nt_close_fd(int fd, const char *op, void *caller)
     int saved = errno;
     if (c->refs <= 1) {
         /* Last words while the fd still names the socket. */
-        nt_coalesce_close(c, fd, -1);
+        nt_coalesce_close(c, fd, how);
         nt_deadline_closing(c, fd, op, caller);
         nt_event_lifecycle(NT_EV_CLOSE, c, fd, op, caller);
     }
@@ -40,7 +40,7 @@ NT_EXPORT int close(int fd)
         return real.close(fd);
     if (unlikely(nt_sandboxed())) /* sandbox: */
         return nt_sb_close(fd);
-    nt_close_fd(fd, "close", NT_CALLER());
+    nt_close_fd(fd, NT_CO_CLOSE, "close", NT_CALLER());
     return real.close(fd);
 }
 
@@ -52,7 +52,7 @@ NT_EXPORT int fclose(FILE *f)
         if (unlikely(nt_sandboxed())) /* sandbox: */
             nt_fd_mark_unknown(fd);
         else
-            nt_close_fd(fd, "fclose", NT_CALLER()); /* stdio flushes first */
+            nt_close_fd(fd, NT_CO_CLOSE, "fclose", NT_CALLER());
     }
     return real.fclose(f);
 }
@@ -64,7 +64,7 @@ static void close_in_range(int fd, struct nt_conn *c, void *arg)
     const struct range *r = arg;
     (void)c;
     if ((unsigned)fd >= r->lo && (unsigned)fd <= r->hi)
-        nt_close_fd(fd, r->op, r->caller);
+        nt_close_fd(fd, NT_CO_CLOSE_RANGE, r->op, r->caller);
 }
 
 /* Every descriptor in [lo, hi] is about to be closed: last words and

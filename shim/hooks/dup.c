@@ -33,7 +33,7 @@ static void copied(int from, int to)
 static void replacing(int to, const char *op, void *caller)
 {
     if (!nt_g.disabled && !nt_bypass() && nt_fd_kind(to) == NT_FD_CONN)
-        nt_close_fd(to, op, caller);
+        nt_close_fd(to, NT_CO_CLOSE, op, caller);
 }
 
 /* The kernel refused: `to` was not closed after all; classify it again. */

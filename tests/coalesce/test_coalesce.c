@@ -338,15 +338,25 @@ Test(coalesce, pingpong_not_slowed_event_loops)
 
 /* ---- every record exactly once, in order -------------------------------- */
 
-static void records_case(const char *mode, int conns, const long expect[],
+#define REC_BUFFER "coalesce=16KiB coalesce_delay=200ms"
+#define REC_CORK "coalesce=16KiB coalesce_delay=200ms coalesce_mode=cork"
+
+/* Run argv ("@ADDR" replaced by the listener's address) under opts and
+ * check the records of each connection it makes. */
+static void records_argv(const char *const argv[], const char *opts,
+                         const char *mode, int conns, const long expect[],
                          const unsigned first[])
 {
     struct nt_addr a;
     int lfd = nt_listen(NT_TCP4, 8, &a);
     cr_assert_geq(lfd, 0);
-    struct nt_spawn_opts o = { .env = NT_ENV(opts_env(
-                                   "coalesce=16KiB coalesce_delay=200ms")) };
-    pid_t pid = nt_spawn(NT_ARGV(PROG, "records", mode, a.str, "200"), &o);
+    const char *args[16];
+    int k = 0;
+    for (; argv[k] && k < 15; k++)
+        args[k] = strcmp(argv[k], "@ADDR") ? argv[k] : a.str;
+    args[k] = NULL;
+    struct nt_spawn_opts o = { .env = NT_ENV(opts_env(opts)) };
+    pid_t pid = nt_spawn(args, &o);
     cr_assert_gt(pid, 0);
     struct stream st[4] = { 0 };
     int done = collect(lfd, st, conns, 15000);
@@ -358,11 +368,25 @@ static void records_case(const char *mode, int conns, const long expect[],
                  conns);
     for (int i = 0; i < conns; i++) {
         char what[64];
-        snprintf(what, sizeof what, "%s, connection %d", mode, i + 1);
+        snprintf(what, sizeof what, "%s (%s), connection %d", mode, opts,
+                 i + 1);
         assert_records(&st[i], first[i], expect[i], what);
     }
     streams_free(st, conns);
     close(lfd);
+}
+
+static void records_opts(const char *mode, const char *opts, int conns,
+                         const long expect[], const unsigned first[])
+{
+    records_argv(NT_ARGV(PROG, "records", mode, "@ADDR", "200"), opts, mode,
+                 conns, expect, first);
+}
+
+static void records_case(const char *mode, int conns, const long expect[],
+                         const unsigned first[])
+{
+    records_opts(mode, REC_BUFFER, conns, expect, first);
 }
 
 Test(coalesce, records_close_and_exit)
@@ -855,4 +879,383 @@ Test(coalesce, real_redis_event_loop)
         cr_skip_test("redis is not installed");
     redis_case(BUFFER_OPTS);
     redis_case(CORK_OPTS);
+}
+
+/* ---- writers the library cannot see (LESSONS 24) ------------------------- */
+
+/* write() then dprintf()/__dprintf_chk()/vdprintf() then write(): glibc's
+ * dprintf writes with its internal write, which overtook buffered bytes. */
+Test(coalesce, records_dprintf_family_in_order)
+{
+    records_opts("dprintf", REC_BUFFER, 1, (long[]){ 600 }, (unsigned[]){ 0 });
+    records_opts("dprintf", REC_CORK, 1, (long[]){ 600 }, (unsigned[]){ 0 });
+}
+
+/* Records, then a helper run by system() (popen(), wordexp()'s command
+ * substitution) writes more to the same socket, then more records: glibc
+ * spawns the shell internally. */
+Test(coalesce, records_system_and_popen_children_come_after)
+{
+    const char *modes[] = { "system", "popen", "wordexp" };
+    for (int i = 0; i < 3; i++) {
+        records_opts(modes[i], REC_BUFFER, 1, (long[]){ 600 },
+                     (unsigned[]){ 0 });
+        records_opts(modes[i], REC_CORK, 1, (long[]){ 600 },
+                     (unsigned[]){ 0 });
+    }
+}
+
+/* An inherited socket that is the exec'd program's stdout: write(1) and
+ * printf/fflush(stdout) alternate; stdio writes bypass every hook. */
+Test(coalesce, records_stdout_socket_write_and_stdio)
+{
+    records_opts("stdout", REC_BUFFER, 1, (long[]){ 400 }, (unsigned[]){ 0 });
+    records_opts("stdout", REC_CORK, 1, (long[]){ 400 }, (unsigned[]){ 0 });
+}
+
+/* inetd-style: an exec'd program holds one socket on two descriptors it
+ * did not dup itself and writes A on one, B on the other, C on the first.
+ * One socket, one buffer (SPEC section 2): needs the per-socket
+ * connection model; fails ("ACB") with one buffer per fd number. */
+Test(coalesce, records_inherited_twin_descriptors_one_buffer)
+{
+    records_opts("inherit2", REC_BUFFER, 1, (long[]){ 400 },
+                 (unsigned[]){ 0 });
+}
+
+static bool have(const char *prog);
+
+/* CPython's subprocess.run: vfork() in the parent, exec in the child. */
+Test(coalesce, records_python_subprocess_vfork)
+{
+    if (!have("python3"))
+        cr_skip_test("python3 is not installed");
+    const char *script = CO_SRC_DIR "/progs/vfork_sub.py";
+    records_argv(NT_ARGV("python3", script, "@ADDR", "200", PROG), REC_BUFFER,
+                 "python vfork", 1, (long[]){ 600 }, (unsigned[]){ 0 });
+    records_argv(NT_ARGV("python3", script, "@ADDR", "200", PROG), REC_CORK,
+                 "python vfork", 1, (long[]){ 600 }, (unsigned[]){ 0 });
+}
+
+/* The same, traced: the buffered records leave in a send of the parent's
+ * before its vfork (a vfork child must not flush for its parent: it shares
+ * the parent's memory). */
+Test(coalesce, python_vfork_parent_flushes_before_vfork)
+{
+    if (!have("python3") || !have("strace"))
+        cr_skip_test("python3 or strace is not installed");
+    struct nt_addr a;
+    int lfd = nt_listen(NT_TCP4, 8, &a);
+    char *trace = nt_path("strace.vfork");
+    struct nt_spawn_opts o = { .no_preload = true,
+                               .env = NT_ENV(opts_env(REC_BUFFER)) };
+    pid_t pid = nt_spawn(NT_ARGV("strace", "-f", "-s", "64", "-e",
+                                 "trace=vfork,sendmsg,sendto,write", "-o",
+                                 trace, "-E", preload_env(), "python3",
+                                 CO_SRC_DIR "/progs/vfork_sub.py", a.str,
+                                 "200", PROG), &o);
+    struct stream st[1] = { 0 };
+    cr_assert_eq(collect(lfd, st, 1, 30000), 1);
+    int status;
+    cr_assert_eq(nt_wait_timeout(pid, 20000, &status), 0);
+    assert_records(&st[0], 0, 600, "python vfork under strace");
+    char *text = nt_read_file(trace, NULL);
+    cr_assert_not_null(text);
+    /* record 0 is "00000000000\n": the first flush starts with it */
+    long parent = -1, sender = -1;
+    bool before = false;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        long p = strtol(line, NULL, 10);
+        if (parent < 0 && strstr(line, "vfork(")) {
+            parent = p;
+            break;
+        }
+        if (sender < 0 && strstr(line, "\"00000000000\\n") &&
+            (strstr(line, "sendmsg(") || strstr(line, "sendto(") ||
+             strstr(line, "write("))) {
+            sender = p;
+            before = true;
+        }
+    }
+    cr_assert_gt(parent, 0, "no vfork in the trace: %s", trace);
+    cr_assert(before, "the buffered records were not sent before vfork");
+    cr_assert_eq(sender, parent, "the buffered records were sent by %ld, "
+                 "not the parent %ld", sender, parent);
+    free(text);
+    free(trace);
+    streams_free(st, 1);
+    close(lfd);
+}
+
+/* ---- non-blocking: the kernel's answer, and a close that never waits ------ */
+
+static const char *log_env(const char *name)
+{
+    static char buf[4][600];
+    static unsigned next;
+    char *e = buf[next++ % 4];
+    char *path = nt_path(name);
+    unlink(path);
+    snprintf(e, sizeof buf[0], "NETTIMEO_LOG=%s", path);
+    free(path);
+    return e;
+}
+
+static long out_num(const char *text, const char *key)
+{
+    const char *p = text ? strstr(text, key) : NULL;
+    return p ? strtol(p + strlen(key), NULL, 10) : -1;
+}
+
+/* The peer stops reading: once the kernel has said EAGAIN, every small
+ * write gets the kernel's own answer (nothing acknowledged that its send
+ * queue did not take), close() returns at once, and every byte the
+ * program was told was written arrives after the close, intact, with no
+ * flush_error. */
+static void nbfull_case_delay(const char *opts, int peer_delay_ms,
+                              long *accepted_out, size_t *got_out,
+                              long *lost_out, int *events_out);
+
+static void nbfull_case(const char *opts)
+{
+    long accepted, lost;
+    size_t got;
+    int events;
+    nbfull_case_delay(opts, 0, &accepted, &got, &lost, &events);
+    cr_assert_eq((long)got, accepted, "%s: %zu bytes arrived, %ld were "
+                 "acknowledged", opts, got, accepted);
+    cr_assert_eq(events, 0, "%s: flush_error logged", opts);
+}
+
+/* The same, with a peer that waits peer_delay_ms after the close before it
+ * reads anything. */
+static void nbfull_case_delay(const char *opts, int peer_delay_ms,
+                              long *accepted_out, size_t *got_out,
+                              long *lost_out, int *events_out)
+{
+    struct nt_addr a;
+    int lfd = nt_listen(NT_TCP4, 1, &a);
+    int small = 16384;
+    setsockopt(lfd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    char *out = nt_path("nbfull.out");
+    unlink(out);
+    const char *logv = log_env("nbfull.jsonl");
+    struct nt_spawn_opts o = { .no_preload = opts == NULL,
+                               .env = NT_ENV(opts_env(opts ? opts : ""),
+                                             logv),
+                               .out_path = out };
+    pid_t pid = nt_spawn(NT_ARGV(PROG, "nbfull", a.str), &o);
+    struct pollfd p = { lfd, POLLIN, 0 };
+    cr_assert_eq(poll(&p, 1, 10000), 1);
+    int fd = accept(lfd, NULL, NULL);
+    char *text = NULL;
+    int64_t deadline = nt_now_ms() + 20000;
+    while (nt_now_ms() < deadline) {
+        free(text);
+        text = nt_read_file(out, NULL);
+        if (text && strstr(text, "close_us="))
+            break;
+        nt_sleep_ms(20);
+    }
+    cr_assert(text && strstr(text, "close_us="), "nbfull (%s) did not get "
+              "to close: %s", opts ? opts : "no library", text ? text : "");
+    long accepted = out_num(text, "accepted="),
+         growth = out_num(text, "held_growth="),
+         close_us = out_num(text, "close_us=");
+    if (peer_delay_ms)
+        nt_sleep_ms(peer_delay_ms);
+    unsigned char *buf = malloc((size_t)accepted + 65536);
+    size_t got = 0;
+    for (;;) {
+        struct pollfd q = { fd, POLLIN, 0 };
+        if (poll(&q, 1, 10000) != 1)
+            break;
+        ssize_t r = read(fd, buf + got, (size_t)accepted + 65536 - got);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    int status;
+    cr_assert_eq(nt_wait_timeout(pid, 10000, &status), 0);
+    cr_log_info("nbfull (%s): %s", opts ? opts : "no library", text);
+    cr_assert(text && strstr(text, "held_growth=") && growth <= 0,
+              "%s: after EAGAIN the library acknowledged bytes the kernel "
+              "did not take: %s", opts, text);
+    cr_assert_lt(close_us, 300000, "%s: close() took %ld us", opts, close_us);
+    cr_assert_lt(pc_pattern_check(buf, got, 0), 0, "%s: bytes differ", opts);
+    *accepted_out = accepted;
+    *got_out = got;
+    *lost_out = 0;
+    *events_out = 0;
+    struct nt_jsonl log;
+    if (nt_jsonl_load(&log, strchr(logv, '=') + 1) == 0) {
+        *events_out = (int)nt_jsonl_count(&log, "flush_error");
+        for (int i = 0; i < *events_out; i++) {
+            char v[64];
+            const char *line = nt_jsonl_nth(&log, "flush_error", i);
+            if (nt_json_get(line, "lost_bytes", v, sizeof v))
+                *lost_out += atol(v);
+            cr_assert(nt_json_get(line, "errno", v, sizeof v) &&
+                          !strcmp(v, "ETIMEDOUT"),
+                      "%s: flush_error %s", opts, line);
+        }
+        nt_jsonl_free(&log);
+    }
+    free(buf);
+    free(text);
+    free(out);
+    close(fd);
+    close(lfd);
+}
+
+Test(coalesce, nonblocking_full_socket_kernel_answers_close_never_waits)
+{
+    nbfull_case(NULL); /* the reference: what the kernel does */
+    nbfull_case(BUFFER_OPTS);
+    nbfull_case(CORK_OPTS);
+}
+
+/* The peer reads nothing for 3 s after the close, and write_timeout is
+ * 1 s: bytes the library still held at the close are given up after 1 s
+ * without progress; what did not arrive is exactly what flush_error
+ * reported lost (ETIMEDOUT), nothing else is missing. */
+Test(coalesce, closed_with_held_bytes_loss_is_reported)
+{
+    long accepted, lost;
+    size_t got;
+    int events;
+    nbfull_case_delay(BUFFER_OPTS " write_timeout=1s", 3000, &accepted, &got,
+                      &lost, &events);
+    cr_log_info("held at close: %ld acknowledged, %zu arrived, %ld reported "
+                "lost in %d flush_error", accepted, got, lost, events);
+    cr_assert_eq((long)got + lost, accepted, "%ld acknowledged, %zu arrived, "
+                 "%ld reported lost", accepted, got, lost);
+}
+
+/* An epoll server pushes 4 MB in 100-byte writes to a client that reads
+ * slowly and pauses near the end: no call of the server's, close
+ * included, blocks (generous bound: 300 ms); the bytes arrive intact. */
+static void evserve_case(const char *opts)
+{
+    const size_t total = 4u << 20;
+    const char *logv = log_env("evserve.jsonl");
+    struct nt_spawn_opts o = { .env = NT_ENV(opts_env(opts), logv) };
+    struct nt_server s;
+    cr_assert_eq(nt_server_start(&s, NT_ARGV(PROG, "evserve", "4194304",
+                                             "100"), &o, 10000), 0);
+    struct nt_addr a;
+    nt_addr_from_line(NT_TCP4, s.line, &a);
+    int fd = nt_connect(&a, 3000);
+    cr_assert_geq(fd, 0);
+    int small = 32768;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    unsigned char *buf = malloc(total);
+    size_t got = 0;
+    bool paused = false;
+    int64_t deadline = nt_now_ms() + 60000;
+    while (got < total && nt_now_ms() < deadline) {
+        struct pollfd q = { fd, POLLIN, 0 };
+        if (poll(&q, 1, 100) != 1)
+            continue;
+        size_t want = total - got < 16384 ? total - got : 16384;
+        ssize_t r = read(fd, buf + got, want);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+        if (!paused && got >= total - (256u << 10)) {
+            paused = true; /* the server writes its last bytes, and closes */
+            nt_sleep_ms(1500);
+        } else if (got % (64u << 10) < (size_t)r) {
+            nt_sleep_ms(2);
+        }
+    }
+    char c;
+    cr_assert_eq(read(fd, &c, 1), 0, "no EOF after the data");
+    close(fd);
+    int status;
+    char *rest = NULL;
+    nt_server_stop(&s, 20000, &status, &rest);
+    char *text = rest;
+    cr_log_info("evserve (%s): %s", opts, text ? text : "");
+    cr_assert_eq(got, total, "%s: %zu of %zu bytes", opts, got, total);
+    cr_assert_lt(pc_pattern_check(buf, total, 0), 0, "%s: bytes differ",
+                 opts);
+    long max_write = out_num(text, "max_write_us="),
+         close_us = out_num(text, "close_us=");
+    cr_assert(max_write >= 0 && close_us >= 0, "%s: %s", opts, text);
+    cr_assert_lt(max_write, 300000, "%s: a write took %ld us", opts,
+                 max_write);
+    cr_assert_lt(close_us, 300000, "%s: close() took %ld us", opts, close_us);
+    struct nt_jsonl log;
+    if (nt_jsonl_load(&log, strchr(logv, '=') + 1) == 0) {
+        cr_assert_eq(nt_jsonl_count(&log, "flush_error"), 0,
+                     "%s: flush_error logged", opts);
+        nt_jsonl_free(&log);
+    }
+    free(text);
+    free(buf);
+}
+
+Test(coalesce, event_loop_slow_reader_no_call_blocks)
+{
+    evserve_case(BUFFER_OPTS);
+    evserve_case(CORK_OPTS);
+}
+
+/* ---- coalescing that does not pay costs nothing ------------------------- */
+
+#define STRACE_WRITES_OPTS "strace", "-f", "-c", "-U", "name,calls", "-e", \
+                     "trace=write,sendmsg,sendto,writev,setsockopt"
+
+static long strace_calls(const char *path, const char *name)
+{
+    char *text = nt_read_file(path, NULL);
+    cr_assert_not_null(text, "no strace output at %s", path);
+    long calls = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        char n[64];
+        long c;
+        if (sscanf(line, "%63s %ld", n, &c) == 2 && !strcmp(n, name))
+            calls = c;
+    }
+    free(text);
+    return calls;
+}
+
+/* A server that answers each request with one write: coalescing saves
+ * nothing there, so it must add nothing: no buffering round trip, and in
+ * cork mode no setsockopt per response. */
+Test(coalesce, one_write_per_response_passes_through)
+{
+    const char *modes[] = { BUFFER_OPTS, CORK_OPTS };
+    for (int m = 0; m < 2; m++) {
+        char *trace = nt_path("strace.single");
+        const long responses = 400;
+        struct nt_spawn_opts o = { .no_preload = true,
+                                   .env = NT_ENV(opts_env(modes[m])) };
+        struct nt_server s;
+        cr_assert_eq(nt_server_start(&s, NT_ARGV(STRACE_WRITES_OPTS, "-o",
+                                                 trace, "-E", preload_env(),
+                                                 PROG, "serve", "epoll",
+                                                 "400", "1", "300"),
+                                     &o, 10000), 0);
+        drive_server(&s, responses, 300);
+        int status;
+        char *rest = NULL;
+        nt_server_stop(&s, 20000, &status, &rest);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s",
+                  rest ? rest : "");
+        long sets = strace_calls(trace, "setsockopt");
+        long writes = strace_calls(trace, "write") +
+                      strace_calls(trace, "sendmsg");
+        cr_log_info("one write per response (%s): %ld writes, %ld "
+                    "setsockopt for %ld responses", modes[m], writes, sets,
+                    responses);
+        cr_assert_leq(sets, 40, "%s: %ld setsockopt calls for %ld "
+                      "responses", modes[m], sets, responses);
+        cr_assert_leq(writes, responses + 20, "%s: %ld writes", modes[m],
+                      writes);
+        free(rest);
+        free(trace);
+    }
 }

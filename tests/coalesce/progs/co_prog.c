@@ -11,9 +11,18 @@
  *       the server (MODE block | poll | epoll) answers in PIECES writes
  *   records MODE ADDR N                  numbered records (records.h) around
  *       MODE: plain sleep fork-exit fork-_exit exec _exit spawn dup2 dup
- *       fdopen
+ *       fdopen dprintf system popen wordexp inherit2 stdout
  *   cont FD START COUNT END              (exec/spawn child) more records,
  *       then END: exit | _exit | return
+ *   alt FD1 FD2 START COUNT              (exec child) records alternately
+ *       on two inherited descriptors of one socket (FD1 first)
+ *   stdio START COUNT                    (exec child, socket on fd 1)
+ *       records alternately by write(1) and by printf + fflush(stdout)
+ *   nbfull ADDR                          non-blocking writer, the peer does
+ *       not read: write until EAGAIN, then small writes, then close
+ *   evserve TOTAL PIECE                  epoll server (prints its port):
+ *       pushes TOTAL pattern bytes in PIECE-byte writes to one client,
+ *       then closes; reports the longest write and the close
  *   threads ADDR T N                     T threads, N records each, 1 socket
  *   signals ADDR N                       N records, and more from a SIGALRM
  *       handler every 100 us into the same socket
@@ -34,11 +43,14 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -46,6 +58,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <wordexp.h>
 
 #include "common.h"
 #include "records.h"
@@ -280,6 +293,76 @@ static int do_cont(int argc, char **argv)
     return 0;
 }
 
+int __dprintf_chk(int fd, int flag, const char *fmt, ...);
+
+static int vdprintf_of(int fd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int r = vdprintf(fd, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+/* Records start..start+n-1 by the dprintf family, rotating through its
+ * entry points; the last call prints 40 records at once (more than the
+ * library's 1 KiB stack buffer). */
+static void dprintf_records(int fd, unsigned start, unsigned n)
+{
+    char rec[REC_MAX];
+    unsigned i = start;
+    for (; i < start + n - 40; i++) {
+        size_t len = rec_make(rec, 0, i);
+        rec[len - 1] = 0; /* the newline comes from the format */
+        int r = i % 3 == 0 ? dprintf(fd, "%s\n", rec)
+              : i % 3 == 1 ? __dprintf_chk(fd, 1, "%s\n", rec)
+                           : vdprintf_of(fd, "%.*s\n", (int)len - 1, rec);
+        if (r != (int)len)
+            pc_die("dprintf record %u: %d:", i, r);
+    }
+    char *big = malloc(40 * REC_MAX + 1);
+    size_t off = 0;
+    for (; i < start + n; i++)
+        off += rec_make(big + off, 0, i);
+    big[off] = 0;
+    if (dprintf(fd, "%s", big) != (int)off)
+        pc_die("dprintf of %zu bytes:", off);
+    free(big);
+}
+
+static int do_alt(int argc, char **argv)
+{
+    if (argc != 6)
+        pc_die("alt FD1 FD2 START COUNT");
+    int fd[2] = { (int)pc_num(argv[2]), (int)pc_num(argv[3]) };
+    unsigned start = (unsigned)pc_num(argv[4]), n = (unsigned)pc_num(argv[5]);
+    for (unsigned i = start; i < start + n; i++)
+        write_records(fd[(i - start) % 2], 0, i, 1);
+    close(fd[1]);
+    close(fd[0]);
+    return 0;
+}
+
+static int do_stdio(int argc, char **argv)
+{
+    if (argc != 4)
+        pc_die("stdio START COUNT");
+    unsigned start = (unsigned)pc_num(argv[2]), n = (unsigned)pc_num(argv[3]);
+    setvbuf(stdout, NULL, _IOFBF, 8192); /* as for any non-tty stdout */
+    char rec[REC_MAX];
+    for (unsigned i = start; i < start + n; i++) {
+        if (i % 2) {
+            write_records(1, 0, i, 1);
+        } else {
+            size_t len = rec_make(rec, 0, i);
+            if (fwrite(rec, 1, len, stdout) != len || fflush(stdout) != 0)
+                pc_die("stdout record %u:", i);
+        }
+    }
+    close(1);
+    _exit(0);
+}
+
 static int do_records(int argc, char **argv)
 {
     if (argc != 5)
@@ -342,6 +425,51 @@ static int do_records(int argc, char **argv)
         fflush(f);
         write_records(fd, 0, 2 * n, n);
         fclose(f);
+    } else if (!strcmp(mode, "dprintf")) {
+        dprintf_records(fd, n, n);
+        write_records(fd, 0, 2 * n, n);
+        close(fd);
+    } else if (!strcmp(mode, "wordexp")) {
+        /* command substitution: glibc runs a shell internally */
+        char words[4200];
+        snprintf(words, sizeof words, "$('%s' cont %s %s %s _exit)",
+                 self_path, fdstr, a, b);
+        wordexp_t we;
+        if (wordexp(words, &we, 0) != 0)
+            pc_die("wordexp");
+        wordfree(&we);
+        write_records(fd, 0, 2 * n, n);
+        close(fd);
+    } else if (!strcmp(mode, "system") || !strcmp(mode, "popen")) {
+        /* glibc spawns the shell internally: no hook sees it */
+        char cmd[4200];
+        snprintf(cmd, sizeof cmd, "exec '%s' cont %s %s %s _exit", self_path,
+                 fdstr, a, b);
+        if (!strcmp(mode, "system")) {
+            if (system(cmd) != 0)
+                pc_die("system:");
+        } else {
+            FILE *p = popen(cmd, "r");
+            if (!p || pclose(p) != 0)
+                pc_die("popen:");
+        }
+        write_records(fd, 0, 2 * n, n);
+        close(fd);
+    } else if (!strcmp(mode, "inherit2")) {
+        /* inetd-style: an exec'd program gets one socket on two fds */
+        int twin = dup(fd);
+        char twinstr[16];
+        snprintf(twinstr, sizeof twinstr, "%d", twin);
+        execl(self_path, "co_prog", "alt", fdstr, twinstr, a, b,
+              (char *)NULL);
+        pc_die("exec:");
+    } else if (!strcmp(mode, "stdout")) {
+        /* the socket is the exec'd program's stdout */
+        if (dup2(fd, 1) < 0)
+            pc_die("dup2:");
+        close(fd);
+        execl(self_path, "co_prog", "stdio", a, b, (char *)NULL);
+        pc_die("exec:");
     } else if (!strcmp(mode, "dup")) {
         int twin = dup(fd);
         for (unsigned i = n; i < 2 * n; i++)
@@ -557,6 +685,137 @@ static int do_nbslow(int argc, char **argv)
     return d == 'D' ? 0 : PC_EXIT_FAIL;
 }
 
+/* ---- never acknowledge what the kernel refuses; close never waits -------- */
+
+static long long now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int do_nbfull(int argc, char **argv)
+{
+    if (argc != 3)
+        pc_die("nbfull ADDR");
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    if (pc_parse_addr(argv[2], &ss, &sslen) < 0)
+        pc_die("bad address");
+    int fd = socket(ss.ss_family, SOCK_STREAM, 0), sndbuf = 16384;
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+    if (connect(fd, (struct sockaddr *)&ss, sslen) < 0)
+        pc_die("connect:");
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    unsigned char piece[1000];
+    uint64_t off = 0;
+    long writes = 0;
+    /* until the kernel (or the library) says EAGAIN twice, 50 ms apart:
+     * by then the peer's receive window is closed for good */
+    for (int round = 0; round < 2; round++) {
+        for (;;) {
+            pc_pattern(piece, sizeof piece, off);
+            ssize_t r = write(fd, piece, sizeof piece);
+            if (r > 0) {
+                off += (uint64_t)r;
+                writes++;
+            } else if (r < 0 && errno == EAGAIN) {
+                break;
+            } else {
+                pc_die("write:");
+            }
+            if (writes > 100000)
+                pc_die("no EAGAIN after %ld writes", writes);
+        }
+        sleep_ms(50);
+    }
+    /* The kernel has no room: a small write gets the kernel's answer. It
+     * may take one (room at the tail of its queue), or refuse it; what it
+     * takes shows in its send queue (SIOCOUTQ: the peer's window is
+     * closed, so nothing leaves it). Bytes acknowledged beyond that are
+     * held by someone else: held_growth must be <= 0 (0 without the
+     * library; negative if held bytes went to the kernel meanwhile). */
+    int outq0 = 0, outq1 = 0;
+    uint64_t acc0 = off;
+    ioctl(fd, SIOCOUTQ, &outq0);
+    int after_ok = 0;
+    for (int i = 0; i < 5; i++) {
+        pc_pattern(piece, 10, off);
+        ssize_t r = write(fd, piece, 10);
+        if (r > 0) {
+            off += (uint64_t)r;
+            after_ok++;
+        } else if (r < 0 && errno != EAGAIN) {
+            pc_die("small write:");
+        }
+    }
+    ioctl(fd, SIOCOUTQ, &outq1);
+    long long growth = (long long)(off - acc0) - (outq1 - outq0);
+    long long t0 = now_us();
+    close(fd);
+    long long close_us = now_us() - t0;
+    printf("accepted=%llu after_ok=%d held_growth=%lld close_us=%lld\n",
+           (unsigned long long)off, after_ok, growth, close_us);
+    fflush(stdout);
+    sleep_ms(500); /* the peer reads now, the process still alive */
+    return 0;
+}
+
+static int do_evserve(int argc, char **argv)
+{
+    if (argc != 4)
+        pc_die("evserve TOTAL PIECE");
+    size_t total = (size_t)pc_num(argv[2]), piece = (size_t)pc_num(argv[3]);
+    char shown[64];
+    int lfd = pc_listen("127.0.0.1:0", 1, shown, sizeof shown);
+    printf("%s\n", shown);
+    fflush(stdout);
+    int fd = accept(lfd, NULL, NULL);
+    if (fd < 0)
+        pc_die("accept:");
+    close(lfd);
+    int sndbuf = 32768;
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event ev = { .events = EPOLLOUT, .data.fd = fd };
+    epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+    unsigned char *buf = malloc(piece);
+    uint64_t off = 0;
+    long long max_us = 0, worst_at = 0;
+    long eagain = 0, calls = 0;
+    while (off < total) {
+        size_t n = total - off < piece ? total - off : piece;
+        pc_pattern(buf, n, off);
+        long long t0 = now_us();
+        ssize_t r = write(fd, buf, n);
+        long long us = now_us() - t0;
+        calls++;
+        if (us > max_us) {
+            max_us = us;
+            worst_at = (long long)off;
+        }
+        if (r > 0) {
+            off += (uint64_t)r;
+        } else if (r < 0 && errno == EAGAIN) {
+            eagain++;
+            struct epoll_event got;
+            if (epoll_wait(ep, &got, 1, 20000) != 1)
+                pc_die("no EPOLLOUT in 20 s at %llu",
+                       (unsigned long long)off);
+        } else {
+            pc_die("write:");
+        }
+    }
+    long long t0 = now_us();
+    close(fd);
+    long long close_us = now_us() - t0;
+    printf("calls=%ld eagain=%ld max_write_us=%lld worst_at=%lld "
+           "close_us=%lld\n", calls, eagain, max_us, worst_at, close_us);
+    fflush(stdout);
+    return 0;
+}
+
 /* ---- order around MSG_OOB, sendfile, and the program's own cork --------- */
 
 static int do_oob(int argc, char **argv)
@@ -630,6 +889,14 @@ int main(int argc, char **argv)
         return do_records(argc, argv);
     if (!strcmp(m, "cont"))
         return do_cont(argc, argv);
+    if (!strcmp(m, "alt"))
+        return do_alt(argc, argv);
+    if (!strcmp(m, "stdio"))
+        return do_stdio(argc, argv);
+    if (!strcmp(m, "nbfull"))
+        return do_nbfull(argc, argv);
+    if (!strcmp(m, "evserve"))
+        return do_evserve(argc, argv);
     if (!strcmp(m, "threads"))
         return do_threads(argc, argv);
     if (!strcmp(m, "signals"))
