@@ -15,6 +15,8 @@ static ssize_t early_readv(int fd, const struct iovec *v, int n) { return syscal
 static ssize_t early_writev(int fd, const struct iovec *v, int n) { return syscall(SYS_writev, fd, v, n); }
 static int early_close(int fd) { return (int)syscall(SYS_close, fd); }
 static int early_pipe2(int fds[2], int flags) { return (int)syscall(SYS_pipe2, fds, flags); }
+/* glibc's own (it adds the signal restorer a raw system call lacks). */
+extern int __sigaction(int, const struct sigaction *, struct sigaction *);
 static int early_poll(struct pollfd *p, nfds_t n, int t) { return (int)syscall(SYS_poll, p, n, t); }
 static ssize_t early_recv(int fd, void *b, size_t n, int f) { return syscall(SYS_recvfrom, fd, b, n, f, 0, 0); }
 static ssize_t early_send(int fd, const void *b, size_t n, int f) { return syscall(SYS_sendto, fd, b, n, f, 0, 0); }
@@ -23,6 +25,7 @@ struct nt_real real = {
     .read = early_read, .write = early_write, .readv = early_readv,
     .writev = early_writev, .close = early_close, .poll = early_poll,
     .recv = early_recv, .send = early_send, .pipe2 = early_pipe2,
+    .sigaction = __sigaction,
 };
 
 void nt_real_resolve(void)

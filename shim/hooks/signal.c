@@ -59,8 +59,11 @@ static int has_handler(const struct sigaction *a)
 NT_EXPORT int sigaction(int sig, const struct sigaction *act,
                         struct sigaction *old)
 {
-    nt_init();
-    if (sig <= 0 || sig >= NSIG || nt_bypass() || nt_g.disabled)
+    /* Never the call that initialises the library: a sanitizer runtime
+     * preloaded first sets up its signals from inside its own init, where
+     * nothing may call back into it. Until then handlers are not wrapped. */
+    if (!__atomic_load_n(&nt_g.ready, __ATOMIC_ACQUIRE) || sig <= 0 ||
+        sig >= NSIG || nt_bypass() || nt_g.disabled)
         return real.sigaction(sig, act, old);
     if (unlikely(nt_sandboxed())) { /* sandbox: the program's own call */
         if (act)
