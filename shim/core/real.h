@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <wordexp.h>
 
 /* X(return type, name, (parameter list)) */
 #define NT_REAL_FUNCS(X)                                                      \
@@ -85,6 +86,11 @@
     X(void, _exit, (int))                                                    \
     X(void, _Exit, (int))                                                    \
     X(void, exit, (int))                                                     \
+    X(int, vdprintf, (int, const char *, va_list))                           \
+    X(int, __vdprintf_chk, (int, int, const char *, va_list))                \
+    X(int, system, (const char *))                                           \
+    X(FILE *, popen, (const char *, const char *))                           \
+    X(int, wordexp, (const char *, wordexp_t *, int))                        \
     X(ssize_t, __read_chk, (int, void *, size_t, size_t))                    \
     X(ssize_t, __recv_chk, (int, void *, size_t, size_t, int))               \
     X(ssize_t, __recvfrom_chk, (int, void *, size_t, size_t, int,            \
@@ -101,6 +107,7 @@ struct nt_real {
 
 /* Fortified entry points: glibc's headers declare them only for their own
  * inline wrappers. */
+int __vdprintf_chk(int, int, const char *, va_list);
 ssize_t __read_chk(int, void *, size_t, size_t);
 ssize_t __recv_chk(int, void *, size_t, size_t, int);
 ssize_t __recvfrom_chk(int, void *, size_t, size_t, int, struct sockaddr *,

@@ -7,7 +7,6 @@
  * deadlines and audit. glibc writes the text whole (looping over partial
  * writes) and returns the characters formatted, or -1 on a write error:
  * so does this. Every other fd goes straight to glibc. */
-#include <dlfcn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,23 +17,9 @@
 
 int __vsnprintf_chk(char *s, size_t maxlen, int flag, size_t slen,
                     const char *format, va_list ap);
-int __vdprintf_chk(int fd, int flag, const char *format, va_list ap);
 int __dprintf_chk(int fd, int flag, const char *format, ...);
 
-typedef int (*vdprintf_fn)(int, const char *, va_list);
-typedef int (*vdprintf_chk_fn)(int, int, const char *, va_list);
 
-static void *next_fn(void **cache, const char *name)
-{
-    void *p = __atomic_load_n(cache, __ATOMIC_ACQUIRE);
-    if (!p) {
-        p = dlsym(RTLD_NEXT, name);
-        __atomic_store_n(cache, p, __ATOMIC_RELEASE);
-    }
-    return p;
-}
-
-static void *next_vdprintf, *next_vdprintf_chk;
 
 static ssize_t attempt_text(int fd, const struct nt_op *op, int flags,
                             size_t skip)
@@ -104,8 +89,7 @@ NT_EXPORT int vdprintf(int fd, const char *fmt, va_list ap)
 {
     if (governed(fd))
         return governed_vdprintf(fd, -1, fmt, ap, NT_CALLER());
-    vdprintf_fn next = (vdprintf_fn)next_fn(&next_vdprintf, "vdprintf");
-    return next ? next(fd, fmt, ap) : governed_vdprintf(fd, -1, fmt, ap, NULL);
+    return real.vdprintf(fd, fmt, ap);
 }
 
 NT_EXPORT int dprintf(int fd, const char *fmt, ...)
@@ -116,9 +100,7 @@ NT_EXPORT int dprintf(int fd, const char *fmt, ...)
     if (governed(fd)) {
         r = governed_vdprintf(fd, -1, fmt, ap, NT_CALLER());
     } else {
-        vdprintf_fn next = (vdprintf_fn)next_fn(&next_vdprintf, "vdprintf");
-        r = next ? next(fd, fmt, ap) : governed_vdprintf(fd, -1, fmt, ap,
-                                                         NULL);
+        r = real.vdprintf(fd, fmt, ap);
     }
     va_end(ap);
     return r;
@@ -128,10 +110,7 @@ NT_EXPORT int __vdprintf_chk(int fd, int flag, const char *fmt, va_list ap)
 {
     if (governed(fd))
         return governed_vdprintf(fd, flag, fmt, ap, NT_CALLER());
-    vdprintf_chk_fn next = (vdprintf_chk_fn)next_fn(&next_vdprintf_chk,
-                                                    "__vdprintf_chk");
-    return next ? next(fd, flag, fmt, ap)
-                : governed_vdprintf(fd, flag, fmt, ap, NULL);
+    return real.__vdprintf_chk(fd, flag, fmt, ap);
 }
 
 NT_EXPORT int __dprintf_chk(int fd, int flag, const char *fmt, ...)
@@ -142,10 +121,7 @@ NT_EXPORT int __dprintf_chk(int fd, int flag, const char *fmt, ...)
     if (governed(fd)) {
         r = governed_vdprintf(fd, flag, fmt, ap, NT_CALLER());
     } else {
-        vdprintf_chk_fn next = (vdprintf_chk_fn)next_fn(&next_vdprintf_chk,
-                                                        "__vdprintf_chk");
-        r = next ? next(fd, flag, fmt, ap)
-                 : governed_vdprintf(fd, flag, fmt, ap, NULL);
+        r = real.__vdprintf_chk(fd, flag, fmt, ap);
     }
     va_end(ap);
     return r;
