@@ -372,10 +372,12 @@ io_direct(struct nt_conn *c, int fd, const struct nt_op *op)
         errno = nt_deadline_errno(c);
         return -1;
     }
+    if (unlikely(!op->total)) /* zero length: exactly the program's call */
+        return finish(c, fd, op, op->attempt(fd, op, op->flags, 0), 0);
     if (op->dir == NT_OUT && !op->flagless && !(op->flags & MSG_NOSIGNAL))
         extra = MSG_NOSIGNAL;
     if (unlikely(nt_deadline_controls(c, op->dir)) && !c->nonblock &&
-        !(op->flags & NT_ONE_SHOT) && op->total) {
+        !(op->flags & NT_ONE_SHOT)) {
         if (op->flagless || (op->flags & MSG_WAITALL))
             return controlled(c, fd, op, extra, NT_NOT_TRIED, errno);
         /* Try without blocking first: when the data or the buffer space is
