@@ -273,7 +273,10 @@ controlled(struct nt_conn *c, int fd, const struct nt_op *op, int extra,
                                          peek ? 0 : done, &closed);
         first = NT_NOT_TRIED;
         if (peek && r > 0) {
-            if ((size_t)r >= op->total || !want_all || no_more_input(c, fd)) {
+            /* TCP waits for all of it; a unix socket's peek returns what
+             * is there (the kernel's own semantics, per family) */
+            if ((size_t)r >= op->total || !want_all || c->family == AF_UNIX ||
+                no_more_input(c, fd)) {
                 errno = saved_errno;
                 result = r;
                 break;
