@@ -76,7 +76,8 @@ CONFIGS = {
 
 FAMILIES = ['io', 'flags', 'zero', 'mmsg', 'dup', 'close', 'scm', 'fork',
             'spawn', 'thread', 'signal', 'wait', 'nonblock', 'peer', 'dprintf',
-            'unix', 'tcp6', 'errqueue', 'oob', 'bulk', 'waitall', 'race']
+            'unix', 'tcp6', 'errqueue', 'oob', 'bulk', 'waitall', 'race',
+            'rawclose']  # rawclose: syscall(SYS_close) under a blocked call (open)
 
 
 class Conn:
@@ -402,7 +403,8 @@ class Gen:
             self.emit('@T1& recv %s %d -' % (h, n))
             self.emit('blocked T1')
             if self.r.random() < 0.5 or len(self.live()) < 2:
-                self.emit(self.r.choice(['close', 'sysclose', 'close_range']) + ' ' + h)
+                closes = ['close', 'close_range'] + (['sysclose'] if 'rawclose' in self.fam else [])
+                self.emit(self.r.choice(closes) + ' ' + h)
                 self.drop_handle(c, h)
             else:
                 other = self.r.choice([cc for cc in self.live() if cc is not c])
@@ -1052,6 +1054,15 @@ def cmd_run(args):
         print('behave: %d distinct mismatches; random seed this run: %d' % (len(real), rnd),
               file=sys.stderr)
     shutil.rmtree(env.work, ignore_errors=True)
+    if args.explore_warns:
+        # CI: the fixed seeds gate; what the random exploration finds is
+        # reported (reproducer written above) for a human to triage
+        fixed = set(args.seed or [])
+        gate = {k: v for k, v in real.items() if v[0] in fixed}
+        if real and not gate:
+            print('behave: WARNING: the random seeds found %d mismatch(es) (not gating: '
+                  '--explore-warns); reproducers above' % len(real), file=sys.stderr)
+        return 1 if gate else 0
     return 1 if real else 0
 
 
@@ -1495,6 +1506,8 @@ def main():
     r.add_argument('--allow', help='tolerated listed defects, e.g. fd-numbers')
     r.add_argument('--findings', default=os.path.join(ROOT, 'build', 'behave-findings'))
     r.add_argument('--no-shrink', action='store_true')
+    r.add_argument('--explore-warns', action='store_true',
+                   help='mismatches of seeds beyond --seed are reported, not fatal (CI)')
     rp = sub.add_parser('replay')
     rp.add_argument('paths', nargs='+')
     rp.add_argument('--config')
