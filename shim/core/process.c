@@ -4,6 +4,7 @@
  * environment of exec'd programs. No allocation here: a vfork child may
  * call exec. */
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <sys/syscall.h>
@@ -44,8 +45,35 @@ void nt_process_flush(void)
  * connection dormant: it governs one from its own first call on it
  * (conn.h), so it never cuts its parent's connections. */
 
+#ifdef NT_SANITIZER_BUILD
+/* gcc 12's ASan allocator keeps its locks across fork: a fork child of a
+ * parent whose other threads were allocating hangs in the first allocation
+ * of a new thread. The sanitizer build therefore starts no timer thread in
+ * a child of a multi-threaded parent (deadline/timer.c); release builds,
+ * on glibc's malloc, are not affected. */
+int nt_fork_parent_threads;
+
+static int count_threads(void)
+{
+    char buf[2048];
+    int fd = (int)syscall(SYS_open, "/proc/self/status", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = syscall(SYS_read, fd, buf, sizeof buf - 1);
+    syscall(SYS_close, fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    const char *t = strstr(buf, "\nThreads:");
+    return t ? atoi(t + 9) : 0;
+}
+#endif
+
 static void atfork_prepare(void)
 {
+#ifdef NT_SANITIZER_BUILD
+    nt_fork_parent_threads = count_threads();
+#endif
     /* fork() flushed already; this catches forks glibc makes internally
      * (daemon()), whose parent then leaves with _exit */
     nt_coalesce_flush_all();

@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <string.h>
 
+#include "core/process.h"
 #include "deadline/deadline.h"
 #include "deadline/timer.h"
 #include "core/sandbox.h"
@@ -97,8 +98,16 @@ static void remove_at(size_t i)
 
 static void *timer_main(void *arg);
 
+#ifdef NT_SANITIZER_BUILD
+extern int nt_fork_parent_threads; /* core/process.c says why */
+#endif
+
 static void start_thread(void)
 {
+#ifdef NT_SANITIZER_BUILD
+    if (nt_fork_epoch && nt_fork_parent_threads > 2)
+        return;
+#endif
     if (nt_sandboxed()) /* sandbox: a filter may forbid every call the thread makes */
         return;
     pthread_condattr_t ca;
