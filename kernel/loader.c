@@ -452,21 +452,24 @@ static void put_frames(struct nt_jbuf *b, const struct nt_event *ev, void *arg)
     }
 }
 
-static void set_addr(union nt_addr *a, socklen_t *len, int family,
+static void set_addr(struct nt_conn *c, int remote, int family,
                      const __u8 *addr, __u16 port)
 {
-    memset(a, 0, sizeof *a);
+    union nt_addr a;
+    socklen_t len;
+    memset(&a, 0, sizeof a);
     if (family == 2) {
-        a->in.sin_family = AF_INET;
-        memcpy(&a->in.sin_addr, addr, 4);
-        a->in.sin_port = htons(port);
-        *len = sizeof a->in;
+        a.in.sin_family = AF_INET;
+        memcpy(&a.in.sin_addr, addr, 4);
+        a.in.sin_port = htons(port);
+        len = sizeof a.in;
     } else {
-        a->in6.sin6_family = AF_INET6;
-        memcpy(&a->in6.sin6_addr, addr, 16);
-        a->in6.sin6_port = htons(port);
-        *len = sizeof a->in6;
+        a.in6.sin6_family = AF_INET6;
+        memcpy(&a.in6.sin6_addr, addr, 16);
+        a.in6.sin6_port = htons(port);
+        len = sizeof a.in6;
     }
+    nt_conn_set_addr(c, remote, &a, len);
 }
 
 static const char *const op_names[NTK_OP_COUNT] = {
@@ -544,8 +547,8 @@ static int on_event(void *ctx, void *data, size_t size)
     memset(&c, 0, sizeof c);
     c.role = e->dir == NTK_DIR_IN ? NT_ROLE_INBOUND
              : e->dir == NTK_DIR_OUT ? NT_ROLE_OUTBOUND : NT_ROLE_NONE;
-    set_addr(&c.local, &c.local_len, e->family, e->laddr, e->lport);
-    set_addr(&c.remote, &c.remote_len, e->family, e->raddr, e->rport);
+    set_addr(&c, 0, e->family, e->laddr, e->lport);
+    set_addr(&c, 1, e->family, e->raddr, e->rport);
     c.set = e->rule < NTK_MAX_RULES ? ksrc[e->rule].set : NULL;
     c.t_open = (nt_ns)e->t_est;
     c.t_last = (nt_ns)(e->now - e->idle);

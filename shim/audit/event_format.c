@@ -252,8 +252,11 @@ static void put_connection(struct nt_jbuf *b, const struct nt_conn *c,
                            const struct nt_event_facts *f)
 {
     put_direction(b, c->role);
-    put_addr_member(b, "local", &c->local, c->local_len);
-    put_addr_member(b, "remote", &c->remote, c->remote_len);
+    union nt_addr a;
+    socklen_t len = nt_conn_addr(c, 0, &a);
+    put_addr_member(b, "local", &a, len);
+    len = nt_conn_addr(c, 1, &a);
+    put_addr_member(b, "remote", &a, len);
     if (c->set && c->set->rule)
         nt_j_kstr(b, "rule", c->set->rule);
     else

@@ -1,6 +1,7 @@
 /* Connection objects: the pool, their life cycle and their lock. See
  * conn.h. */
 #include <fcntl.h>
+#include <stddef.h>
 #include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -23,13 +24,17 @@
  * carries a tag against ABA: allocation may happen in a signal handler
  * (accept there) or race with another thread. */
 
-#define CHUNK_SHIFT 8
+#define CHUNK_SHIFT NT_CONN_CHUNK_SHIFT
 #define CHUNK (1u << CHUNK_SHIFT)
-#define NCHUNKS (1u << 14) /* 4M connections */
+#define NCHUNKS NT_CONN_NCHUNKS
 
 static struct nt_conn *chunks[NCHUNKS]; /* CHUNK objects, then CHUNK links */
 static uint32_t high;                /* objects handed out so far */
 static uint64_t free_head;           /* (tag << 32) | (idx + 1); 0: empty */
+
+/* Fast-path state fits in four cache lines (issue 17); addresses that
+ * do not fit live in the side table below. */
+_Static_assert(sizeof(struct nt_conn) <= 256, "struct nt_conn grew past 256 bytes");
 
 static struct nt_conn *at(uint32_t idx)
 {
@@ -153,29 +158,44 @@ void nt_conn_unlock(struct nt_conn *c, int taken)
 
 /* ---- life cycle -------------------------------------------------------- */
 
+/* The local address; its family, 0 when not known. */
+static int read_local(struct nt_conn *c, int fd)
+{
+    union nt_addr a;
+    socklen_t len = sizeof a;
+    if (getsockname(fd, &a.sa, &len) != 0)
+        len = 0;
+    if (len > sizeof a)
+        len = sizeof a;
+    nt_conn_set_addr(c, 0, &a, len);
+    return len ? a.sa.sa_family : 0;
+}
+
 static void fill_addresses(struct nt_conn *c, int fd,
                            const struct sockaddr *remote, socklen_t rlen)
 {
-    c->local_len = sizeof c->local;
-    if (getsockname(fd, &c->local.sa, &c->local_len) != 0)
-        c->local_len = 0;
-    if (remote && rlen <= sizeof c->remote) {
-        memcpy(&c->remote, remote, rlen);
-        c->remote_len = rlen;
+    union nt_addr a;
+    socklen_t len;
+    int fam = read_local(c, fd);
+    if (remote && rlen <= sizeof a) {
+        memcpy(&a, remote, rlen);
+        len = rlen;
     } else {
-        c->remote_len = sizeof c->remote;
-        if (getpeername(fd, &c->remote.sa, &c->remote_len) != 0)
-            c->remote_len = 0;
+        len = sizeof a;
+        if (getpeername(fd, &a.sa, &len) != 0)
+            len = 0;
+        if (len > sizeof a)
+            len = sizeof a;
     }
-    c->family = c->local_len ? c->local.sa.sa_family
-                             : c->remote_len ? c->remote.sa.sa_family : 0;
+    nt_conn_set_addr(c, 1, &a, len);
+    if (!fam && len)
+        fam = a.sa.sa_family;
+    c->family = (uint8_t)fam;
 }
 
 void nt_conn_refresh_local(struct nt_conn *c, int fd)
 {
-    c->local_len = sizeof c->local;
-    if (getsockname(fd, &c->local.sa, &c->local_len) != 0)
-        c->local_len = 0;
+    read_local(c, fd);
 }
 
 struct nt_conn *nt_conn_open(int fd, int role, int nonblock,

@@ -51,52 +51,73 @@ union nt_addr {
     struct sockaddr_un un;
 };
 
+/* The pool: chunks of 2^NT_CONN_CHUNK_SHIFT objects (conn.c). */
+#define NT_CONN_CHUNK_SHIFT 8
+#define NT_CONN_NCHUNKS (1u << 14) /* 4M connections */
+
+/* An address as events and rules need it: family, address, port. IP
+ * addresses are kept inline in 19 bytes instead of a 110-byte
+ * sockaddr_un; anything longer (Unix paths) goes to a side table that
+ * exists only for chunks that hold such a connection (conn.c). */
+struct nt_caddr {
+    uint8_t fam;             /* AF_INET, AF_INET6; AF_UNIX: unnamed, or
+                                in the side table when ip[0] is 1;
+                                0: not known */
+    uint16_t port;           /* network order */
+    uint8_t ip[16];          /* AF_INET: the first 4 bytes */
+} __attribute__((packed));
+
+/* Field order packs the object into 256 bytes (no holes): see the
+ * static assert in conn.c before adding a field. */
 struct nt_conn {
     /* --- identity and references --- */
     _Atomic uint64_t lock;   /* nt_conn_lock(): (fork epoch << 32) | tid */
     uint32_t gen;            /* changes when the object is retired/reused */
     uint32_t idx;            /* position in the pool (free list) */
     uint64_t ino;            /* socket inode */
+    const struct nt_settings *set; /* resolved once; NULL = audit only */
     int fd;                  /* a descriptor of this process that refers to it */
-    uint16_t refs;           /* descriptors referring to it */
-    uint16_t waiters;        /* blocked calls of ours waiting on it */
     int alias_fd;            /* private descriptor while waiters outlive
                                 the program's last one; -1: none */
+    uint16_t refs;           /* descriptors referring to it */
+    uint16_t waiters;        /* blocked calls of ours waiting on it */
     uint8_t role;            /* enum nt_role */
     uint8_t nonblock;        /* O_NONBLOCK as the program set it */
     uint8_t family;          /* AF_INET, AF_INET6, AF_UNIX */
     uint8_t dup_shared;      /* more than one descriptor has referred to it */
     uint8_t dormant;         /* fork child: not touched in this process yet */
-    socklen_t local_len, remote_len;
-    union nt_addr local, remote;
-    const struct nt_settings *set; /* resolved once; NULL = audit only */
-
-    /* --- the connection's story (audit) --- */
-    nt_ns t_open;            /* established (monotonic) */
-    nt_ns t_last;            /* last byte moved either way */
-    uint64_t bytes_in, bytes_out;
     uint8_t peer_closed;     /* read returned 0 / ECONNRESET seen */
     uint8_t self_closed;     /* the program shut down its side */
 
     /* --- deadlines (see deadline.h) --- */
     uint8_t dl_active;       /* bits (1 << NT_DL_*) of the deadlines set */
+    uint8_t req_phase;       /* exchange state (deadline.c) */
+    uint8_t req_dir;         /* NT_IN inbound, NT_OUT outbound: requests */
+    uint8_t expired;         /* a deadline fired: later calls fail */
+    uint8_t expired_kind;    /* which one */
+    uint8_t in_call[2];      /* blocking calls of ours waiting: [NT_IN], [NT_OUT] */
+    uint8_t mark_writes;     /* unix with idle_timeout: count writes in progress */
+    uint8_t connect_err;     /* SO_ERROR (an errno value) to report after
+                                an aborted connect */
     uint32_t heap_idx;       /* position in the timer heap, 0 = none */
+
+    /* --- the connection's story (audit) --- */
+    nt_ns t_open;            /* established (monotonic) */
+    nt_ns t_last;            /* last byte moved either way */
+    uint64_t bytes_in, bytes_out;
+
     nt_ns heap_due;          /* key it is filed under (<= true due time) */
     nt_ns t_req;             /* current exchange started; 0 = parked */
     nt_ns t_wait_rd, t_wait_wr; /* non-blocking: waiting since (EAGAIN) */
     nt_ns t_connect;         /* connect in progress since */
-    uint8_t req_phase;       /* exchange state (deadline.c) */
-    uint8_t req_dir;         /* NT_IN inbound, NT_OUT outbound: requests */
     uint32_t ans_seq;        /* nt_wait_seq at the last answer bytes */
-    uint64_t x_in0, x_out0;  /* bytes_in/out when the exchange started */
-    uint8_t expired;         /* a deadline fired: later calls fail */
-    uint8_t expired_kind;    /* which one */
-    uint8_t in_call[2];      /* blocking calls of ours waiting: [NT_IN], [NT_OUT] */
     uint32_t ux_queued;      /* unix: bytes queued both ways at the last look */
-    uint8_t mark_writes;     /* unix with idle_timeout: count writes in progress */
-    int connect_err;         /* SO_ERROR to report after an aborted connect */
+    uint64_t x_in0, x_out0;  /* bytes_in/out when the exchange started */
 
-    /* --- write coalescing (see coalesce.h; must stay the last section:
+    /* --- addresses (nt_conn_addr() gives them as a sockaddr) --- */
+    struct nt_caddr local, remote;
+
+/* --- write coalescing (see coalesce.h; must stay the last section:
      * nt_coalesce_dup() resets everything from cbuf to the end) --- */
     void *cbuf;              /* buffer while it holds data, else NULL */
     uint32_t clen;           /* bytes buffered */
@@ -114,6 +135,14 @@ struct nt_conn {
     uint16_t co_pass;        /* pass-through: writes left until a probe */
     nt_ns t_orphan;          /* closed, still flushing: last progress */
 };
+
+/* The connection's local (remote = 0) or remote address as a sockaddr
+ * in *out; its length, 0 when not known. nt_conn_set_addr() stores one
+ * (len 0: not known). conn_addr.c. */
+void nt_conn_set_addr(struct nt_conn *c, int remote, const union nt_addr *a,
+                      socklen_t len);
+socklen_t nt_conn_addr(const struct nt_conn *c, int remote,
+                       union nt_addr *out);
 
 /* First use of an UNKNOWN fd: classify it (fdtable.c). */
 struct nt_conn *nt_fd_classify(int fd);

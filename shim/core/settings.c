@@ -200,12 +200,15 @@ const struct nt_settings *nt_settings_match(const struct nt_conn *c)
                                                   __ATOMIC_ACQUIRE);
     if (!cfg)
         return NULL;
+    union nt_addr local, remote;
+    socklen_t llen = nt_conn_addr(c, 0, &local);
+    socklen_t rlen = nt_conn_addr(c, 1, &remote);
     struct nt_conn_key key = {
         .dir = role_dir(c->role),
-        .local = c->local_len ? &c->local.sa : NULL,
-        .local_len = c->local_len,
-        .remote = c->remote_len ? &c->remote.sa : NULL,
-        .remote_len = c->remote_len,
+        .local = llen ? &local.sa : NULL,
+        .local_len = llen,
+        .remote = rlen ? &remote.sa : NULL,
+        .remote_len = rlen,
         .prog = nt_g.prog,
     };
     return nt_config_match(cfg, &key);

@@ -203,13 +203,14 @@ static struct nt_conn conn(void)
     struct nt_conn c = { .role = NT_ROLE_INBOUND, .family = AF_INET,
                          .t_open = 7500000000LL, .t_last = 9000000000LL,
                          .bytes_in = 120, .bytes_out = 65555, .set = &set };
-    c.local.in = (struct sockaddr_in){ .sin_family = AF_INET,
-                                       .sin_port = htons(8080),
-                                       .sin_addr = { htonl(0x7f000001) } };
-    c.remote.in = (struct sockaddr_in){ .sin_family = AF_INET,
-                                        .sin_port = htons(5555),
-                                        .sin_addr = { htonl(0x0a000005) } };
-    c.local_len = c.remote_len = sizeof(struct sockaddr_in);
+    union nt_addr a = { .in = { .sin_family = AF_INET,
+                                .sin_port = htons(8080),
+                                .sin_addr = { htonl(0x7f000001) } } };
+    nt_conn_set_addr(&c, 0, &a, sizeof a.in);
+    a.in = (struct sockaddr_in){ .sin_family = AF_INET,
+                                 .sin_port = htons(5555),
+                                 .sin_addr = { htonl(0x0a000005) } };
+    nt_conn_set_addr(&c, 1, &a, sizeof a.in);
     return c;
 }
 
