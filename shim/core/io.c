@@ -397,13 +397,16 @@ io_direct(struct nt_conn *c, int fd, const struct nt_op *op)
     return finish(c, fd, op, r, extra);
 }
 
-/* Coalescing's way back into the engine, for what it does not buffer. */
-ssize_t nt_io_direct(struct nt_conn *c, int fd, const struct nt_op *op)
+/* Coalescing's way back into the engine, for what it does not buffer.
+ * This and nt_io_call() keep no arrays on the stack (a timespec and
+ * scalars): no canary, which costs every governed call a TLS load and a
+ * check. */
+NT_NO_CANARY ssize_t nt_io_direct(struct nt_conn *c, int fd, const struct nt_op *op)
 {
     return io_direct(c, fd, op);
 }
 
-ssize_t nt_io_call(int fd, const struct nt_op *op)
+NT_NO_CANARY ssize_t nt_io_call(int fd, const struct nt_op *op)
 {
     struct nt_conn *c = nt_conn_get(fd);
     if (!c)

@@ -122,4 +122,18 @@ extern struct nt_real real;
 
 void nt_real_resolve(void);
 
+/* A recv or send that cannot block (MSG_DONTWAIT: the engine's first try
+ * of a blocking call it waits for itself), made as a raw system call when
+ * the next definitions are glibc's own (nt_raw_nowait, set by
+ * nt_real_resolve: another preloaded library that wraps them keeps
+ * seeing them). Why: once the process has a second thread (the timer),
+ * glibc makes every cancellation point switch to asynchronous
+ * cancellation around the system call, ~30 instructions. A call that
+ * cannot block needs only the check at entry, which
+ * pthread_testcancel() makes: a pending cancel acts here, as it would in
+ * glibc's wrapper. Same system calls as glibc's (recvfrom, sendto). */
+extern int nt_raw_nowait;
+ssize_t nt_recv_nowait(int fd, void *buf, size_t len, int flags);
+ssize_t nt_send_nowait(int fd, const void *buf, size_t len, int flags);
+
 #endif

@@ -128,16 +128,17 @@ static void arm(struct nt_conn *c)
         nt_timer_arm(c, due);
 }
 
+void nt_deadline_rearm(struct nt_conn *c)
+{
+    arm(c);
+}
+
 /* The fast path's way to arm: a deadline that starts `now` comes due at
- * `due`. Nothing to do when the connection is already filed at or before
- * that, and comfortably in the future: the timer cannot be popping that
- * entry while we look, and when it does pop it, it sees the new clock. */
-#define NT_ARM_MARGIN (20 * MS) /* more than the coarse clock lags */
+ * `due` (deadline.h: nt_deadline_filed_by). */
 static inline void arm_for(struct nt_conn *c, nt_ns now, nt_ns due)
 {
-    if (c->heap_idx && c->heap_due <= due && c->heap_due > now + NT_ARM_MARGIN)
-        return;
-    arm(c);
+    if (!nt_deadline_filed_by(c, now, due))
+        arm(c);
 }
 
 void nt_deadline_open(struct nt_conn *c)
@@ -206,11 +207,6 @@ void nt_deadline_connect_check(struct nt_conn *c)
 
 /* ---- what calls report ------------------------------------------------- */
 
-static inline int request_dir(const struct nt_conn *c)
-{
-    return c->req_dir;
-}
-
 static void park(struct nt_conn *c)
 {
     c->req_phase = NT_PH_PARKED;
@@ -226,43 +222,11 @@ static inline void waits_for_input(struct nt_conn *c)
         park(c);
 }
 
-/* Bytes in the request direction on a connection between exchanges. */
-void nt_deadline_exchange_starts(struct nt_conn *c, int dir, size_t n,
-                                 nt_ns now)
+/* Bytes moved while a connect was pending: it is long done. */
+void nt_deadline_moved_slow(struct nt_conn *c, int dir, size_t n)
 {
-    if (!now)
-        now = nt_now_coarse();
-    c->req_phase = NT_PH_REQUEST;
-    c->t_req = now;
-    c->x_in0 = c->bytes_in - (dir == NT_IN ? n : 0);
-    c->x_out0 = c->bytes_out - (dir == NT_OUT ? n : 0);
-    /* the handler may make no further call on it */
-    if (c->dl_active & BIT(NT_DL_REQUEST))
-        arm_for(c, now, now + c->set->request_timeout);
-}
-
-static NT_NO_CANARY void moved(struct nt_conn *c, int dir, size_t n)
-{
-    uint8_t a = c->dl_active;
-    if (unlikely(c->t_connect))
-        established(c); /* bytes moved: the connect is long done */
-    if (dir == NT_IN)
-        c->t_wait_rd = 0;
-    else
-        c->t_wait_wr = 0;
-    nt_ns now = 0;
-    if (a & (BIT(NT_DL_IDLE) | BIT(NT_DL_REQUEST)))
-        c->t_last = now = nt_now_coarse(); /* one clock read per call */
-    if (!(a & (BIT(NT_DL_REQUEST) | BIT(NT_DL_TRACK))))
-        return;
-    if (dir == request_dir(c)) {
-        if (c->req_phase != NT_PH_REQUEST)
-            nt_deadline_exchange_starts(c, dir, n, now);
-    } else {
-        if (c->req_phase == NT_PH_REQUEST)
-            c->req_phase = NT_PH_ANSWERED;
-        c->ans_seq = __atomic_load_n(&nt_wait_seq, __ATOMIC_RELAXED);
-    }
+    established(c);
+    nt_deadline_moved(c, dir, n);
 }
 
 static void blocked(struct nt_conn *c, int dir)
@@ -288,19 +252,9 @@ void nt_deadline_report(struct nt_conn *c, int dir, int what, size_t n)
     if (!c->dl_active)
         return;
     if (what == NT_MOVED)
-        moved(c, dir, n);
+        nt_deadline_moved(c, dir, n);
     else
         blocked(c, dir);
-}
-
-void nt_deadline_polled_in(struct nt_conn *c)
-{
-    waits_for_input(c);
-    if (!(c->dl_active & BIT(NT_DL_READ)) || c->t_wait_rd)
-        return;
-    nt_ns now = nt_now_coarse();
-    c->t_wait_rd = now;
-    arm_for(c, now, now + c->set->read_timeout);
 }
 
 /* ---- a blocking call's own deadline ------------------------------------ */

@@ -70,16 +70,38 @@ void nt_deadline_report(struct nt_conn *c, int dir, int what, size_t n);
 
 /* Exchange phases (deadline.c has the state machine). */
 enum { NT_PH_PARKED = 0, NT_PH_REQUEST, NT_PH_ANSWERED };
-void nt_deadline_exchange_starts(struct nt_conn *c, int dir, size_t n,
-                                 nt_ns now);
 
-/* The report of bytes moved, inline for the common case: no deadline
- * but exchanges tracked for the `abandoned` event: a phase change, no
- * clock (the event takes the exchange's age from the kernel, deadline.c). */
+/* Bumped by every wait of the program's (nt_deadline_program_waits). */
+extern uint32_t nt_wait_seq;
+
+/* Out of line parts of nt_deadline_moved(): bytes moved while a connect
+ * was pending; (re)filing the connection with the timer. */
+void nt_deadline_moved_slow(struct nt_conn *c, int dir, size_t n);
+void nt_deadline_rearm(struct nt_conn *c);
+
+/* An entry filed at or before `due`, comfortably in the future, needs no
+ * timer call: the timer cannot be popping it while we look, and when it
+ * does pop it, it sees the new clock and refiles (due times only move
+ * later on the fast path). */
+#define NT_ARM_MARGIN (20 * 1000000LL) /* more than the coarse clock lags */
+static inline int nt_deadline_filed_by(const struct nt_conn *c, nt_ns now,
+                                       nt_ns due)
+{
+    return c->heap_idx && c->heap_due <= due && c->heap_due > now + NT_ARM_MARGIN;
+}
+
+/* The report of bytes moved, inline: this is every successful call's
+ * bookkeeping. At most one clock read (coarse), no atomic read-modify-
+ * write, no timer call unless a new exchange's deadline comes due before
+ * the connection's filed entry. The clock is read only when a deadline
+ * that restarts with traffic is set (idle, request): with exchanges
+ * tracked for `abandoned` alone, an exchange's age comes from the kernel
+ * at close (deadline.c). */
 static inline void nt_deadline_moved(struct nt_conn *c, int dir, size_t n)
 {
     uint8_t a = c->dl_active;
     if (likely(a == (1u << NT_DL_TRACK) && !c->t_connect)) {
+        /* no deadline, exchanges tracked for `abandoned`: a phase change */
         if (dir == c->req_dir) {
             if (c->req_phase != NT_PH_REQUEST) {
                 c->req_phase = NT_PH_REQUEST;
@@ -92,14 +114,59 @@ static inline void nt_deadline_moved(struct nt_conn *c, int dir, size_t n)
         }
         return;
     }
-    if (a)
-        nt_deadline_report(c, dir, NT_MOVED, n);
+    if (!a)
+        return;
+    if (unlikely(c->t_connect)) {
+        nt_deadline_moved_slow(c, dir, n); /* the connect is long done */
+        return;
+    }
+    if (dir == NT_IN)
+        c->t_wait_rd = 0;
+    else
+        c->t_wait_wr = 0;
+    nt_ns now = 0;
+    if (a & ((1u << NT_DL_IDLE) | (1u << NT_DL_REQUEST)))
+        c->t_last = now = nt_now_coarse();
+    if (!(a & ((1u << NT_DL_REQUEST) | (1u << NT_DL_TRACK))))
+        return;
+    if (dir == c->req_dir) {
+        if (c->req_phase != NT_PH_REQUEST) {
+            /* a new exchange: request_timeout starts now */
+            c->req_phase = NT_PH_REQUEST;
+            c->t_req = now;
+            c->x_in0 = c->bytes_in - (dir == NT_IN ? n : 0);
+            c->x_out0 = c->bytes_out - (dir == NT_OUT ? n : 0);
+            /* the handler may make no further call on it */
+            if ((a & (1u << NT_DL_REQUEST)) &&
+                !nt_deadline_filed_by(c, now, now + c->set->request_timeout))
+                nt_deadline_rearm(c);
+        }
+    } else {
+        if (c->req_phase == NT_PH_REQUEST)
+            c->req_phase = NT_PH_ANSWERED;
+        c->ans_seq = __atomic_load_n(&nt_wait_seq, __ATOMIC_RELAXED);
+    }
 }
-/* The program waits for input on this connection in poll/select. */
-void nt_deadline_polled_in(struct nt_conn *c);
+
+/* The program waits for input on this connection in poll/select: an
+ * answered inbound exchange is over, and read_timeout starts unless it
+ * runs already. Inline: every poll of a governed socket comes here. */
+static inline void nt_deadline_polled_in(struct nt_conn *c)
+{
+    if (c->req_phase == NT_PH_ANSWERED && c->req_dir == NT_IN) {
+        c->req_phase = NT_PH_PARKED;
+        c->t_req = 0;
+    }
+    if (!(c->dl_active & (1u << NT_DL_READ)) || c->t_wait_rd)
+        return;
+    nt_ns now = nt_now_coarse();
+    c->t_wait_rd = now;
+    if (!nt_deadline_filed_by(c, now, now + c->set->read_timeout))
+        NT_KEEP_ERRNO(nt_deadline_rearm(c));
+}
+
 /* Any wait of the program's (poll, select, epoll): ends exchanges that
  * were answered (see deadline.c). */
-extern uint32_t nt_wait_seq;
 static inline void nt_deadline_program_waits(void)
 {
     __atomic_store_n(&nt_wait_seq,

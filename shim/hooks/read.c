@@ -22,6 +22,8 @@ static ssize_t attempt_read(int fd, const struct nt_op *op, int flags,
     const struct buf_args *a = op->args;
     if (!flags)
         return real.read(fd, (char *)a->buf + skip, a->len - skip);
+    if (flags & MSG_DONTWAIT) /* cannot block: real.h says why */
+        return nt_recv_nowait(fd, (char *)a->buf + skip, a->len - skip, flags);
     return real.recv(fd, (char *)a->buf + skip, a->len - skip, flags);
 }
 

@@ -29,7 +29,7 @@ static void note_waiting_in(int fd)
 {
     struct nt_conn *c = nt_conn_get(fd);
     if (c && c->dl_active)
-        NT_KEEP_ERRNO(nt_deadline_polled_in(c));
+        nt_deadline_polled_in(c); /* keeps errno */
 }
 
 static void before_poll(const struct pollfd *fds, nfds_t n)

@@ -24,6 +24,9 @@ static ssize_t attempt_write(int fd, const struct nt_op *op, int flags,
     const struct buf_args *a = op->args;
     if (!flags)
         return real.write(fd, (const char *)a->buf + skip, a->len - skip);
+    if (flags & MSG_DONTWAIT) /* cannot block: real.h says why */
+        return nt_send_nowait(fd, (const char *)a->buf + skip, a->len - skip,
+                              flags);
     return real.send(fd, (const char *)a->buf + skip, a->len - skip, flags);
 }
 

@@ -76,6 +76,13 @@ Test(regress, peek_waitall_at_eof)
 }
 /* recvmmsg at EOF counts as the kernel does, and keeps errno. */
 Test(regress, recvmmsg_eof_and_errno) { same("t1_recvmmsg", NULL, ""); }
+/* A pending pthread cancel acts at a governed read/send that does not
+ * block, as in glibc's own wrappers (issue 17: the first, non-blocking
+ * try is a raw system call). */
+Test(regress, pending_cancel_acts_at_nonblocking_try)
+{
+    same("t20_cancel", NULL, "read_timeout=30s write_timeout=30s idle_timeout=1h");
+}
 /* SA_RESTART of the signal that arrived, not of every handler. */
 Test(regress, restart_by_arrived_signal) { same("t17_restart", NULL, "read_timeout=5s"); }
 /* A signal after data moved returns the partial count. */
