@@ -33,14 +33,15 @@ struct nt_real real = {
 
 int nt_raw_nowait;
 
-/* Is p glibc's own definition of `name`? (Compared, not resolved: calls
- * still go through RTLD_NEXT.) */
-static int is_libc(const char *name, void *p)
+/* Are the next recv and send glibc's own? (Compared, not resolved:
+ * calls still go through RTLD_NEXT.) ~8k instructions once per exec. */
+static int recv_send_are_libc(void)
 {
     void *libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
     if (!libc)
         return 0;
-    int same = p && dlsym(libc, name) == p;
+    int same = dlsym(libc, "recv") == (void *)real.recv &&
+               dlsym(libc, "send") == (void *)real.send;
     dlclose(libc);
     return same;
 }
@@ -56,10 +57,9 @@ void nt_real_resolve(void)
 #undef NT_RESOLVE
 #if defined(__x86_64__) && !defined(NT_SANITIZER_BUILD)
     /* the sanitizers check buffers in their own recv/send: keep them */
-    nt_raw_nowait = is_libc("recv", (void *)real.recv) &&
-                    is_libc("send", (void *)real.send);
+    nt_raw_nowait = recv_send_are_libc();
 #else
-    (void)is_libc;
+    (void)recv_send_are_libc;
 #endif
 }
 
