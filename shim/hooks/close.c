@@ -36,11 +36,16 @@ NT_EXPORT int close(int fd)
 {
     nt_init();
     struct nt_fd_page *p = nt_fd_page_of(fd);
-    if (!p || p->kind[fd & (NT_FD_PAGE - 1)] == NT_FD_UNKNOWN || nt_bypass())
+    int k = p ? p->kind[fd & (NT_FD_PAGE - 1)] : NT_FD_UNKNOWN;
+    if (k == NT_FD_UNKNOWN || nt_bypass())
         return real.close(fd);
     if (unlikely(nt_sandboxed())) /* sandbox: */
         return nt_sb_close(fd);
-    nt_close_fd(fd, NT_CO_CLOSE, "close", NT_CALLER());
+    /* a file, pipe or ungoverned socket: nothing of ours to let go of
+     * (nt_close_fd would only find that out; a server closes one such
+     * fd per request) */
+    if (k != NT_FD_PASS)
+        nt_close_fd(fd, NT_CO_CLOSE, "close", NT_CALLER());
     return real.close(fd);
 }
 
