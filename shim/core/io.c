@@ -272,6 +272,14 @@ controlled(struct nt_conn *c, int fd, const struct nt_op *op, int extra,
                         : attempt_locked(c, fd, gen, op, flags,
                                          peek ? 0 : done, &closed);
         first = NT_NOT_TRIED;
+        if (r < 0 && c->gen != gen) {
+            /* The connection was let go while we waited (a seccomp filter
+             * on another thread made the library stand back, or the slot
+             * went stale): the call goes on as the program made it, on
+             * its descriptor, instead of failing with EBADF. */
+            result = nt_sb_resume(fd, op, done, saved_errno);
+            break;
+        }
         if (peek && r > 0) {
             /* TCP waits for all of it; a unix socket's peek returns what
              * is there (the kernel's own semantics, per family) */

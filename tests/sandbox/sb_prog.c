@@ -13,6 +13,10 @@
  *   sb_prog thread         a filter on one thread (no TSYNC): that thread
  *                          and a thread it creates do I/O under it, an
  *                          unconfined thread keeps doing I/O
+ *   sb_prog blocked        a thread blocked in read on a governed
+ *                          connection while another thread installs a
+ *                          filter on itself: the read returns the bytes
+ *                          that arrive afterwards
  *   sb_prog launch         install a filter (NoNewPrivs), then exec
  *                          `sb_prog child FD`: a program started under an
  *                          inherited filter
@@ -319,6 +323,51 @@ static int one_thread(void)
     exit(0);
 }
 
+/* --- a filter while another thread is blocked in a call ------------- */
+
+static int blocked_fd;
+static int reader_in;
+
+static void *blocked_reader(void *arg)
+{
+    char b[4];
+    __atomic_store_n(&reader_in, 1, __ATOMIC_RELEASE);
+    ssize_t n = read(blocked_fd, b, 4);
+    if (n != 4 || memcmp(b, "late", 4) != 0) {
+        dprintf(2, "blocked read: got %zd (%s)\n", n, n < 0 ? strerror(errno) : "");
+        _exit(PC_EXIT_FAIL);
+    }
+    return arg;
+}
+
+static void *confine_self(void *arg)
+{
+    confine(VIA_PRCTL, 0, 0);
+    return arg;
+}
+
+static int blocked(void)
+{
+    int c, s;
+    pc_pair(AF_INET, &c, &s);
+    blocked_fd = s;
+    pthread_t r, f;
+    if (pthread_create(&r, NULL, blocked_reader, NULL) != 0)
+        pc_die("pthread_create");
+    while (!__atomic_load_n(&reader_in, __ATOMIC_ACQUIRE))
+        ;
+    usleep(200 * 1000); /* the reader waits in its read by now */
+    if (pthread_create(&f, NULL, confine_self, NULL) != 0)
+        pc_die("pthread_create");
+    pthread_join(f, NULL);
+    usleep(200 * 1000);
+    if (write(c, "late", 4) != 4)
+        pc_die("write:");
+    pthread_join(r, NULL);
+    say("ok blocked\n");
+    exit(0);
+}
+
 /* --- inherited --------------------------------------------------------- */
 
 static int launch(const char *self, int broad)
@@ -351,11 +400,13 @@ int main(int argc, char **argv)
         return tsync();
     if (!strcmp(m, "thread"))
         return one_thread();
+    if (!strcmp(m, "blocked"))
+        return blocked();
     if (!strcmp(m, "launch"))
         return launch("/proc/self/exe", 0);
     if (!strcmp(m, "launch-broad"))
         return launch("/proc/self/exe", 1);
     if (!strcmp(m, "child") && argc > 2)
         return child(argv[2]);
-    pc_die("usage: sb_prog prctl|seccomp|tsync|thread|launch");
+    pc_die("usage: sb_prog prctl|seccomp|tsync|thread|blocked|launch");
 }

@@ -175,6 +175,19 @@ Test(sandbox, per_thread_filter)
     nt_jsonl_free(&log);
 }
 
+/* A thread blocked in a governed read (read_timeout armed, so the
+ * library waits for it) while another thread confines itself: the
+ * library lets go of its connections, and the blocked read still returns
+ * the bytes that come afterwards (it failed with EBADF: the connection
+ * object was retired under the waiting call). */
+Test(sandbox, blocked_read_survives_letting_go)
+{
+    struct nt_jsonl log;
+    run_mode("blocked", "30s", NULL, &log);
+    cr_assert(one_sandboxed(&log, "prctl", "thread"));
+    nt_jsonl_free(&log);
+}
+
 /* A program exec'd under a filter (a launcher set NoNewPrivs and the
  * filter, then exec'd it): the library stands back from its start and
  * writes nothing (the launcher logged the event when it installed it). */
