@@ -77,7 +77,11 @@ CONFIGS = {
 FAMILIES = ['io', 'flags', 'zero', 'mmsg', 'dup', 'close', 'scm', 'fork',
             'spawn', 'thread', 'signal', 'wait', 'nonblock', 'peer', 'dprintf',
             'unix', 'tcp6', 'errqueue', 'oob', 'bulk', 'waitall', 'race',
-            'rawclose']  # rawclose: syscall(SYS_close) under a blocked call (open)
+            'rawclose']
+# rawclose (syscall(SYS_close) under a blocked call) is a documented
+# limitation, not a defect: raw system calls are out of an LD_PRELOAD
+# library's reach (repro/raw-close-under-blocked-recv). Only on request.
+DEFAULT_FAMILIES = [f for f in FAMILIES if f != 'rawclose']
 
 
 class Conn:
@@ -463,6 +467,9 @@ class Gen:
             fl = self.r.choice(['waitall', 'peek,waitall'])
             op = self.r.choice(['recv', 'recvfrom', 'recvmsg'])
             self.emit('@T1& %s %s %d %s' % (op, self.r.choice(c.handles), n, fl))
+            # blocked first: a unix socket's peek returns what is there when
+            # it looks, so the parts must arrive while it waits, apart
+            self.emit('blocked T1')
             self.emit('pwrite %s %d' % (c.name, n // 2))
             self.emit('sleep 20')
             self.emit('pwrite %s %d' % (c.name, n))
@@ -558,7 +565,13 @@ class Gen:
                 if how != 'rd':
                     c.uncertain = c.uncertain  # writes now EPIPE: deterministic
         elif x < 0.93 and 'errqueue' in fam:
-            self.emit('errqueue %s' % r.choice(c.handles))
+            # A unix stream socket has no error queue: the kernel ignores
+            # the flag and makes a plain (blocking) 64-byte read of it.
+            if c.fam != 'unix':
+                self.emit('errqueue %s' % r.choice(c.handles))
+            elif c.nb or self.can_block_read(c, 1):
+                self.emit('errqueue %s' % r.choice(c.handles))
+                self.consume_read(c, 64)
         elif x < 0.95:
             self.emit('getfl %s' % r.choice(c.handles))
         elif x < 0.97:
@@ -656,6 +669,19 @@ def run_once(env, scen_text, config, timeout=RUN_TIMEOUT):
 
 
 FD_RE = re.compile(r'\bfd=(\d+)')
+# What the peer's `pread` got within its short timed window: how much of a
+# chunked or corked write (glibc's dprintf, MSG_MORE, a full receive window
+# waiting for the persist timer) is there yet is the kernel's timing.
+PREAD_RE = re.compile(r'^(\d+ Q pread \S+) -> got=-?\d+ (?:crc|sum)=\S+ state=-?\d+$')
+
+
+def window_tolerant(config):
+    """Configurations that never hold bytes back (no coalescing): for them
+    the peer's timed windows are noise, and the in-order stream is compared
+    whole on the END lines (total and checksum of every byte, in order).
+    Coalescing configurations keep the windows: there a byte held back
+    is the latency defect the windows are there to catch (F3, F5)."""
+    return bool(config) and 'coalesce' not in (CONFIGS[config][0] or '')
 
 
 def normalise(trace, allow):
@@ -664,6 +690,8 @@ def normalise(trace, allow):
     for line in trace.splitlines():
         if ' connect ' in line:
             line = re.sub(r'(connect \S+ \S+ )\d+', r'\1PORT', line)
+        if 'peer-windows' in allow:
+            line = PREAD_RE.sub(r'\1 -> (window)', line)
         out.append(line)
     if 'fd-numbers' in allow:
         # Rank the program's descriptor numbers instead of comparing them,
@@ -721,9 +749,11 @@ def hang_op(trace, text):
     return 'end'
 
 
-def compare(base, got, allow, text=''):
+def compare(base, got, allow, text='', config=None):
     """Returns None if transparent, else a short description of the first
     difference (its operation is the mismatch's signature)."""
+    if window_tolerant(config):
+        allow = set(allow) | {'peer-windows'}
     btr, bst, _, _ = base
     tr, st, lg, err = got
     if st == 'hang':
@@ -777,7 +807,7 @@ def mismatch(env, text, config, allow, timeout=RUN_TIMEOUT):
     if base[1] == 'hang':
         return None, None
     got = run_once(env, text, config, timeout)
-    d = compare(base, got, allow, text)
+    d = compare(base, got, allow, text, config)
     if d and d.startswith('rst-race:'):
         d = None
     return d, (base, got)
@@ -975,7 +1005,7 @@ def find_tools(args):
 
 def cmd_run(args):
     env = find_tools(args)
-    fams = [f for f in (args.families.split(',') if args.families else FAMILIES)
+    fams = [f for f in (args.families.split(',') if args.families else DEFAULT_FAMILIES)
             if f not in (args.exclude.split(',') if args.exclude else [])]
     allow = set(a for a in (args.allow or '').split(',') if a)
     configs = args.configs.split(',') if args.configs else list(CONFIGS)
@@ -1010,7 +1040,7 @@ def cmd_run(args):
         coverage_of(text, cov)
         for config in configs:
             got = run_once(env, text, config)
-            d = compare(base, got, allow, text)
+            d = compare(base, got, allow, text, config)
             if d is None:
                 continue
             if d.startswith('rst-race:'):
@@ -1019,13 +1049,13 @@ def cmd_run(args):
             sig = signature(d)
             # confirm: the bare run must be deterministic, the mismatch repeat
             b2 = run_once(env, text, None)
-            if compare(base, b2, allow, text) is not None:
+            if compare(base, b2, allow, text, config) is not None:
                 flaky += 1
                 break
             if sig in found:
                 found[sig][3].add(config)
                 continue
-            d2 = compare(base, run_once(env, text, config), allow, text)
+            d2 = compare(base, run_once(env, text, config), allow, text, config)
             if d2 is None or signature(d2) != sig:
                 print('behave: seed %d config %s: intermittent: %s' % (seed, config, d),
                       file=sys.stderr)
@@ -1147,7 +1177,8 @@ def cmd_diff(args):
     base = run_once(env, text, None)
     got = run_once(env, text, args.config)
     print('--- bare (status %s)\n%s--- %s (status %s)\n%s' % (base[1], base[0], args.config, got[1], got[0]))
-    d = compare(base, got, set(a for a in (args.allow or '').split(',') if a))
+    d = compare(base, got, set(a for a in (args.allow or '').split(',') if a),
+                config=args.config)
     print('verdict:', d or 'transparent')
     shutil.rmtree(env.work, ignore_errors=True)
     return 1 if d else 0
@@ -1540,7 +1571,7 @@ def main():
     if args.cmd == 'replay':
         return cmd_replay(args)
     if args.cmd == 'gen':
-        sys.stdout.write(generate(args.seed, args.families.split(',') if args.families else FAMILIES))
+        sys.stdout.write(generate(args.seed, args.families.split(',') if args.families else DEFAULT_FAMILIES))
         return 0
     if args.cmd == 'diff':
         return cmd_diff(args)
