@@ -208,16 +208,23 @@ static int wait_ready(struct nt_conn *c, int fd, int dir, nt_ns until,
         __atomic_add_fetch(&c->in_call[dir], 1, __ATOMIC_RELAXED);
         int r = real.ppoll(&p, 1, &ts, NULL);
         __atomic_sub_fetch(&c->in_call[dir], 1, __ATOMIC_RELAXED);
-        if (r > 0)
-            return 1;
-        if (r < 0 && errno == EINTR) {
-            int stop = moved || !kernel_would_restart();
-            nt_signal_seen = NT_SIG_NONE;
-            if (stop)
-                return -1;
-        }
         if (r < 0 && errno != EINTR)
             return 1; /* let the real call report it */
+        if (r < 0 || nt_signal_seen != NT_SIG_NONE) {
+            /* Interrupted, or a handler ran as the socket became ready
+             * (ppoll reports readiness first): the kernel's blocked call
+             * checks for a signal when it wakes (unix sockets always, TCP
+             * when nothing was queued yet), so it is EINTR unless the
+             * handler asked for a restart. */
+            int stop = moved || !kernel_would_restart();
+            nt_signal_seen = NT_SIG_NONE;
+            if (stop) {
+                errno = EINTR;
+                return -1;
+            }
+        }
+        if (r > 0)
+            return 1;
         if (r == 0 && (!until || nt_now() < until))
             return 1; /* a slice ended: look again */
     }
