@@ -684,6 +684,9 @@ FD_RE = re.compile(r'\bfd=(\d+)')
 # chunked or corked write (glibc's dprintf, MSG_MORE, a full receive window
 # waiting for the persist timer) is there yet is the kernel's timing.
 PREAD_RE = re.compile(r'^(\d+ Q pread \S+) -> got=-?\d+ (?:crc|sum)=\S+ state=-?\d+$')
+# A pdrain reads exactly N bytes, but which N depends on what an earlier
+# window left: its count stays, its checksum is the END line's business.
+PDRAIN_RE = re.compile(r'^(\d+ Q pdrain \S+ \d+ -> got=-?\d+) (?:crc|sum)=\S+ (state=-?\d+)$')
 
 
 def window_tolerant(config):
@@ -703,6 +706,7 @@ def normalise(trace, allow):
             line = re.sub(r'(connect \S+ \S+ )\d+', r'\1PORT', line)
         if 'peer-windows' in allow:
             line = PREAD_RE.sub(r'\1 -> (window)', line)
+            line = PDRAIN_RE.sub(r'\1 (window) \2', line)
         out.append(line)
     if 'fd-numbers' in allow:
         # Rank the program's descriptor numbers instead of comparing them,
