@@ -1658,6 +1658,11 @@ static int park(int fd, int slot)
 
 int main(int argc, char **argv)
 {
+    /* First: the exec'd peer makes the unix listeners, and with the default
+     * /tmp concurrent runs unlinked and took over each other's sockets. */
+    const char *rd = getenv("BEHAVE_RUNDIR");
+    if (rd)
+        rundir = rd;
     if (argc >= 5 && !strcmp(argv[1], "--peer"))
         return peer_main(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]));
     if (argc >= 5 && !strcmp(argv[1], "--write-fd")) {
@@ -1678,9 +1683,6 @@ int main(int argc, char **argv)
     if (sl <= 0)
         die("readlink");
     self_exe[sl] = 0;
-    const char *rd = getenv("BEHAVE_RUNDIR");
-    if (rd)
-        rundir = rd;
     with_times = getenv("BEHAVE_TIMES") != NULL;
     t_start = now_ms();
 
