@@ -429,6 +429,16 @@ static long p_drain(struct pconn *c, long first_ms, long quiet_ms, uint32_t *crc
     return got;
 }
 
+/* The peer's writes leave at once: with Nagle, a small pwrite after an
+ * unacknowledged one waits for the program's delayed ACK, and whether a
+ * read of the program's sees it is then the timing of that ACK. */
+static void peer_nodelay(int fd)
+{
+    int one = 1;
+    if (fd >= 0)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
 static void peer_op(char *line, struct out *o, char *aux)
 {
     char *t[16];
@@ -459,6 +469,7 @@ static void peer_op(char *line, struct out *o, char *aux)
     } else if (!strcmp(op, "paccept") && n >= 3) {
         struct pconn *l = pc_find(t[2], 0);
         int fd = l ? accept(l->fd, NULL, NULL) : -1;
+        peer_nodelay(fd);
         struct pconn *c = pc_find(t[1], 1);
         c->fd = fd;
         outret(o, fd < 0 ? -1 : 0, errno, 0, 0);
@@ -473,6 +484,7 @@ static void peer_op(char *line, struct out *o, char *aux)
         }
         int r = connect(fd, (void *)&a.ss, a.len);
         outret(o, r, errno, 0, 0);
+        peer_nodelay(fd);
         struct pconn *c = pc_find(t[1], 1);
         c->fd = fd;
     } else if (!strcmp(op, "pwrite") && n >= 4) {
