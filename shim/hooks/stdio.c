@@ -10,6 +10,7 @@
  * write error, as glibc's. Every other fd goes straight to glibc. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdio_ext.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -62,10 +63,12 @@ struct text_sink {
     void *caller;
 };
 
+/* Like glibc's file write: all of it, or 0 on an error (errno set). A
+ * -1 would be taken for a byte count by the stdio machinery. */
 static ssize_t sink_write(void *cookie, const char *buf, size_t n)
 {
     struct text_sink *s = cookie;
-    return write_text(s->fd, buf, (int)n, s->caller) < 0 ? -1 : (ssize_t)n;
+    return write_text(s->fd, buf, (int)n, s->caller) < 0 ? 0 : (ssize_t)n;
 }
 
 /* flag < 0: not fortified. */
@@ -86,7 +89,8 @@ governed_vdprintf(int fd, int flag, const char *fmt, va_list ap, void *caller)
     int n = flag < 0 ? vfprintf(fp, fmt, ap) : __vfprintf_chk(fp, flag, fmt, ap);
     if (n >= 0 && fflush(fp) != 0)
         n = -1;
-    NT_KEEP_ERRNO(fclose(fp));
+    /* after an error glibc writes nothing more: neither does the close */
+    NT_KEEP_ERRNO(__fpurge(fp); fclose(fp));
     return n;
 }
 
