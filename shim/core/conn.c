@@ -258,6 +258,13 @@ static void find_other(int fd, struct nt_conn *c, void *arg)
         o->found = fd;
 }
 
+static int same_socket(int a, int b)
+{
+    struct stat x, y;
+    return fstat(a, &x) == 0 && fstat(b, &y) == 0 && x.st_ino == y.st_ino &&
+           x.st_dev == y.st_dev;
+}
+
 /* No descriptor refers to c any more and no call of ours waits on it. */
 static void retire(struct nt_conn *c)
 {
@@ -282,15 +289,20 @@ void nt_conn_detach(int fd, int kind, void *caller)
     int last = c->refs <= 1;
     if (c->refs)
         c->refs--;
-    if (!last && c->fd == fd) {
+    /* The twin a waiting call would go on with must still be this socket:
+     * a raw close the hooks never saw may have freed it (LESSONS 3). */
+    int twin_gone = 0;
+    if (!last && (c->fd == fd || c->waiters)) {
         struct other_fd o = { c, fd, -1 };
         nt_fd_each_conn(find_other, &o);
-        if (o.found >= 0)
+        twin_gone = c->waiters && (o.found < 0 || !same_socket(fd, o.found));
+        if (o.found >= 0 && c->fd == fd)
             c->fd = o.found;
     }
     /* A call of ours still waits on the socket: keep it open for that
      * call (the kernel would), above the number the program frees. */
-    if (last && c->waiters && kind == NT_FD_PASS && c->alias_fd < 0) {
+    if ((last || twin_gone) && c->waiters && kind == NT_FD_PASS &&
+        c->alias_fd < 0) {
         int a = real.fcntl(fd, F_DUPFD_CLOEXEC, 0);
         c->alias_fd = a >= 0 ? nt_fd_move_high(a) : -1;
         if (c->alias_fd >= 0)

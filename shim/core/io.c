@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/uio.h>
 
 #include "audit/event.h"
@@ -193,16 +194,37 @@ static int wait_ready(struct nt_conn *c, int fd, int dir, nt_ns until,
         if (left > SLICE)
             left = SLICE;
         struct timespec ts = { left / 1000000000, left % 1000000000 };
+        if (nt_signal_seen != NT_SIG_NONE) {
+            /* A handler ran after the call began but before this wait (it
+             * landed on one of our own system calls): the kernel's call
+             * would have been interrupted all the same. */
+            int restart = !moved && nt_signal_seen == NT_SIG_RESTART;
+            nt_signal_seen = NT_SIG_NONE;
+            if (!restart) {
+                errno = EINTR;
+                return -1;
+            }
+        }
         __atomic_add_fetch(&c->in_call[dir], 1, __ATOMIC_RELAXED);
-        nt_signal_seen = NT_SIG_NONE;
         int r = real.ppoll(&p, 1, &ts, NULL);
         __atomic_sub_fetch(&c->in_call[dir], 1, __ATOMIC_RELAXED);
-        if (r > 0)
-            return 1;
-        if (r < 0 && errno == EINTR && (moved || !kernel_would_restart()))
-            return -1;
         if (r < 0 && errno != EINTR)
             return 1; /* let the real call report it */
+        if (r < 0 || nt_signal_seen != NT_SIG_NONE) {
+            /* Interrupted, or a handler ran as the socket became ready
+             * (ppoll reports readiness first): the kernel's blocked call
+             * checks for a signal when it wakes (unix sockets always, TCP
+             * when nothing was queued yet), so it is EINTR unless the
+             * handler asked for a restart. */
+            int stop = moved || !kernel_would_restart();
+            nt_signal_seen = NT_SIG_NONE;
+            if (stop) {
+                errno = EINTR;
+                return -1;
+            }
+        }
+        if (r > 0)
+            return 1;
         if (r == 0 && (!until || nt_now() < until))
             return 1; /* a slice ended: look again */
     }
@@ -226,6 +248,23 @@ static int became_nonblocking(struct nt_conn *c, int fd)
         return 0;
     c->nonblock = 1;
     return 1;
+}
+
+/* Has the socket an error (a reset) that a call which already moved bytes
+ * must leave for the next call? The kernel's blocking call returns what it
+ * moved and keeps the error (tcp_recvmsg/tcp_sendmsg break on sk_err once
+ * they copied something); a retry of ours would consume it, and the
+ * program's next call would see EOF or EPIPE instead of ECONNRESET. Input
+ * still queued before the error is read first, as the kernel does. */
+int nt_io_error_pending(struct nt_conn *c, int fd, int dir)
+{
+    int use = nt_fd_conn(fd) == c ? fd : c->fd;
+    struct pollfd p = { .fd = use, .events = 0 };
+    if (real.poll(&p, 1, 0) != 1 || !(p.revents & POLLERR))
+        return 0;
+    int queued = 0;
+    return dir != NT_IN || real.ioctl(use, FIONREAD, &queued) != 0 ||
+           queued <= 0;
 }
 
 #define NT_NOT_TRIED (-2)
@@ -264,6 +303,12 @@ controlled(struct nt_conn *c, int fd, const struct nt_op *op, int extra,
         int closed = 0, short_peek = 0;
         if (first == NT_NOT_TRIED && unlikely(nt_sandboxed())) { /* sandbox: */
             result = nt_sb_resume(fd, op, done, saved_errno); /* TSYNC */
+            break;
+        }
+        if (done && !peek && first == NT_NOT_TRIED &&
+            nt_io_error_pending(c, fd, op->dir)) {
+            errno = saved_errno;
+            result = (ssize_t)done;
             break;
         }
         /* `first` is the caller's attempt, when it made one */
@@ -389,6 +434,7 @@ io_direct(struct nt_conn *c, int fd, const struct nt_op *op)
         extra = MSG_NOSIGNAL;
     if (unlikely(nt_deadline_controls(c, op->dir)) && !c->nonblock &&
         !(op->flags & NT_ONE_SHOT)) {
+        nt_signal_seen = NT_SIG_NONE; /* signals from here on interrupt it */
         if (op->flagless || (op->flags & MSG_WAITALL))
             return controlled(c, fd, op, extra, NT_NOT_TRIED, errno);
         /* Try without blocking first: when the data or the buffer space is
@@ -427,6 +473,7 @@ NT_NO_CANARY ssize_t nt_io_call(int fd, const struct nt_op *op)
 int nt_io_wait(struct nt_conn *c, int fd, int dir, nt_ns start,
                const char *op, void *caller)
 {
+    nt_signal_seen = NT_SIG_NONE;
     int w = wait_ready(c, fd, dir, nt_deadline_limit(c, dir, start), 0);
     if (w == 0)
         errno = nt_deadline_call_expired(c, dir, start, op, caller);

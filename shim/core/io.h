@@ -36,6 +36,11 @@ struct nt_op {
  * the program asked. */
 ssize_t nt_io_call(int fd, const struct nt_op *op);
 
+/* A pending socket error with no input queued before it (dir NT_IN), or
+ * any pending error (NT_OUT): what a call that moved bytes leaves for the
+ * next call. */
+int nt_io_error_pending(struct nt_conn *c, int fd, int dir);
+
 /* Wait, as a blocking call of the program's would, until the socket is
  * ready in `dir` or the call's deadline (from `start`) passes: 1 ready,
  * 0 deadline passed (event logged, errno set), -1 errno (EINTR). For

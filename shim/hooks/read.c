@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include "audit/event.h"
 #include "core/io.h"
 #include "core/real.h"
 
@@ -222,10 +223,28 @@ NT_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 __attribute__((noinline)) static int
 read_mmsg(int fd, struct mmsghdr *vec, unsigned n, int flags, void *caller)
 {
-    if (!nt_conn_get(fd))
+    struct nt_conn *c = nt_conn_get(fd);
+    if (!c)
         return real.recvmmsg(fd, vec, n, flags, NULL);
     int saved = errno;
+    if (!(flags & MSG_ERRQUEUE)) {
+        /* The kernel reports (and clears) a pending error before any
+         * message, even with data queued (do_recvmmsg: sock_error()). */
+        int err = 0;
+        socklen_t len = sizeof err;
+        if (real.getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 &&
+            err) {
+            if (err == ECONNRESET || err == EPIPE)
+                nt_event_io_error(c, fd, "recvmmsg", err, caller);
+            errno = err;
+            return -1;
+        }
+    }
     for (unsigned i = 0; i < n; i++) {
+        /* An error after some messages stays for the next call, as the
+         * kernel's does (it puts it back in sk_err). */
+        if (i && !(flags & MSG_ERRQUEUE) && nt_io_error_pending(c, fd, NT_IN))
+            return (int)i;
         ssize_t r = read_msg(fd, &vec[i].msg_hdr, flags & ~MSG_WAITFORONE,
                              "recvmmsg", caller);
         if (r < 0) {

@@ -32,13 +32,16 @@ static void trampoline(int sig, siginfo_t *si, void *uc)
     int flags = a->sa_flags;
     void (*handler)(int) = a->sa_handler;
     void (*action)(int, siginfo_t *, void *) = a->sa_sigaction;
-    nt_signal_seen = flags & SA_RESTART ? NT_SIG_RESTART : NT_SIG_EINTR;
+    int seen = flags & SA_RESTART ? NT_SIG_RESTART : NT_SIG_EINTR;
+    nt_signal_seen = seen;
     if (flags & SA_RESETHAND)
         wrapped[sig] = 0; /* the kernel has put SIG_DFL back */
     if (flags & SA_SIGINFO)
         action(sig, si, uc);
     else if (handler != SIG_IGN && handler != SIG_DFL)
         handler(sig);
+    /* again: socket calls inside the handler start afresh (core/io.c) */
+    nt_signal_seen = seen;
 }
 
 /* What glibc would report for the program's own handler: the kernel's

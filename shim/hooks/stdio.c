@@ -1,25 +1,25 @@
 /* dprintf, vdprintf and their fortified forms. glibc formats into a FILE
  * of its own and writes it with its internal write, which no hook sees:
  * on a coalescing connection those bytes would overtake the ones still
- * buffered (LESSONS 24). On a governed socket the library formats the
- * text itself and writes it through the I/O engine, like a write() of the
- * program's: in order with buffered bytes, under the connection's
- * deadlines and audit. glibc writes the text whole (looping over partial
- * writes) and returns the characters formatted, or -1 on a write error:
- * so does this. Every other fd goes straight to glibc. */
+ * buffered (LESSONS 24). On a governed socket the library has glibc's
+ * stdio format the text into a FILE of its own (same buffer size, so the
+ * same write()s) whose writes go through the I/O engine, like a write()
+ * of the program's: in order with buffered bytes, under the connection's
+ * deadlines and audit. Each write is made whole (looping over partial
+ * writes), and the call returns the characters formatted, or -1 on a
+ * write error, as glibc's. Every other fd goes straight to glibc. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdio_ext.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include "core/io.h"
 #include "core/real.h"
 
-int __vsnprintf_chk(char *s, size_t maxlen, int flag, size_t slen,
-                    const char *format, va_list ap);
+int __vfprintf_chk(FILE *fp, int flag, const char *format, va_list ap);
 int __dprintf_chk(int fd, int flag, const char *format, ...);
-
-
 
 static ssize_t attempt_text(int fd, const struct nt_op *op, int flags,
                             size_t skip)
@@ -52,31 +52,45 @@ static int write_text(int fd, const char *text, int n, void *caller)
     return n;
 }
 
+/* glibc's vdprintf writes through a FILE buffer of the socket's st_blksize
+ * (BUFSIZ at most): a long text goes out as several write()s, and after a
+ * peer's FIN the second one fails with EPIPE (SIGPIPE), where one big write
+ * would succeed. So the text goes through the same stdio machinery, into a
+ * buffer of the same size, and each write glibc would make is made through
+ * the engine instead. */
+struct text_sink {
+    int fd;
+    void *caller;
+};
+
+/* Like glibc's file write: all of it, or 0 on an error (errno set). A
+ * -1 would be taken for a byte count by the stdio machinery. */
+static ssize_t sink_write(void *cookie, const char *buf, size_t n)
+{
+    struct text_sink *s = cookie;
+    return write_text(s->fd, buf, (int)n, s->caller) < 0 ? 0 : (ssize_t)n;
+}
+
 /* flag < 0: not fortified. */
 __attribute__((noinline)) static int
 governed_vdprintf(int fd, int flag, const char *fmt, va_list ap, void *caller)
 {
-    char small[1024], *text = small;
-    va_list again;
-    va_copy(again, ap);
-    int n = flag < 0 ? vsnprintf(small, sizeof small, fmt, ap)
-                     : __vsnprintf_chk(small, sizeof small, flag,
-                                       sizeof small, fmt, ap);
-    if (n >= (int)sizeof small) {
-        text = malloc((size_t)n + 1);
-        if (!text) {
-            va_end(again);
-            return -1; /* errno: ENOMEM, as glibc's own allocation */
-        }
-        n = flag < 0 ? vsnprintf(text, (size_t)n + 1, fmt, again)
-                     : __vsnprintf_chk(text, (size_t)n + 1, flag,
-                                       (size_t)n + 1, fmt, again);
-    }
-    va_end(again);
-    if (n > 0)
-        n = write_text(fd, text, n, caller);
-    if (text != small)
-        NT_KEEP_ERRNO(free(text));
+    char buf[BUFSIZ];
+    size_t size = BUFSIZ;
+    struct stat st;
+    if (fstat(fd, &st) == 0 && st.st_blksize > 0 && st.st_blksize < BUFSIZ)
+        size = (size_t)st.st_blksize;
+    struct text_sink sink = { fd, caller };
+    cookie_io_functions_t io = { .write = sink_write };
+    FILE *fp = fopencookie(&sink, "w", io);
+    if (!fp)
+        return -1; /* errno: ENOMEM, as glibc's own allocation */
+    setvbuf(fp, buf, _IOFBF, size);
+    int n = flag < 0 ? vfprintf(fp, fmt, ap) : __vfprintf_chk(fp, flag, fmt, ap);
+    if (n >= 0 && fflush(fp) != 0)
+        n = -1;
+    /* after an error glibc writes nothing more: neither does the close */
+    NT_KEEP_ERRNO(__fpurge(fp); fclose(fp));
     return n;
 }
 

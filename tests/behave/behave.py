@@ -56,6 +56,7 @@ import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 RUN_TIMEOUT = 10     # a scenario takes well under a second
+HANG_CONFIRM = 40    # a library run that hit RUN_TIMEOUT must hang this long too
 
 # ------------------------------------------------------------ configurations
 
@@ -77,7 +78,11 @@ CONFIGS = {
 FAMILIES = ['io', 'flags', 'zero', 'mmsg', 'dup', 'close', 'scm', 'fork',
             'spawn', 'thread', 'signal', 'wait', 'nonblock', 'peer', 'dprintf',
             'unix', 'tcp6', 'errqueue', 'oob', 'bulk', 'waitall', 'race',
-            'rawclose']  # rawclose: syscall(SYS_close) under a blocked call (open)
+            'rawclose']
+# rawclose (syscall(SYS_close) under a blocked call) is a documented
+# limitation, not a defect: raw system calls are out of an LD_PRELOAD
+# library's reach (repro/raw-close-under-blocked-recv). Only on request.
+DEFAULT_FAMILIES = [f for f in FAMILIES if f != 'rawclose']
 
 
 class Conn:
@@ -419,7 +424,9 @@ class Gen:
             self.emit('sync T1')
             c.to_prog = max(0, m - n)
             return
-        if x < 0.2 and 'race' in self.fam and not c.shut_wr and not c.nb:
+        if x < 0.2 and 'race' in self.fam and not c.shut_wr and not c.nb and c.peer == 'open':
+            # (peer open: after a reset, which of the two writers gets
+            # ECONNRESET and which EPIPE is their order, a race in the bare run)
             # two threads write the same socket at once: every byte arrives
             # once (order between them is the scheduler's: sum, not crc)
             if 'T2' not in self.threads:
@@ -463,6 +470,9 @@ class Gen:
             fl = self.r.choice(['waitall', 'peek,waitall'])
             op = self.r.choice(['recv', 'recvfrom', 'recvmsg'])
             self.emit('@T1& %s %s %d %s' % (op, self.r.choice(c.handles), n, fl))
+            # blocked first: a unix socket's peek returns what is there when
+            # it looks, so the parts must arrive while it waits, apart
+            self.emit('blocked T1')
             self.emit('pwrite %s %d' % (c.name, n // 2))
             self.emit('sleep 20')
             self.emit('pwrite %s %d' % (c.name, n))
@@ -487,6 +497,9 @@ class Gen:
                         'restart' if restart else 'norestart', handler, h))
                     self.sig = restart
                 self.emit('kill T1 USR1')
+                # let the signal land before the data: a TCP recv woken by
+                # both returns whichever it sees first (a race in the bare run)
+                self.emit('sleep 20')
                 m = self.r.choice([3, 200])
                 self.emit('pwrite %s %d' % (c.name, m))
                 self.emit('sync T1')
@@ -558,7 +571,13 @@ class Gen:
                 if how != 'rd':
                     c.uncertain = c.uncertain  # writes now EPIPE: deterministic
         elif x < 0.93 and 'errqueue' in fam:
-            self.emit('errqueue %s' % r.choice(c.handles))
+            # A unix stream socket has no error queue: the kernel ignores
+            # the flag and makes a plain (blocking) 64-byte read of it.
+            if c.fam != 'unix':
+                self.emit('errqueue %s' % r.choice(c.handles))
+            elif c.nb or self.can_block_read(c, 1):
+                self.emit('errqueue %s' % r.choice(c.handles))
+                self.consume_read(c, 64)
         elif x < 0.95:
             self.emit('getfl %s' % r.choice(c.handles))
         elif x < 0.97:
@@ -617,6 +636,9 @@ def run_once(env, scen_text, config, timeout=RUN_TIMEOUT):
             if k.startswith('NETTIMEO') or k == 'LD_PRELOAD':
                 del e[k]
         e['BEHAVE_RUNDIR'] = d
+        # the same for both runs: an ASan-built driver's leak report at exit
+        # would otherwise change the bare run's exit statuses only
+        e['ASAN_OPTIONS'] = 'detect_leaks=0'
         if config:
             body, opts = CONFIGS[config]
             pre = env.lib if not env.asan else env.asan + ':' + env.lib
@@ -628,7 +650,11 @@ def run_once(env, scen_text, config, timeout=RUN_TIMEOUT):
                     f.write(body.replace('{log}', log))
                 e['NETTIMEO_CONFIG'] = conf
             else:
-                e['NETTIMEO_CONFIG'] = os.path.join(d, 'absent.conf')
+                # No file at all (SPEC 3: audit-only defaults, events to
+                # stderr, plus NETTIMEO_OPTIONS). Naming a missing file
+                # instead is a config error, and the library then runs as a
+                # pass-through: the options configuration tested nothing.
+                e['NETTIMEO_CONFIG'] = ''
             if opts:
                 e['NETTIMEO_OPTIONS'] = opts
         # Own session, so a hung run is killed with everything it started
@@ -656,6 +682,22 @@ def run_once(env, scen_text, config, timeout=RUN_TIMEOUT):
 
 
 FD_RE = re.compile(r'\bfd=(\d+)')
+# What the peer's `pread` got within its short timed window: how much of a
+# chunked or corked write (glibc's dprintf, MSG_MORE, a full receive window
+# waiting for the persist timer) is there yet is the kernel's timing.
+PREAD_RE = re.compile(r'^(\d+ Q pread \S+) -> got=-?\d+ (?:crc|sum)=\S+ state=-?\d+$')
+# A pdrain reads exactly N bytes, but which N depends on what an earlier
+# window left: its count stays, its checksum is the END line's business.
+PDRAIN_RE = re.compile(r'^(\d+ Q pdrain \S+ \d+ -> got=-?\d+) (?:crc|sum)=\S+ (state=-?\d+)$')
+
+
+def window_tolerant(config):
+    """Configurations that never hold bytes back (no coalescing): for them
+    the peer's timed windows are noise, and the in-order stream is compared
+    whole on the END lines (total and checksum of every byte, in order).
+    Coalescing configurations keep the windows: there a byte held back
+    is the latency defect the windows are there to catch (F3, F5)."""
+    return bool(config) and 'coalesce' not in (CONFIGS[config][0] or '')
 
 
 def normalise(trace, allow):
@@ -664,6 +706,9 @@ def normalise(trace, allow):
     for line in trace.splitlines():
         if ' connect ' in line:
             line = re.sub(r'(connect \S+ \S+ )\d+', r'\1PORT', line)
+        if 'peer-windows' in allow:
+            line = PREAD_RE.sub(r'\1 -> (window)', line)
+            line = PDRAIN_RE.sub(r'\1 (window) \2', line)
         out.append(line)
     if 'fd-numbers' in allow:
         # Rank the program's descriptor numbers instead of comparing them,
@@ -721,9 +766,29 @@ def hang_op(trace, text):
     return 'end'
 
 
-def compare(base, got, allow, text=''):
+def killed_cut(a, b, slack=5):
+    """Both runs died of the same signal while threads ran (SIGPIPE from a
+    thread's write, mostly): how far the other threads, and the main
+    thread's trace of them, got before the kernel stopped them is a race in
+    the bare run too, and the library widens it a little by writing the
+    epipe event before it raises SIGPIPE (SPEC 5, LESSONS 14). So the
+    program's lines are compared up to where the shorter run stopped, when
+    it stopped at most `slack` lines earlier; the END lines (what each
+    peer received) stay exact."""
+    pa = [x for x in a if not x.startswith('END ')]
+    pb = [x for x in b if not x.startswith('END ')]
+    n = min(len(pa), len(pb))
+    if pa[:n] != pb[:n] or max(len(pa), len(pb)) - n > slack:
+        return a, b
+    return (pa[:n] + [x for x in a if x.startswith('END ')],
+            pb[:n] + [x for x in b if x.startswith('END ')])
+
+
+def compare(base, got, allow, text='', config=None):
     """Returns None if transparent, else a short description of the first
     difference (its operation is the mismatch's signature)."""
+    if window_tolerant(config):
+        allow = set(allow) | {'peer-windows'}
     btr, bst, _, _ = base
     tr, st, lg, err = got
     if st == 'hang':
@@ -732,6 +797,8 @@ def compare(base, got, allow, text=''):
         return 'status:%s!=%s' % (bst, st)
     a = normalise(btr, allow).splitlines()
     b = normalise(tr, allow).splitlines()
+    if isinstance(st, int) and st < 0 and st == bst and '&' in text:
+        a, b = killed_cut(a, b)
     for i in range(max(len(a), len(b))):
         x = a[i] if i < len(a) else '<missing>'
         y = b[i] if i < len(b) else '<missing>'
@@ -777,7 +844,7 @@ def mismatch(env, text, config, allow, timeout=RUN_TIMEOUT):
     if base[1] == 'hang':
         return None, None
     got = run_once(env, text, config, timeout)
-    d = compare(base, got, allow, text)
+    d = compare(base, got, allow, text, config)
     if d and d.startswith('rst-race:'):
         d = None
     return d, (base, got)
@@ -975,7 +1042,7 @@ def find_tools(args):
 
 def cmd_run(args):
     env = find_tools(args)
-    fams = [f for f in (args.families.split(',') if args.families else FAMILIES)
+    fams = [f for f in (args.families.split(',') if args.families else DEFAULT_FAMILIES)
             if f not in (args.exclude.split(',') if args.exclude else [])]
     allow = set(a for a in (args.allow or '').split(',') if a)
     configs = args.configs.split(',') if args.configs else list(CONFIGS)
@@ -1010,7 +1077,7 @@ def cmd_run(args):
         coverage_of(text, cov)
         for config in configs:
             got = run_once(env, text, config)
-            d = compare(base, got, allow, text)
+            d = compare(base, got, allow, text, config)
             if d is None:
                 continue
             if d.startswith('rst-race:'):
@@ -1019,13 +1086,17 @@ def cmd_run(args):
             sig = signature(d)
             # confirm: the bare run must be deterministic, the mismatch repeat
             b2 = run_once(env, text, None)
-            if compare(base, b2, allow, text) is not None:
+            if compare(base, b2, allow, text, config) is not None:
                 flaky += 1
                 break
             if sig in found:
                 found[sig][3].add(config)
                 continue
-            d2 = compare(base, run_once(env, text, config), allow, text)
+            # a hang is confirmed with a long timeout: on a loaded machine a
+            # slow run (END drains, timed windows) can pass RUN_TIMEOUT once
+            d2 = compare(base, run_once(env, text, config,
+                                        HANG_CONFIRM if d.startswith('hang') else RUN_TIMEOUT),
+                         allow, text, config)
             if d2 is None or signature(d2) != sig:
                 print('behave: seed %d config %s: intermittent: %s' % (seed, config, d),
                       file=sys.stderr)
@@ -1147,7 +1218,8 @@ def cmd_diff(args):
     base = run_once(env, text, None)
     got = run_once(env, text, args.config)
     print('--- bare (status %s)\n%s--- %s (status %s)\n%s' % (base[1], base[0], args.config, got[1], got[0]))
-    d = compare(base, got, set(a for a in (args.allow or '').split(',') if a))
+    d = compare(base, got, set(a for a in (args.allow or '').split(',') if a),
+                config=args.config)
     print('verdict:', d or 'transparent')
     shutil.rmtree(env.work, ignore_errors=True)
     return 1 if d else 0
@@ -1540,7 +1612,7 @@ def main():
     if args.cmd == 'replay':
         return cmd_replay(args)
     if args.cmd == 'gen':
-        sys.stdout.write(generate(args.seed, args.families.split(',') if args.families else FAMILIES))
+        sys.stdout.write(generate(args.seed, args.families.split(',') if args.families else DEFAULT_FAMILIES))
         return 0
     if args.cmd == 'diff':
         return cmd_diff(args)
