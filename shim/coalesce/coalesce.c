@@ -260,8 +260,12 @@ static void arm_delay(struct co_call *x)
 
 static ssize_t output_cork(struct nt_conn *c, int fd, const struct nt_op *op)
 {
+    /* The program's own MSG_MORE is its cork, not ours: what we hold is
+     * released first, and its call goes to the kernel as made, so the
+     * kernel keeps its bytes back until the program's next send (a flush
+     * point of ours must not push them). */
     int corkable = !op->flagless && !shared(c) &&
-                   !(op->flags & ~(MSG_NOSIGNAL | MSG_DONTWAIT | MSG_MORE));
+                   !(op->flags & ~(MSG_NOSIGNAL | MSG_DONTWAIT));
     struct co_call x;
     if ((c->flush_err || !corkable || (c->co_flags & CO_PROG_CORK)) &&
         co_enter(&x, c, fd, op->name, op->caller)) {

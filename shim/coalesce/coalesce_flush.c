@@ -338,7 +338,7 @@ void co_release(struct co_call *x, int push)
     else
         c->co_nwr = 0;
     if (!push || (c->co_flags & CO_PROG_CORK))
-        return; /* close pushes by itself; the program's cork is its own */
+        return; /* lost anyway (expired), or the program's cork is its own */
     int one = 1, zero = 0, saved = errno;
     real.setsockopt(x->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (!(c->co_flags & CO_PROG_NODELAY))
@@ -447,8 +447,11 @@ void co_retire(struct co_call *x)
 void co_flush_closing(struct co_call *x, int may_orphan)
 {
     struct nt_conn *c = x->c;
+    /* The release pushes: a close pushes nothing while another descriptor
+     * (a fork child's, a parent's) keeps the socket open, and a close with
+     * unread input resets the connection, discarding what is unsent. */
     if (c->co_flags & CO_CORKED)
-        co_release(x, 0); /* close pushes whatever is held */
+        co_release(x, 1);
     if (!c->cbuf) {
         c->flush_err = 0;
         return;
