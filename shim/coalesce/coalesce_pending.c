@@ -12,17 +12,23 @@
  * a non-socket behind the library's back gets ENOTSOCK, never the bytes
  * (the slot is then forgotten and the program's call made as it was);
  * entries whose slot generation changed are dropped and their bytes
- * reported lost (EBADF). A raw close(2) followed by writes to a file
- * opened under the same number within one buffer's life can still put the
- * file's bytes into the socket's buffer: raw syscalls are out of reach.
+ * reported lost (EBADF). syscall(SYS_close) goes through the close hook
+ * (hooks/syscall.c), and a new buffer starts with a zero-length send that
+ * fails with ENOTSOCK on a file. An inline close system call (no libc)
+ * stays out of reach: what was buffered is then lost (flush_error), and
+ * writes to a file opened under that number before the buffer's end can
+ * still join the buffer.
  */
+#include <poll.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "coalesce/coalesce_internal.h"
 #include "audit/event.h"
 #include "core/process.h"
 #include "core/real.h"
+#include "core/sandbox.h"
 
 unsigned nt_coalesce_pending;
 
@@ -183,6 +189,30 @@ void nt_coalesce_flush_for_wait(void)
         return; /* the library's own poll */
     flush_pending(CO_TRY, 0, "wait", __builtin_return_address(0),
                   CO_ALL_FDS);
+}
+
+void nt_coalesce_flush_for_read(int fd)
+{
+    if (nt_in_lib || nt_sandboxed_fast()) /* our own read; sandbox: */
+        return;
+    int saved = errno;
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    if (real.poll(&p, 1, 0) == 0) /* nothing to read: it would block */
+        flush_pending(CO_TRY, 0, "wait", __builtin_return_address(0),
+                      CO_ALL_FDS);
+    errno = saved;
+}
+
+void nt_coalesce_flush_for_send(int fd)
+{
+    if (nt_in_lib || nt_sandboxed_fast()) /* our own write; sandbox: */
+        return;
+    int saved = errno;
+    struct stat st;
+    if (fstat(fd, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)))
+        flush_pending(CO_TRY, 0, "wait", __builtin_return_address(0),
+                      CO_ALL_FDS);
+    errno = saved;
 }
 
 void nt_coalesce_flush_all(void)

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include "coalesce/coalesce.h"
 #include "core/io.h"
 #include "core/real.h"
 
@@ -48,16 +49,21 @@ read_buf(int fd, const char *name, nt_attempt_fn fn, void *buf, size_t len,
 
 NT_EXPORT ssize_t read(int fd, void *buf, size_t len)
 {
-    if (likely(nt_fd_passes(fd)))
+    if (likely(nt_fd_passes(fd))) {
+        nt_coalesce_before_read(fd);
         return real.read(fd, buf, len);
+    }
     return read_buf(fd, "read", attempt_read, buf, len, 0, NULL, NULL,
                     NT_CALLER());
 }
 
 NT_EXPORT ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen)
 {
-    if (likely(nt_fd_passes(fd)) || len > buflen)
+    if (likely(nt_fd_passes(fd)) || len > buflen) {
+        if (len <= buflen)
+            nt_coalesce_before_read(fd);
         return real.__read_chk(fd, buf, len, buflen); /* aborts if too long */
+    }
     return read_buf(fd, "read", attempt_read, buf, len, 0, NULL, NULL,
                     NT_CALLER());
 }
@@ -155,8 +161,10 @@ read_vec(int fd, const struct iovec *iov, int iovcnt, void *caller)
 
 NT_EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
 {
-    if (likely(nt_fd_passes(fd)))
+    if (likely(nt_fd_passes(fd))) {
+        nt_coalesce_before_read(fd);
         return real.readv(fd, iov, iovcnt);
+    }
     return read_vec(fd, iov, iovcnt, NT_CALLER());
 }
 

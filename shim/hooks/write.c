@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include "coalesce/coalesce.h"
 #include "core/io.h"
 #include "core/real.h"
 
@@ -53,16 +54,20 @@ write_buf(int fd, const char *name, nt_attempt_fn fn, const void *buf,
 
 NT_EXPORT ssize_t write(int fd, const void *buf, size_t len)
 {
-    if (likely(nt_fd_passes(fd)))
+    if (likely(nt_fd_passes(fd))) {
+        nt_coalesce_before_send(fd);
         return real.write(fd, buf, len);
+    }
     return write_buf(fd, "write", attempt_write, buf, len, 0, NULL, 0,
                      NT_CALLER());
 }
 
 NT_EXPORT ssize_t send(int fd, const void *buf, size_t len, int flags)
 {
-    if (likely(nt_fd_passes(fd)))
+    if (likely(nt_fd_passes(fd))) {
+        nt_coalesce_before_send(fd);
         return real.send(fd, buf, len, flags);
+    }
     return write_buf(fd, "send", attempt_sendto, buf, len, flags, NULL, 0,
                      NT_CALLER());
 }
@@ -70,8 +75,10 @@ NT_EXPORT ssize_t send(int fd, const void *buf, size_t len, int flags)
 NT_EXPORT ssize_t sendto(int fd, const void *buf, size_t len, int flags,
                          const struct sockaddr *to, socklen_t tolen)
 {
-    if (likely(nt_fd_passes(fd)))
+    if (likely(nt_fd_passes(fd))) {
+        nt_coalesce_before_send(fd);
         return real.sendto(fd, buf, len, flags, to, tolen);
+    }
     return write_buf(fd, "sendto", attempt_sendto, buf, len, flags, to,
                      tolen, NT_CALLER());
 }
@@ -140,16 +147,20 @@ write_vec(int fd, const char *name, nt_attempt_fn fn, const struct iovec *iov,
 
 NT_EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
 {
-    if (likely(nt_fd_passes(fd)))
+    if (likely(nt_fd_passes(fd))) {
+        nt_coalesce_before_send(fd);
         return real.writev(fd, iov, iovcnt);
+    }
     return write_vec(fd, "writev", attempt_writev, iov, iovcnt, NULL, 0,
                      NT_CALLER());
 }
 
 NT_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
-    if (likely(nt_fd_passes(fd)))
+    if (likely(nt_fd_passes(fd))) {
+        nt_coalesce_before_send(fd);
         return real.sendmsg(fd, msg, flags);
+    }
     return write_vec(fd, "sendmsg", attempt_sendmsg, NULL, 0, msg, flags,
                      NT_CALLER());
 }
