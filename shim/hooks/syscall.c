@@ -52,6 +52,8 @@ __attribute__((noinline)) static long install(long nr, long a1, long a2,
 }
 
 long syscall(long nr, long a1, long a2, long a3, long a4, long a5, long a6);
+int close(int fd);
+int close_range(unsigned lo, unsigned hi, int flags);
 
 NT_EXPORT long syscall(long nr, long a1, long a2, long a3, long a4, long a5,
                        long a6)
@@ -59,6 +61,13 @@ NT_EXPORT long syscall(long nr, long a1, long a2, long a3, long a4, long a5,
     syscall_fn next = __atomic_load_n(&next_syscall, __ATOMIC_ACQUIRE);
     if (unlikely(!next))
         next = resolve();
+    /* A close made through syscall() is a close: it goes through the
+     * close hooks, so no connection state (coalesced bytes, a slot) is
+     * left behind for a number the kernel frees (LESSONS 3). */
+    if (unlikely(nr == SYS_close))
+        return close((int)a1);
+    if (unlikely(nr == SYS_close_range))
+        return close_range((unsigned)a1, (unsigned)a2, (int)a3);
     /* Probes are not installs: libseccomp 2.5 asks whether the call
      * exists with strict mode and flags 1 (EINVAL), and which flags the
      * kernel knows with a filter mode and no program (EFAULT). */
