@@ -162,9 +162,11 @@ static void flush_pending(int how, int closing, const char *op, void *caller,
             struct co_call x;
             if (!co_enter(&x, c, fd, op, caller))
                 continue;
-            /* stale: retired meanwhile; or, defensively, an entry that is
-             * not the connection's state */
-            if (c->gen != e->gen || !c->refs ||
+            /* stale: retired meanwhile (an orphan has no descriptor of
+             * the program's but is live: see "Closing"); or, defensively,
+             * an entry that is not the connection's state */
+            if (c->gen != e->gen ||
+                (!c->refs && !(c->co_flags & CO_ORPHAN)) ||
                 (e->buf ? c->cbuf != e->buf
                         : !(c->co_flags & CO_CORKED))) {
                 reap_stale(e, op, caller); /* under the slot lock: the slot
