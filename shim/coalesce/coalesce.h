@@ -33,26 +33,20 @@ static inline void nt_coalesce_before_wait(void)
         nt_coalesce_flush_for_wait();
 }
 
+/* Anything held (a buffer or a cork) anywhere in the process: one load. */
+static inline int nt_coalesce_held(void)
+{
+    return __atomic_load_n(&nt_coalesce_pending, __ATOMIC_RELAXED) != 0;
+}
 /* The program reads a descriptor the library does not govern (a pipe, a
  * tty): if that read would block, the program is waiting (for a helper
  * that talks to the peer, say), and what it coalesced goes out first. */
 void nt_coalesce_flush_for_read(int fd);
-static inline void nt_coalesce_before_read(int fd)
-{
-    if (unlikely(__atomic_load_n(&nt_coalesce_pending, __ATOMIC_RELAXED)))
-        nt_coalesce_flush_for_read(fd);
-}
-
 /* The program writes to a pipe or socket the library does not govern: a
  * message to another process (a helper, a coordinator) that may act on a
  * peer at once; what it coalesced goes out first, so the message cannot
  * overtake it. Writes to files and ttys leave the buffers alone. */
 void nt_coalesce_flush_for_send(int fd);
-static inline void nt_coalesce_before_send(int fd)
-{
-    if (unlikely(__atomic_load_n(&nt_coalesce_pending, __ATOMIC_RELAXED)))
-        nt_coalesce_flush_for_send(fd);
-}
 
 /* fork (core/process.c's handler, in the documented lock order). */
 void nt_coalesce_atfork_prepare(void);
