@@ -90,14 +90,14 @@ static void release_buf(struct co_call *x);
  * interrupted this thread while it held the slot (inside the coalescing
  * code, or in close) or a global spin lock; the caller does without (see
  * "Signal handlers" above). */
-int co_enter(struct co_call *x, struct nt_conn *c, int fd,
-             const char *op, void *caller)
+static int enter(struct co_call *x, struct nt_conn *c, int fd,
+                 const char *op, void *caller, int try)
 {
     if (co_spin)
         return 0;
     *x = (struct co_call){ .c = c, .fd = fd, .op = op, .caller = caller };
-    x->taken = nt_conn_lock(c);
-    if (!x->taken)
+    x->taken = try ? nt_conn_trylock(c) : nt_conn_lock(c);
+    if (x->taken <= 0)
         return 0;
     x->gen = c->gen;
     struct co_buf *b = c->cbuf;
@@ -106,6 +106,21 @@ int co_enter(struct co_call *x, struct nt_conn *c, int fd,
         release_buf(x);
     }
     return 1;
+}
+
+int co_enter(struct co_call *x, struct nt_conn *c, int fd,
+             const char *op, void *caller)
+{
+    return enter(x, c, fd, op, caller, 0);
+}
+
+/* As co_enter, but 0 also when another thread holds the slot: it is at
+ * work on the connection (writing to it, or the timer flushing it), and
+ * its own wait or the timer flushes what it holds (see flush_shard). */
+int co_enter_try(struct co_call *x, struct nt_conn *c, int fd,
+                 const char *op, void *caller)
+{
+    return enter(x, c, fd, op, caller, 1);
 }
 
 void co_report_lost(const struct co_call *x)
@@ -481,8 +496,13 @@ void co_flush_closing(struct co_call *x, int may_orphan)
         }
         if (c->gen != x->gen)
             return;
-        if (c->cbuf && !e && may_orphan)
+        if (c->cbuf && !e && may_orphan) {
             e = orphan(x);
+            if (!e) { /* the timer sends the rest through the duplicate */
+                c->flush_err = 0;
+                return;
+            }
+        }
     }
     if (c->cbuf)
         co_lose(x, e ? e : EIO);
