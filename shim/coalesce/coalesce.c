@@ -304,6 +304,7 @@ static ssize_t output_cork(struct nt_conn *c, int fd, const struct nt_op *op)
     if (r > 0 && !(c->co_flags & CO_CORKED) &&
         co_enter(&x, c, fd, op->name, op->caller)) {
         int e = errno;
+        __atomic_store_n(&c->co_writer, co_self_id(), __ATOMIC_RELAXED);
         if (!(c->co_flags & CO_CORKED) && co_pend_add(c, fd, NULL)) {
             c->co_flags |= CO_CORKED;
             arm_delay(&x);
@@ -451,6 +452,7 @@ static ssize_t output_buffer(struct nt_conn *c, int fd,
         }
         copy_in(b, op);
         c->clen = (uint32_t)co_held(b);
+        __atomic_store_n(&c->co_writer, co_self_id(), __ATOMIC_RELAXED);
         if (c->co_nwr < UINT16_MAX)
             c->co_nwr++;
         co_leave(&x);

@@ -172,8 +172,18 @@ static void flush_shard(struct co_pend_shard *sh, int how, int closing,
             int fd = c->fd;
             if ((unsigned)fd < lo || (unsigned)fd > hi)
                 continue;
+            /* A wait (CO_TRY) passes over another thread's connection
+             * while a thread is at work on it: its writer's own wait or
+             * the timer flushes it, and threads waiting on their own
+             * connections do not queue on each other's locks. What this
+             * thread wrote is always flushed (a request/response exchange
+             * never waits for its own request). */
             struct co_call x;
-            if (!co_enter(&x, c, fd, op, caller))
+            int mine = __atomic_load_n(&c->co_writer, __ATOMIC_RELAXED) ==
+                       co_self_id();
+            if (!(how == CO_TRY && !closing && !mine
+                      ? co_enter_try(&x, c, fd, op, caller)
+                      : co_enter(&x, c, fd, op, caller)))
                 continue;
             /* stale: retired meanwhile (an orphan has no descriptor of
              * the program's but is live: see "Closing"); or, defensively,

@@ -113,6 +113,7 @@ struct nt_conn {
     uint16_t co_nwr;         /* writes in the buffer / under the cork */
     uint16_t co_pass;        /* pass-through: writes left until a probe */
     nt_ns t_orphan;          /* closed, still flushing: last progress */
+    uint64_t co_writer;      /* thread that last added bytes (co_self_id) */
 };
 
 /* First use of an UNKNOWN fd: classify it (fdtable.c). */
@@ -158,6 +159,7 @@ static inline struct nt_conn *nt_conn_get(int fd)
 }
 
 int nt_conn_lock(struct nt_conn *c);          /* 1: taken, 0: already ours */
+int nt_conn_trylock(struct nt_conn *c);       /* ... -1: another thread's */
 void nt_conn_unlock(struct nt_conn *c, int taken);
 
 /* A connected or accepted socket on fd (which the program just got from
