@@ -203,8 +203,10 @@ static ssize_t fail_out(struct nt_conn *c, int fd, const struct nt_op *op,
     }
     if (e == EPIPE && !(op->flags & MSG_NOSIGNAL)) {
         const struct nt_global *g = nt_g.global;
-        if (!g || !g->sigpipe_ignore)
+        if (!g || !g->sigpipe_ignore) {
+            nt_coalesce_before_sigpipe();
             raise(SIGPIPE); /* what the kernel would have done */
+        }
     }
     errno = e;
     return -1;

@@ -55,6 +55,10 @@ void nt_coalesce_atfork_child(void);
 
 /* Flush every connection's buffered bytes (fork, exec, spawn, exit). */
 void nt_coalesce_flush_all(void);
+/* The library is about to raise SIGPIPE: if it kills the process (default
+ * action, not blocked), what other connections hold goes out first, as
+ * the kernel already had it in the run without the library. */
+void nt_coalesce_before_sigpipe(void);
 
 /* io.c: nt_io() hands every call on a connection whose co_mode is not
  * NT_CO_OFF to this function, which buffers, flushes first, or passes the

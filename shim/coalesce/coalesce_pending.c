@@ -21,6 +21,7 @@
  * still join the buffer.
  */
 #include <poll.h>
+#include <signal.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -30,6 +31,7 @@
 #include "core/process.h"
 #include "core/real.h"
 #include "core/sandbox.h"
+#include "core/signals.h"
 
 unsigned nt_coalesce_pending;
 
@@ -255,6 +257,22 @@ void nt_coalesce_flush_all(void)
     if (__atomic_load_n(&nt_coalesce_pending, __ATOMIC_RELAXED))
         flush_pending(CO_LINGER, 0, "flush", __builtin_return_address(0),
                       CO_ALL_FDS);
+}
+
+void nt_coalesce_before_sigpipe(void)
+{
+    if (!__atomic_load_n(&nt_coalesce_pending, __ATOMIC_RELAXED))
+        return;
+    int saved = errno;
+    struct sigaction sa;
+    sigset_t blocked;
+    if (nt_signal_action(SIGPIPE, &sa) == 0 && sa.sa_handler == SIG_DFL &&
+        !(sa.sa_flags & SA_SIGINFO) &&
+        pthread_sigmask(SIG_BLOCK, NULL, &blocked) == 0 &&
+        sigismember(&blocked, SIGPIPE) != 1)
+        flush_pending(CO_LINGER, 0, "flush", __builtin_return_address(0),
+                      CO_ALL_FDS);
+    errno = saved;
 }
 
 
