@@ -42,6 +42,19 @@
  * Writes after the program's own shutdown(SHUT_WR) go straight through,
  * so their EPIPE is immediate; writes on an outbound socket that is not
  * yet connected too (the kernel's EAGAIN/ECONNREFUSED is the program's).
+ *   Health: nothing is acknowledged that the kernel would refuse. Before
+ * the first byte of a buffer, a zero-length send asks the kernel (it
+ * sends nothing and fails exactly as the program's write would: a reset,
+ * a Unix peer gone, a shutdown made by another process or before an
+ * exec); on failure the program's call fails with that errno. A
+ * zero-length write is never held: the kernel answers it. Bytes appended
+ * to an open buffer (within coalesce_delay) are not re-checked: a reset
+ * arriving then is a flush_error, as for a kernel write whose segments
+ * meet the reset.
+ *   Other channels: while anything is held, a read that would block on a
+ * descriptor the library does not govern (a pipe to a helper), and any
+ * write to a pipe or ungoverned socket (a message to another process that
+ * may act on the peer at once), flush first (coalesce_pending.c).
  *
  * Sharing: once another descriptor refers to the socket (dup, dup2,
  * F_DUPFD) or the program wraps it in a FILE* (fdopen: stdio writes with
@@ -190,8 +203,10 @@ static ssize_t fail_out(struct nt_conn *c, int fd, const struct nt_op *op,
     }
     if (e == EPIPE && !(op->flags & MSG_NOSIGNAL)) {
         const struct nt_global *g = nt_g.global;
-        if (!g || !g->sigpipe_ignore)
+        if (!g || !g->sigpipe_ignore) {
+            nt_coalesce_before_sigpipe();
             raise(SIGPIPE); /* what the kernel would have done */
+        }
     }
     errno = e;
     return -1;
@@ -260,8 +275,12 @@ static void arm_delay(struct co_call *x)
 
 static ssize_t output_cork(struct nt_conn *c, int fd, const struct nt_op *op)
 {
+    /* The program's own MSG_MORE is its cork, not ours: what we hold is
+     * released first, and its call goes to the kernel as made, so the
+     * kernel keeps its bytes back until the program's next send (a flush
+     * point of ours must not push them). */
     int corkable = !op->flagless && !shared(c) &&
-                   !(op->flags & ~(MSG_NOSIGNAL | MSG_DONTWAIT | MSG_MORE));
+                   !(op->flags & ~(MSG_NOSIGNAL | MSG_DONTWAIT));
     struct co_call x;
     if ((c->flush_err || !corkable || (c->co_flags & CO_PROG_CORK)) &&
         co_enter(&x, c, fd, op->name, op->caller)) {
@@ -287,6 +306,7 @@ static ssize_t output_cork(struct nt_conn *c, int fd, const struct nt_op *op)
     if (r > 0 && !(c->co_flags & CO_CORKED) &&
         co_enter(&x, c, fd, op->name, op->caller)) {
         int e = errno;
+        __atomic_store_n(&c->co_writer, (uint32_t)co_self_id(), __ATOMIC_RELAXED);
         if (!(c->co_flags & CO_CORKED) && co_pend_add(c, fd, NULL)) {
             c->co_flags |= CO_CORKED;
             arm_delay(&x);
@@ -311,6 +331,21 @@ static inline void copy_in(struct co_buf *b, const struct nt_op *op)
         memcpy(b->data + b->len, op->iov[i].iov_base, op->iov[i].iov_len);
         b->len += (uint32_t)op->iov[i].iov_len;
     }
+}
+
+/* Before the first byte of a buffer is acknowledged, the kernel says
+ * whether it would take a write at all: a zero-length send fails exactly
+ * as the program's write would (ECONNRESET after a reset, else EPIPE
+ * after a shutdown of ours, inherited or not, or a Unix peer gone) and
+ * sends nothing. 0: healthy; else the errno (sk_err is consumed: the
+ * program's call must then fail with it). */
+static int probe_send(int fd)
+{
+    struct msghdr m = { 0 };
+    int saved = errno;
+    int e = real.sendmsg(fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 ? errno : 0;
+    errno = saved;
+    return e;
 }
 
 static struct co_buf *start_buf(struct co_call *x, uint32_t cap)
@@ -393,13 +428,24 @@ static ssize_t output_buffer(struct nt_conn *c, int fd,
     uint32_t cap = c->set->coalesce;
     size_t total = op->total;
     if (total == 0) {
+        /* nothing to hold, and the kernel's answer may be an error */
         co_leave(&x);
-        return 0;
+        return nt_io_direct(c, fd, op);
     }
     if (total < cap && co_held(b) + total <= cap) {
-        if (!b && !(b = start_buf(&x, cap))) {
-            co_leave(&x);
-            return direct_noted(c, fd, op, how); /* nothing buffered */
+        if (!b) {
+            /* never acknowledge what the kernel would refuse */
+            int e = probe_send(fd);
+            if (e && e != EAGAIN && e != EINTR) {
+                co_leave(&x);
+                if (e == ENOTSOCK || e == EBADF)
+                    return nt_io_direct(c, fd, op);
+                return fail_out(c, fd, op, e);
+            }
+            if (e || !(b = start_buf(&x, cap))) {
+                co_leave(&x);
+                return direct_noted(c, fd, op, how); /* nothing buffered */
+            }
         }
         if (b->len + total > b->cap) {
             memmove(b->data, b->data + b->off, co_held(b));
@@ -408,6 +454,7 @@ static ssize_t output_buffer(struct nt_conn *c, int fd,
         }
         copy_in(b, op);
         c->clen = (uint32_t)co_held(b);
+        __atomic_store_n(&c->co_writer, (uint32_t)co_self_id(), __ATOMIC_RELAXED);
         if (c->co_nwr < UINT16_MAX)
             c->co_nwr++;
         co_leave(&x);

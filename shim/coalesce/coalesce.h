@@ -33,6 +33,21 @@ static inline void nt_coalesce_before_wait(void)
         nt_coalesce_flush_for_wait();
 }
 
+/* Anything held (a buffer or a cork) anywhere in the process: one load. */
+static inline int nt_coalesce_held(void)
+{
+    return __atomic_load_n(&nt_coalesce_pending, __ATOMIC_RELAXED) != 0;
+}
+/* The program reads a descriptor the library does not govern (a pipe, a
+ * tty): if that read would block, the program is waiting (for a helper
+ * that talks to the peer, say), and what it coalesced goes out first. */
+void nt_coalesce_flush_for_read(int fd);
+/* The program writes to a pipe or socket the library does not govern: a
+ * message to another process (a helper, a coordinator) that may act on a
+ * peer at once; what it coalesced goes out first, so the message cannot
+ * overtake it. Writes to files and ttys leave the buffers alone. */
+void nt_coalesce_flush_for_send(int fd);
+
 /* fork (core/process.c's handler, in the documented lock order). */
 void nt_coalesce_atfork_prepare(void);
 void nt_coalesce_atfork_parent(void);
@@ -40,6 +55,10 @@ void nt_coalesce_atfork_child(void);
 
 /* Flush every connection's buffered bytes (fork, exec, spawn, exit). */
 void nt_coalesce_flush_all(void);
+/* The library is about to raise SIGPIPE: if it kills the process (default
+ * action, not blocked), what other connections hold goes out first, as
+ * the kernel already had it in the run without the library. */
+void nt_coalesce_before_sigpipe(void);
 
 /* io.c: nt_io() hands every call on a connection whose co_mode is not
  * NT_CO_OFF to this function, which buffers, flushes first, or passes the

@@ -90,14 +90,14 @@ static void release_buf(struct co_call *x);
  * interrupted this thread while it held the slot (inside the coalescing
  * code, or in close) or a global spin lock; the caller does without (see
  * "Signal handlers" above). */
-int co_enter(struct co_call *x, struct nt_conn *c, int fd,
-             const char *op, void *caller)
+static int enter(struct co_call *x, struct nt_conn *c, int fd,
+                 const char *op, void *caller, int try)
 {
     if (co_spin)
         return 0;
     *x = (struct co_call){ .c = c, .fd = fd, .op = op, .caller = caller };
-    x->taken = nt_conn_lock(c);
-    if (!x->taken)
+    x->taken = try ? nt_conn_trylock(c) : nt_conn_lock(c);
+    if (x->taken <= 0)
         return 0;
     x->gen = c->gen;
     struct co_buf *b = c->cbuf;
@@ -106,6 +106,21 @@ int co_enter(struct co_call *x, struct nt_conn *c, int fd,
         release_buf(x);
     }
     return 1;
+}
+
+int co_enter(struct co_call *x, struct nt_conn *c, int fd,
+             const char *op, void *caller)
+{
+    return enter(x, c, fd, op, caller, 0);
+}
+
+/* As co_enter, but 0 also when another thread holds the slot: it is at
+ * work on the connection (writing to it, or the timer flushing it), and
+ * its own wait or the timer flushes what it holds (see flush_shard). */
+int co_enter_try(struct co_call *x, struct nt_conn *c, int fd,
+                 const char *op, void *caller)
+{
+    return enter(x, c, fd, op, caller, 1);
 }
 
 void co_report_lost(const struct co_call *x)
@@ -338,7 +353,7 @@ void co_release(struct co_call *x, int push)
     else
         c->co_nwr = 0;
     if (!push || (c->co_flags & CO_PROG_CORK))
-        return; /* close pushes by itself; the program's cork is its own */
+        return; /* lost anyway (expired), or the program's cork is its own */
     int one = 1, zero = 0, saved = errno;
     real.setsockopt(x->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (!(c->co_flags & CO_PROG_NODELAY))
@@ -447,8 +462,11 @@ void co_retire(struct co_call *x)
 void co_flush_closing(struct co_call *x, int may_orphan)
 {
     struct nt_conn *c = x->c;
+    /* The release pushes: a close pushes nothing while another descriptor
+     * (a fork child's, a parent's) keeps the socket open, and a close with
+     * unread input resets the connection, discarding what is unsent. */
     if (c->co_flags & CO_CORKED)
-        co_release(x, 0); /* close pushes whatever is held */
+        co_release(x, 1);
     if (!c->cbuf) {
         c->flush_err = 0;
         return;
@@ -478,8 +496,13 @@ void co_flush_closing(struct co_call *x, int may_orphan)
         }
         if (c->gen != x->gen)
             return;
-        if (c->cbuf && !e && may_orphan)
+        if (c->cbuf && !e && may_orphan) {
             e = orphan(x);
+            if (!e) { /* the timer sends the rest through the duplicate */
+                c->flush_err = 0;
+                return;
+            }
+        }
     }
     if (c->cbuf)
         co_lose(x, e ? e : EIO);

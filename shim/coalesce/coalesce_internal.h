@@ -89,6 +89,8 @@ struct co_call {
 /* Lock the slot for coalescing work; 0: not here (a signal handler). */
 int co_enter(struct co_call *x, struct nt_conn *c, int fd, const char *op,
              void *caller);
+int co_enter_try(struct co_call *x, struct nt_conn *c, int fd,
+                 const char *op, void *caller);
 void co_report_lost(const struct co_call *x);
 
 void co_retire(struct co_call *x);

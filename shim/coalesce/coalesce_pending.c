@@ -3,8 +3,9 @@
  * (nt_coalesce_flush_all), close_range/closefrom. Design notes at the top
  * of coalesce.c.
  *
- * The set is a small array of (connection, gen, buffer) under its own spin lock,
- * so a wait finds them without scanning the fd table, and
+ * The set is small arrays of (connection, gen, buffer), sharded by
+ * connection, each under its own spin lock, so a wait finds them without
+ * scanning the fd table, and
  * nt_coalesce_pending keeps the no-pending check in front of a wait a
  * single load.
  *
@@ -12,17 +13,25 @@
  * a non-socket behind the library's back gets ENOTSOCK, never the bytes
  * (the slot is then forgotten and the program's call made as it was);
  * entries whose slot generation changed are dropped and their bytes
- * reported lost (EBADF). A raw close(2) followed by writes to a file
- * opened under the same number within one buffer's life can still put the
- * file's bytes into the socket's buffer: raw syscalls are out of reach.
+ * reported lost (EBADF). syscall(SYS_close) goes through the close hook
+ * (hooks/syscall.c), and a new buffer starts with a zero-length send that
+ * fails with ENOTSOCK on a file. An inline close system call (no libc)
+ * stays out of reach: what was buffered is then lost (flush_error), and
+ * writes to a file opened under that number before the buffer's end can
+ * still join the buffer.
  */
+#include <poll.h>
+#include <signal.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "coalesce/coalesce_internal.h"
 #include "audit/event.h"
 #include "core/process.h"
 #include "core/real.h"
+#include "core/sandbox.h"
+#include "core/signals.h"
 
 unsigned nt_coalesce_pending;
 
@@ -34,46 +43,56 @@ struct co_pend {
     struct co_buf *buf;  /* buffer mode: its buffer; cork mode: NULL */
 };
 
-static struct co_pend *pend;
-static size_t npend, pend_cap;
-static uint64_t pend_lock;
+/* Sharded by connection (its pool index, fixed for the object's life), each
+ * shard with its own spin lock on its own cache line: a buffer's start and
+ * end lock only their connection's shard, so threads writing to different
+ * connections do not meet on a lock (two connections share one only when
+ * their indexes are equal modulo CO_PEND_SHARDS). nt_coalesce_pending is
+ * the total, kept with atomic adds (no lock) for the waits' single load. */
+#define CO_PEND_SHARDS 64
 
-static int pend_grow(void)
-{
-    return nt_mmap_grow((void **)&pend, &pend_cap, sizeof *pend, 1024);
-}
+struct co_pend_shard {
+    uint64_t lock;
+    struct co_pend *pend;
+    size_t n, cap;
+} __attribute__((aligned(64)));
 
-static void publish_count(void)
+static struct co_pend_shard pshards[CO_PEND_SHARDS];
+
+static struct co_pend_shard *shard_of(const struct nt_conn *c)
 {
-    __atomic_store_n(&nt_coalesce_pending, (unsigned)npend, __ATOMIC_RELAXED);
+    return &pshards[c->idx & (CO_PEND_SHARDS - 1)];
 }
 
 /* Slot locked. */
 int co_pend_add(struct nt_conn *c, int fd, struct co_buf *b)
 {
     int ok = 0;
-    co_spin_lock(&pend_lock);
-    if (npend < pend_cap || pend_grow() == 0) {
-        pend[npend] = (struct co_pend){ c, c->gen, b };
-        c->co_pidx = (uint32_t)++npend;
-        publish_count();
+    struct co_pend_shard *sh = shard_of(c);
+    co_spin_lock(&sh->lock);
+    if (sh->n < sh->cap ||
+        nt_mmap_grow((void **)&sh->pend, &sh->cap, sizeof *sh->pend, 64) == 0) {
+        sh->pend[sh->n] = (struct co_pend){ c, c->gen, b };
+        c->co_pidx = (uint32_t)++sh->n;
+        __atomic_add_fetch(&nt_coalesce_pending, 1, __ATOMIC_RELAXED);
         ok = 1;
     }
-    co_spin_unlock(&pend_lock);
+    co_spin_unlock(&sh->lock);
+    (void)fd;
     return ok;
 }
 
-/* pend_lock held. */
-static void pend_remove_at(size_t i)
+/* The shard's lock held. */
+static void pend_remove_at(struct co_pend_shard *sh, size_t i)
 {
-    struct co_pend last = pend[--npend];
-    if (i < npend) {
-        pend[i] = last;
+    struct co_pend last = sh->pend[--sh->n];
+    if (i < sh->n) {
+        sh->pend[i] = last;
         struct nt_conn *m = last.c;
-        if (m->gen == last.gen && m->co_pidx == npend + 1)
+        if (m->gen == last.gen && m->co_pidx == sh->n + 1)
             m->co_pidx = (uint32_t)i + 1;
     }
-    publish_count();
+    __atomic_sub_fetch(&nt_coalesce_pending, 1, __ATOMIC_RELAXED);
 }
 
 /* Slot locked: the connection leaves the set. Returns the buffer its
@@ -84,14 +103,16 @@ struct co_buf *co_pend_del(struct nt_conn *c, int fd)
     struct co_buf *b = NULL;
     if (!c->co_pidx)
         return NULL;
-    co_spin_lock(&pend_lock);
+    struct co_pend_shard *sh = shard_of(c);
+    co_spin_lock(&sh->lock);
     size_t i = c->co_pidx - 1;
-    if (i < npend && pend[i].c == c && pend[i].gen == c->gen) {
-        b = pend[i].buf;
-        pend_remove_at(i);
+    if (i < sh->n && sh->pend[i].c == c && sh->pend[i].gen == c->gen) {
+        b = sh->pend[i].buf;
+        pend_remove_at(sh, i);
     }
     c->co_pidx = 0;
-    co_spin_unlock(&pend_lock);
+    co_spin_unlock(&sh->lock);
+    (void)fd;
     return b;
 }
 
@@ -100,16 +121,17 @@ static void reap_stale(const struct co_pend *e, const char *op,
                        void *caller)
 {
     struct co_buf *b = NULL;
-    co_spin_lock(&pend_lock);
-    for (size_t i = 0; i < npend; i++) {
-        if (pend[i].c == e->c && pend[i].gen == e->gen &&
-            pend[i].buf == e->buf) {
-            b = pend[i].buf;
-            pend_remove_at(i);
+    struct co_pend_shard *sh = shard_of(e->c);
+    co_spin_lock(&sh->lock);
+    for (size_t i = 0; i < sh->n; i++) {
+        if (sh->pend[i].c == e->c && sh->pend[i].gen == e->gen &&
+            sh->pend[i].buf == e->buf) {
+            b = sh->pend[i].buf;
+            pend_remove_at(sh, i);
             break;
         }
     }
-    co_spin_unlock(&pend_lock);
+    co_spin_unlock(&sh->lock);
     if (!b)
         return;
     uint64_t lost = co_held(b);
@@ -126,26 +148,25 @@ static void reap_stale(const struct co_pend *e, const char *op,
 #define CO_ALL_FDS 0u, 0xffffffffu
 
 /* Flush (or on close: flush and release) every pending connection with
- * lo <= fd <= hi. Walks the set from the end in batches: removals move
+ * lo <= fd <= hi. Walks each shard from the end in batches: removals move
  * only the last entry, so every entry present at the start is visited. */
-static void flush_pending(int how, int closing, const char *op, void *caller,
-                          unsigned lo, unsigned hi)
+static void flush_shard(struct co_pend_shard *sh, int how, int closing,
+                        const char *op, void *caller, unsigned lo,
+                        unsigned hi)
 {
     enum { BATCH = 64 };
     struct co_pend batch[BATCH];
-    if (co_spin)
-        return; /* a signal handler: this thread holds the set's lock */
-    co_spin_lock(&pend_lock);
-    size_t end = npend;
-    co_spin_unlock(&pend_lock);
+    co_spin_lock(&sh->lock);
+    size_t end = sh->n;
+    co_spin_unlock(&sh->lock);
     while (end > 0) {
-        co_spin_lock(&pend_lock);
-        if (end > npend)
-            end = npend;
+        co_spin_lock(&sh->lock);
+        if (end > sh->n)
+            end = sh->n;
         size_t first = end > BATCH ? end - BATCH : 0;
         size_t n = end - first;
-        memcpy(batch, pend + first, n * sizeof *batch);
-        co_spin_unlock(&pend_lock);
+        memcpy(batch, sh->pend + first, n * sizeof *batch);
+        co_spin_unlock(&sh->lock);
         end = first;
         for (size_t i = 0; i < n; i++) {
             const struct co_pend *e = &batch[i];
@@ -153,12 +174,24 @@ static void flush_pending(int how, int closing, const char *op, void *caller,
             int fd = c->fd;
             if ((unsigned)fd < lo || (unsigned)fd > hi)
                 continue;
+            /* A wait (CO_TRY) passes over another thread's connection
+             * while a thread is at work on it: its writer's own wait or
+             * the timer flushes it, and threads waiting on their own
+             * connections do not queue on each other's locks. What this
+             * thread wrote is always flushed (a request/response exchange
+             * never waits for its own request). */
             struct co_call x;
-            if (!co_enter(&x, c, fd, op, caller))
+            int mine = __atomic_load_n(&c->co_writer, __ATOMIC_RELAXED) ==
+                       (uint32_t)co_self_id();
+            if (!(how == CO_TRY && !closing && !mine
+                      ? co_enter_try(&x, c, fd, op, caller)
+                      : co_enter(&x, c, fd, op, caller)))
                 continue;
-            /* stale: retired meanwhile; or, defensively, an entry that is
-             * not the connection's state */
-            if (c->gen != e->gen || !c->refs ||
+            /* stale: retired meanwhile (an orphan has no descriptor of
+             * the program's but is live: see "Closing"); or, defensively,
+             * an entry that is not the connection's state */
+            if (c->gen != e->gen ||
+                (!c->refs && !(c->co_flags & CO_ORPHAN)) ||
                 (e->buf ? c->cbuf != e->buf
                         : !(c->co_flags & CO_CORKED))) {
                 reap_stale(e, op, caller); /* under the slot lock: the slot
@@ -177,6 +210,16 @@ static void flush_pending(int how, int closing, const char *op, void *caller,
     }
 }
 
+static void flush_pending(int how, int closing, const char *op, void *caller,
+                          unsigned lo, unsigned hi)
+{
+    if (co_spin)
+        return; /* a signal handler: this thread holds a shard's lock */
+    for (int i = 0; i < CO_PEND_SHARDS; i++)
+        if (__atomic_load_n(&pshards[i].n, __ATOMIC_RELAXED))
+            flush_shard(&pshards[i], how, closing, op, caller, lo, hi);
+}
+
 void nt_coalesce_flush_for_wait(void)
 {
     if (nt_in_lib)
@@ -185,11 +228,51 @@ void nt_coalesce_flush_for_wait(void)
                   CO_ALL_FDS);
 }
 
+void nt_coalesce_flush_for_read(int fd)
+{
+    if (nt_in_lib || nt_sandboxed_fast()) /* our own read; sandbox: */
+        return;
+    int saved = errno;
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    if (real.poll(&p, 1, 0) == 0) /* nothing to read: it would block */
+        flush_pending(CO_TRY, 0, "wait", __builtin_return_address(0),
+                      CO_ALL_FDS);
+    errno = saved;
+}
+
+void nt_coalesce_flush_for_send(int fd)
+{
+    if (nt_in_lib || nt_sandboxed_fast()) /* our own write; sandbox: */
+        return;
+    int saved = errno;
+    struct stat st;
+    if (fstat(fd, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)))
+        flush_pending(CO_TRY, 0, "wait", __builtin_return_address(0),
+                      CO_ALL_FDS);
+    errno = saved;
+}
+
 void nt_coalesce_flush_all(void)
 {
     if (__atomic_load_n(&nt_coalesce_pending, __ATOMIC_RELAXED))
         flush_pending(CO_LINGER, 0, "flush", __builtin_return_address(0),
                       CO_ALL_FDS);
+}
+
+void nt_coalesce_before_sigpipe(void)
+{
+    if (!__atomic_load_n(&nt_coalesce_pending, __ATOMIC_RELAXED))
+        return;
+    int saved = errno;
+    struct sigaction sa;
+    sigset_t blocked;
+    if (nt_signal_action(SIGPIPE, &sa) == 0 && sa.sa_handler == SIG_DFL &&
+        !(sa.sa_flags & SA_SIGINFO) &&
+        pthread_sigmask(SIG_BLOCK, NULL, &blocked) == 0 &&
+        sigismember(&blocked, SIGPIPE) != 1)
+        flush_pending(CO_LINGER, 0, "flush", __builtin_return_address(0),
+                      CO_ALL_FDS);
+    errno = saved;
 }
 
 
@@ -208,7 +291,8 @@ void nt_coalesce_atfork_prepare(void)
     fork_locked = !co_spin;
     if (!fork_locked)
         return;
-    co_spin_lock(&pend_lock);
+    for (int i = 0; i < CO_PEND_SHARDS; i++)
+        co_spin_lock(&pshards[i].lock);
     co_pool_lock_all();
 }
 
@@ -217,27 +301,32 @@ void nt_coalesce_atfork_parent(void)
     if (!fork_locked)
         return;
     co_pool_unlock_all();
-    co_spin_unlock(&pend_lock);
+    for (int i = CO_PEND_SHARDS; i-- > 0;)
+        co_spin_unlock(&pshards[i].lock);
 }
 
 void nt_coalesce_atfork_child(void)
 {
     co_pool_reset_locks();
-    pend_lock = 0;
+    for (int i = 0; i < CO_PEND_SHARDS; i++)
+        pshards[i].lock = 0;
     co_spin = 0;
     /* The parent's duplicates of closed sockets (see "Closing" in
      * coalesce_flush.c) are its own: held here they would delay the FIN
      * until this child exits. Their bytes are the parent's to send. */
-    for (size_t i = npend; i-- > 0;) {
-        struct nt_conn *c = pend[i].c;
-        if (c->gen != pend[i].gen || !(c->co_flags & CO_ORPHAN))
-            continue;
-        c->co_flags &= (uint8_t)~CO_ORPHAN;
-        c->cbuf = NULL;
-        c->co_pidx = 0;
-        pend_remove_at(i);
-        if (c->alias_fd >= 0)
-            real.close(c->alias_fd);
-        c->alias_fd = -1;
+    for (int k = 0; k < CO_PEND_SHARDS; k++) {
+        struct co_pend_shard *sh = &pshards[k];
+        for (size_t i = sh->n; i-- > 0;) {
+            struct nt_conn *c = sh->pend[i].c;
+            if (c->gen != sh->pend[i].gen || !(c->co_flags & CO_ORPHAN))
+                continue;
+            c->co_flags &= (uint8_t)~CO_ORPHAN;
+            c->cbuf = NULL;
+            c->co_pidx = 0;
+            pend_remove_at(sh, i);
+            if (c->alias_fd >= 0)
+                real.close(c->alias_fd);
+            c->alias_fd = -1;
+        }
     }
 }

@@ -150,6 +150,19 @@ int nt_conn_lock(struct nt_conn *c)
     }
 }
 
+int nt_conn_trylock(struct nt_conn *c)
+{
+    uint64_t me = lock_word();
+    uint64_t cur = __atomic_load_n(&c->lock, __ATOMIC_ACQUIRE);
+    if (cur == me)
+        return 0;
+    if (cur != 0 && (uint32_t)(cur >> 32) == nt_fork_epoch)
+        return -1; /* a live owner */
+    return __atomic_compare_exchange_n(&c->lock, &cur, me, 0,
+                                       __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)
+               ? 1 : -1;
+}
+
 void nt_conn_unlock(struct nt_conn *c, int taken)
 {
     if (taken)

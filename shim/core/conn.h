@@ -121,18 +121,21 @@ struct nt_conn {
      * nt_coalesce_dup() resets everything from cbuf to the end) --- */
     void *cbuf;              /* buffer while it holds data, else NULL */
     uint32_t clen;           /* bytes buffered */
-    int flush_err;           /* error to report on the next call */
+    uint32_t co_writer;      /* thread that last added bytes (low bits of
+                                co_self_id(): a false match only makes a
+                                wait's flush take the lock) */
+    int16_t flush_err;       /* error (an errno value) for the next call */
     uint8_t co_mode;         /* enum nt_co_mode; 0: not decided yet */
     uint8_t co_flags;        /* CO_* bits (coalesce_internal.h), slot lock */
     uint8_t co_ready;        /* connected: bytes may be buffered */
     uint8_t co_retry;        /* failed timer flushes in a row (back-off) */
-    uint32_t co_pidx;        /* 1 + index in the pending set (its lock) */
-    uint64_t co_busy;        /* thread sending with the slot unlocked */
-    nt_ns t_cflush;          /* timer flush due (coalesce_delay); 0: none */
     uint8_t co_full;         /* the kernel said no room: writes go to it */
     uint8_t co_single;       /* flushes in a row that carried one write */
+    uint32_t co_pidx;        /* 1 + index in the pending set (its lock) */
     uint16_t co_nwr;         /* writes in the buffer / under the cork */
     uint16_t co_pass;        /* pass-through: writes left until a probe */
+    uint64_t co_busy;        /* thread sending with the slot unlocked */
+    nt_ns t_cflush;          /* timer flush due (coalesce_delay); 0: none */
     nt_ns t_orphan;          /* closed, still flushing: last progress */
 };
 
@@ -187,6 +190,7 @@ static inline struct nt_conn *nt_conn_get(int fd)
 }
 
 int nt_conn_lock(struct nt_conn *c);          /* 1: taken, 0: already ours */
+int nt_conn_trylock(struct nt_conn *c);       /* ... -1: another thread's */
 void nt_conn_unlock(struct nt_conn *c, int taken);
 
 /* A connected or accepted socket on fd (which the program just got from

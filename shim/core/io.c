@@ -56,8 +56,10 @@ static inline void account(struct nt_conn *c, int dir, size_t n)
 static void deliver_sigpipe(void)
 {
     const struct nt_global *g = nt_g.global;
-    if (!g || !g->sigpipe_ignore)
+    if (!g || !g->sigpipe_ignore) {
+        nt_coalesce_before_sigpipe(); /* it may kill: others' bytes first */
         raise(SIGPIPE);
+    }
 }
 
 /* A call that did not move bytes: report, heal stale slots, and decide.

@@ -7,6 +7,7 @@
 #include <sys/uio.h>
 
 #include "audit/event.h"
+#include "coalesce/coalesce.h"
 #include "core/io.h"
 #include "core/real.h"
 
@@ -49,18 +50,41 @@ read_buf(int fd, const char *name, nt_attempt_fn fn, void *buf, size_t len,
     return nt_io_call(fd, &op);
 }
 
+/* A read on a descriptor the library does not govern while coalesced
+ * bytes are held (nt_coalesce_flush_for_read). Out of line, called as a
+ * tail call: the pass-through path keeps no stack frame. */
+__attribute__((noinline, cold)) static ssize_t
+read_held(int fd, void *buf, size_t len)
+{
+    nt_coalesce_flush_for_read(fd);
+    return real.read(fd, buf, len);
+}
+
+__attribute__((noinline, cold)) static ssize_t
+readv_held(int fd, const struct iovec *iov, int iovcnt)
+{
+    nt_coalesce_flush_for_read(fd);
+    return real.readv(fd, iov, iovcnt);
+}
+
 NT_EXPORT ssize_t read(int fd, void *buf, size_t len)
 {
-    if (likely(nt_fd_passes(fd)))
+    if (likely(nt_fd_passes(fd))) {
+        if (unlikely(nt_coalesce_held()))
+            return read_held(fd, buf, len);
         return real.read(fd, buf, len);
+    }
     return read_buf(fd, "read", attempt_read, buf, len, 0, NULL, NULL,
                     NT_CALLER());
 }
 
 NT_EXPORT ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen)
 {
-    if (likely(nt_fd_passes(fd)) || len > buflen)
+    if (likely(nt_fd_passes(fd)) || len > buflen) {
+        if (unlikely(nt_coalesce_held()) && len <= buflen)
+            return read_held(fd, buf, len);
         return real.__read_chk(fd, buf, len, buflen); /* aborts if too long */
+    }
     return read_buf(fd, "read", attempt_read, buf, len, 0, NULL, NULL,
                     NT_CALLER());
 }
@@ -158,8 +182,11 @@ read_vec(int fd, const struct iovec *iov, int iovcnt, void *caller)
 
 NT_EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
 {
-    if (likely(nt_fd_passes(fd)))
+    if (likely(nt_fd_passes(fd))) {
+        if (unlikely(nt_coalesce_held()))
+            return readv_held(fd, iov, iovcnt);
         return real.readv(fd, iov, iovcnt);
+    }
     return read_vec(fd, iov, iovcnt, NT_CALLER());
 }
 

@@ -12,6 +12,7 @@
 #include <linux/seccomp.h>
 #include <sys/syscall.h>
 
+#include "core/fdtable.h"
 #include "core/nt.h"
 #include "core/sandbox.h"
 
@@ -53,12 +54,35 @@ __attribute__((noinline)) static long install(long nr, long a1, long a2,
 
 long syscall(long nr, long a1, long a2, long a3, long a4, long a5, long a6);
 
+/* Only once the library is up, and for a number it knows: allocators
+ * (jemalloc) close files with syscall() while malloc initialises, where
+ * the hooks' nt_init() must not run (LESSONS 1). */
+static int governed_close(long nr, long a1)
+{
+    if (!__atomic_load_n(&nt_g.ready, __ATOMIC_ACQUIRE) || nt_in_lib)
+        return 0;
+    if (nr == SYS_close_range)
+        return 1;
+    int k = a1 >= 0 && a1 <= INT32_MAX ? nt_fd_kind((int)a1) : NT_FD_UNKNOWN;
+    return k != NT_FD_UNKNOWN && k != NT_FD_PASS;
+}
+int close(int fd);
+int close_range(unsigned lo, unsigned hi, int flags);
+
 NT_EXPORT long syscall(long nr, long a1, long a2, long a3, long a4, long a5,
                        long a6)
 {
     syscall_fn next = __atomic_load_n(&next_syscall, __ATOMIC_ACQUIRE);
     if (unlikely(!next))
         next = resolve();
+    /* A close made through syscall() is a close: it goes through the
+     * close hooks, so no connection state (coalesced bytes, a slot) is
+     * left behind for a number the kernel frees (LESSONS 3). */
+    if (unlikely(nr == SYS_close || nr == SYS_close_range) &&
+        governed_close(nr, a1))
+        return nr == SYS_close
+                   ? close((int)a1)
+                   : close_range((unsigned)a1, (unsigned)a2, (int)a3);
     /* Probes are not installs: libseccomp 2.5 asks whether the call
      * exists with strict mode and flags 1 (EINVAL), and which flags the
      * kernel knows with a filter mode and no program (EFAULT). */

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include "coalesce/coalesce.h"
 #include "core/io.h"
 #include "core/real.h"
 
@@ -54,18 +55,56 @@ write_buf(int fd, const char *name, nt_attempt_fn fn, const void *buf,
     return nt_io_call(fd, &op);
 }
 
+/* A write to a pipe or socket the library does not govern while coalesced
+ * bytes are held (nt_coalesce_flush_for_send). Out of line, called as a
+ * tail call: the pass-through path keeps no stack frame. */
+__attribute__((noinline, cold)) static ssize_t
+write_held(int fd, const void *buf, size_t len)
+{
+    nt_coalesce_flush_for_send(fd);
+    return real.write(fd, buf, len);
+}
+
+__attribute__((noinline, cold)) static ssize_t
+sendto_held(int fd, const void *buf, size_t len, int flags,
+            const struct sockaddr *to, socklen_t tolen)
+{
+    nt_coalesce_flush_for_send(fd);
+    return real.sendto(fd, buf, len, flags, to, tolen);
+}
+
+__attribute__((noinline, cold)) static ssize_t
+writev_held(int fd, const struct iovec *iov, int iovcnt)
+{
+    nt_coalesce_flush_for_send(fd);
+    return real.writev(fd, iov, iovcnt);
+}
+
+__attribute__((noinline, cold)) static ssize_t
+sendmsg_held(int fd, const struct msghdr *msg, int flags)
+{
+    nt_coalesce_flush_for_send(fd);
+    return real.sendmsg(fd, msg, flags);
+}
+
 NT_EXPORT ssize_t write(int fd, const void *buf, size_t len)
 {
-    if (likely(nt_fd_passes(fd)))
+    if (likely(nt_fd_passes(fd))) {
+        if (unlikely(nt_coalesce_held()))
+            return write_held(fd, buf, len);
         return real.write(fd, buf, len);
+    }
     return write_buf(fd, "write", attempt_write, buf, len, 0, NULL, 0,
                      NT_CALLER());
 }
 
 NT_EXPORT ssize_t send(int fd, const void *buf, size_t len, int flags)
 {
-    if (likely(nt_fd_passes(fd)))
+    if (likely(nt_fd_passes(fd))) {
+        if (unlikely(nt_coalesce_held()))
+            return sendto_held(fd, buf, len, flags, NULL, 0);
         return real.send(fd, buf, len, flags);
+    }
     return write_buf(fd, "send", attempt_sendto, buf, len, flags, NULL, 0,
                      NT_CALLER());
 }
@@ -73,8 +112,11 @@ NT_EXPORT ssize_t send(int fd, const void *buf, size_t len, int flags)
 NT_EXPORT ssize_t sendto(int fd, const void *buf, size_t len, int flags,
                          const struct sockaddr *to, socklen_t tolen)
 {
-    if (likely(nt_fd_passes(fd)))
+    if (likely(nt_fd_passes(fd))) {
+        if (unlikely(nt_coalesce_held()))
+            return sendto_held(fd, buf, len, flags, to, tolen);
         return real.sendto(fd, buf, len, flags, to, tolen);
+    }
     return write_buf(fd, "sendto", attempt_sendto, buf, len, flags, to,
                      tolen, NT_CALLER());
 }
@@ -143,16 +185,22 @@ write_vec(int fd, const char *name, nt_attempt_fn fn, const struct iovec *iov,
 
 NT_EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
 {
-    if (likely(nt_fd_passes(fd)))
+    if (likely(nt_fd_passes(fd))) {
+        if (unlikely(nt_coalesce_held()))
+            return writev_held(fd, iov, iovcnt);
         return real.writev(fd, iov, iovcnt);
+    }
     return write_vec(fd, "writev", attempt_writev, iov, iovcnt, NULL, 0,
                      NT_CALLER());
 }
 
 NT_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
-    if (likely(nt_fd_passes(fd)))
+    if (likely(nt_fd_passes(fd))) {
+        if (unlikely(nt_coalesce_held()))
+            return sendmsg_held(fd, msg, flags);
         return real.sendmsg(fd, msg, flags);
+    }
     return write_vec(fd, "sendmsg", attempt_sendmsg, NULL, 0, msg, flags,
                      NT_CALLER());
 }

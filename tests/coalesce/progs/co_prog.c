@@ -603,37 +603,48 @@ static void on_sigpipe(int sig)
 static int do_hangup(int argc, char **argv)
 {
     if (argc != 4)
-        pc_die("hangup ADDR rst-timer|rst-wait|fin");
+        pc_die("hangup ADDR rst-timer|rst-wait|fin|rst-before");
     const char *how = argv[3];
     signal(SIGPIPE, on_sigpipe);
     int fd = pc_connect_or_die(argv[2]);
     char c;
     if (write(fd, "hello\n", 6) != 6 || read(fd, &c, 1) != 1)
         pc_die("handshake:");
-    sleep_ms(200); /* the peer's RST or FIN is here by now */
-    int ok = 0;
+    /* rst-before: the peer's reset is here before the writes (the kernel
+     * refuses them); else the writes are held (coalesce_delay is long)
+     * when the peer's RST or FIN comes, 100 ms after its 'x' */
+    if (!strcmp(how, "rst-before"))
+        sleep_ms(300);
+    int ok = 0, first = 0;
     char rec[REC_MAX];
     for (unsigned i = 0; i < 10; i++) {
         size_t len = rec_make(rec, 0, i);
-        ok += write(fd, rec, len) == (ssize_t)len;
+        ssize_t r = write(fd, rec, len);
+        ok += r == (ssize_t)len;
+        if (r < 0 && !first)
+            first = errno;
     }
+    sleep_ms(300);
     if (!strcmp(how, "fin")) {
-        /* the first flush after a FIN still goes through (the peer
-         * answers with RST); the next one fails */
-        sleep_ms(200);
+        /* the timer's flush after the FIN still goes through (the peer
+         * answers with RST); the kernel refuses the next writes */
+        sleep_ms(700);
         for (unsigned i = 10; i < 20; i++) {
             size_t len = rec_make(rec, 0, i);
-            ok += write(fd, rec, len) == (ssize_t)len;
+            ssize_t r = write(fd, rec, len);
+            ok += r == (ssize_t)len;
+            if (r < 0 && !first)
+                first = errno;
         }
-        sleep_ms(200);
     } else if (!strcmp(how, "rst-wait")) {
         poll(NULL, 0, 0); /* a wait: flushes (and fails) */
     } else {
-        sleep_ms(200); /* coalesce_delay passes: the timer flushes */
+        sleep_ms(700); /* coalesce_delay passes: the timer flushes */
     }
     ssize_t r = write(fd, "next\n", 5);
     int e = r < 0 ? errno : 0;
-    printf("writes_ok=%d next=%s sigpipe=%d\n", ok,
+    printf("writes_ok=%d first=%s next=%s sigpipe=%d\n", ok,
+           first ? strerrorname_np(first) : "none",
            e ? strerrorname_np(e) : "ok", (int)sigpipes);
     return 0;
 }
