@@ -7,7 +7,10 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include "audit/event.h"
 #include "coalesce/coalesce.h"
@@ -264,6 +267,16 @@ int nt_io_error_pending(struct nt_conn *c, int fd, int dir)
     struct pollfd p = { .fd = use, .events = 0 };
     if (real.poll(&p, 1, 0) != 1 || !(p.revents & POLLERR))
         return 0;
+    if (c->family != AF_UNIX) {
+        /* POLLERR also means a non-empty error queue (TX timestamps,
+         * zerocopy completions), which stops no call: a reset has closed
+         * the connection. */
+        struct tcp_info ti;
+        socklen_t len = sizeof ti;
+        if (real.getsockopt(use, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 ||
+            ti.tcpi_state != TCP_CLOSE)
+            return 0;
+    }
     int queued = 0;
     return dir != NT_IN || real.ioctl(use, FIONREAD, &queued) != 0 ||
            queued <= 0;
@@ -285,6 +298,7 @@ controlled(struct nt_conn *c, int fd, const struct nt_op *op, int extra,
                    (op->dir == NT_OUT || (op->flags & MSG_WAITALL));
     int flags = (op->flags | extra | MSG_DONTWAIT) & ~MSG_WAITALL;
     uint32_t gen = c->gen;
+    uint64_t ino = c->ino;
     size_t done = 0;
     nt_ns start = nt_now();
     ssize_t result;
@@ -307,8 +321,10 @@ controlled(struct nt_conn *c, int fd, const struct nt_op *op, int extra,
             result = nt_sb_resume(fd, op, done, saved_errno); /* TSYNC */
             break;
         }
-        if (done && !peek && first == NT_NOT_TRIED &&
+        if (done && !peek && first == NT_NOT_TRIED && c->family != AF_UNIX &&
             nt_io_error_pending(c, fd, op->dir)) {
+            /* (a unix socket's read consumes its error with the partial
+             * count, and its writes never look at it: retry as it does) */
             errno = saved_errno;
             result = (ssize_t)done;
             break;
@@ -323,8 +339,17 @@ controlled(struct nt_conn *c, int fd, const struct nt_op *op, int extra,
             /* The connection was let go while we waited (a seccomp filter
              * on another thread made the library stand back, or the slot
              * went stale): the call goes on as the program made it, on
-             * its descriptor, instead of failing with EBADF. */
-            result = nt_sb_resume(fd, op, done, saved_errno);
+             * its descriptor, instead of failing with EBADF -- if that
+             * number still names the same socket (a close we did not see
+             * may have given it to another one, whose bytes are not
+             * this call's). */
+            struct stat st;
+            if (fstat(fd, &st) == 0 && (uint64_t)st.st_ino == ino) {
+                result = nt_sb_resume(fd, op, done, saved_errno);
+            } else {
+                errno = done ? saved_errno : EBADF;
+                result = done ? (ssize_t)done : -1;
+            }
             break;
         }
         if (peek && r > 0) {

@@ -97,6 +97,15 @@ static inline int nt_deadline_filed_by(const struct nt_conn *c, nt_ns now,
  * that restarts with traffic is set (idle, request): with exchanges
  * tracked for `abandoned` alone, an exchange's age comes from the kernel
  * at close (deadline.c). */
+/* When an exchange starts: `now` if the call read the clock; else 0 for
+ * TCP, whose `abandoned` event takes the exchange's age from the kernel
+ * (TCP_INFO), but a read of the clock for a unix socket, which has no
+ * such record. */
+static inline nt_ns nt_exchange_clock(const struct nt_conn *c, nt_ns now)
+{
+    return now || c->family != AF_UNIX ? now : nt_now_coarse();
+}
+
 static inline void nt_deadline_moved(struct nt_conn *c, int dir, size_t n)
 {
     uint8_t a = c->dl_active;
@@ -105,7 +114,7 @@ static inline void nt_deadline_moved(struct nt_conn *c, int dir, size_t n)
         if (dir == c->req_dir) {
             if (c->req_phase != NT_PH_REQUEST) {
                 c->req_phase = NT_PH_REQUEST;
-                c->t_req = 0;
+                c->t_req = nt_exchange_clock(c, 0);
                 c->x_in0 = c->bytes_in - (dir == NT_IN ? n : 0);
                 c->x_out0 = c->bytes_out - (dir == NT_OUT ? n : 0);
             }
@@ -133,7 +142,7 @@ static inline void nt_deadline_moved(struct nt_conn *c, int dir, size_t n)
         if (c->req_phase != NT_PH_REQUEST) {
             /* a new exchange: request_timeout starts now */
             c->req_phase = NT_PH_REQUEST;
-            c->t_req = now;
+            c->t_req = nt_exchange_clock(c, now);
             c->x_in0 = c->bytes_in - (dir == NT_IN ? n : 0);
             c->x_out0 = c->bytes_out - (dir == NT_OUT ? n : 0);
             /* the handler may make no further call on it */

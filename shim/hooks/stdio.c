@@ -43,9 +43,7 @@ static int write_text(int fd, const char *text, int n, void *caller)
                             .args = NULL, .caller = caller, .iov = &v,
                             .iovcnt = 1 };
         ssize_t r = nt_io_call(fd, &op);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
+        if (r <= 0) /* EINTR too: glibc's file write stops there */
             return -1;
         off += (size_t)r;
     }
@@ -75,7 +73,6 @@ static ssize_t sink_write(void *cookie, const char *buf, size_t n)
 __attribute__((noinline)) static int
 governed_vdprintf(int fd, int flag, const char *fmt, va_list ap, void *caller)
 {
-    char buf[BUFSIZ];
     size_t size = BUFSIZ;
     struct stat st;
     if (fstat(fd, &st) == 0 && st.st_blksize > 0 && st.st_blksize < BUFSIZ)
@@ -83,14 +80,21 @@ governed_vdprintf(int fd, int flag, const char *fmt, va_list ap, void *caller)
     struct text_sink sink = { fd, caller };
     cookie_io_functions_t io = { .write = sink_write };
     FILE *fp = fopencookie(&sink, "w", io);
-    if (!fp)
-        return -1; /* errno: ENOMEM, as glibc's own allocation */
+    /* on the heap, as glibc's own: a handler on a small alternate
+     * signal stack may call dprintf */
+    char *buf = fp ? malloc(size) : NULL;
+    if (!buf) {
+        if (fp)
+            fclose(fp);
+        errno = ENOMEM; /* as glibc's own allocation */
+        return -1;
+    }
     setvbuf(fp, buf, _IOFBF, size);
     int n = flag < 0 ? vfprintf(fp, fmt, ap) : __vfprintf_chk(fp, flag, fmt, ap);
     if (n >= 0 && fflush(fp) != 0)
         n = -1;
     /* after an error glibc writes nothing more: neither does the close */
-    NT_KEEP_ERRNO(__fpurge(fp); fclose(fp));
+    NT_KEEP_ERRNO(__fpurge(fp); fclose(fp); free(buf));
     return n;
 }
 

@@ -116,3 +116,44 @@ Test(regress, scm_rights_through_recvmmsg)
     cr_assert(strstr(r.out, "readable (cut)"), "%s\n%s", r.out, r.err);
     nt_result_free(&r);
 }
+
+/* Defects a review of the fast-path, fuzzer and coalescing changes
+ * confirmed (tests/progs/review/t21-t27). */
+#define FAR "read_timeout=600s write_timeout=600s idle_timeout=600s request_timeout=600s"
+/* POLLERR from the error queue (TX timestamps) is not a reset: a blocking
+ * write and a MSG_WAITALL recv that moved bytes go on. */
+Test(regress, errqueue_pollerr_is_not_a_reset)
+{
+    same("t21_errq_waitall", NULL, FAR);
+    same("t21_errq_waitall", "r", FAR);
+    same("t22_errq_mmsg", NULL, FAR);
+}
+/* Unix: the read that meets a reset consumes it with its partial count. */
+Test(regress, unix_waitall_reset_consumed) { same("t24_unix_waitall_reset", NULL, FAR); }
+/* dprintf stops at EINTR, as glibc's file write does. */
+Test(regress, dprintf_eintr) { same("t25_dprintf_eintr", NULL, FAR); }
+/* dprintf from a handler on an 8 KiB alternate stack (SIGSTKSZ). */
+Test(regress, dprintf_on_small_altstack) { same("t26_dprintf_altstack", "8192", FAR); }
+/* A blocked recv whose descriptor a raw syscall closed (out of reach:
+ * the library may fail it with EBADF) never reads the bytes of the socket
+ * that took its number. */
+Test(regress, blocked_recv_never_reads_a_new_socket)
+{
+    struct nt_result r;
+    run("t23_rawclose_steal", NULL, FAR, true, &r);
+    cr_expect(strstr(r.out, "Y then has 6 'from-Y'") != NULL, "%s", r.out);
+    cr_expect(strstr(r.out, "data='from-Y'") == NULL, "%s", r.out);
+    nt_result_free(&r);
+}
+/* An abandoned unix exchange reports its duration (there is no kernel
+ * record to take it from), with only read_timeout set. */
+Test(regress, abandoned_unix_exchange_has_duration)
+{
+    struct nt_result r;
+    run("t27_abandon_unix", NULL, "read_timeout=600s", true, &r);
+    const char *x = strstr(r.err, "\"exchange_ms\":");
+    cr_assert(x != NULL, "no abandoned event:\n%s", r.err);
+    double ms = strtod(x + strlen("\"exchange_ms\":"), NULL);
+    cr_expect(ms >= 200 && ms < 5000, "exchange_ms %g:\n%s", ms, r.err);
+    nt_result_free(&r);
+}
