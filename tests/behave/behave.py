@@ -700,14 +700,24 @@ def window_tolerant(config):
     return bool(config) and 'coalesce' not in (CONFIGS[config][0] or '')
 
 
-# The program holds bytes back itself (MSG_MORE, TCP_CORK): then a window
-# where the library run delivered more is the library releasing the
+# The program holds bytes back itself (MSG_MORE, TCP_CORK): from then on a
+# window where the library run delivered more is the library releasing the
 # program's cork (F5), never "sooner".
-PROGRAM_CORK_RE = re.compile(r'(?m)^(?!#)\S*\s*(?:cork\s|\S+ \S+ .*\bmore\b)')
+PROGRAM_CORK_RE = re.compile(r'^\S*\s*(?:cork\s|\S+ \S+ .*\bmore\b)')
+
+
+def program_corks_from(text):
+    """The scenario line (a trace line's number, counted from 1) where the
+    program first corks a socket itself; windows from there on are
+    compared strictly."""
+    for i, line in enumerate(text.splitlines(), 1):
+        if not line.startswith('#') and PROGRAM_CORK_RE.match(line):
+            return i
+    return 1 << 30
 WINDOW_RE = re.compile(r'^\d+ Q (?:pread|pdrain) (\S+)(?: \d+)? -> got=(-?\d+) (?:crc|sum)=\S+ state=(-?\d+)$')
 
 
-def sooner_windows(a, b):
+def sooner_windows(a, b, strict_from):
     """Coalescing configurations: a flush or a cork release sends a small
     last write at once where the bare run's Nagle holds it for an ACK (SPEC
     6 forbids the Nagle stall: repro/cork-release-beats-nagle). So a peer
@@ -723,6 +733,8 @@ def sooner_windows(a, b):
         mx, my = WINDOW_RE.match(x), WINDOW_RE.match(y)
         if not (mx and my) or mx.group(1) != my.group(1):
             continue
+        if int(x.split(' ', 1)[0]) >= strict_from:
+            break
         k = mx.group(1)
         cum_a[k] = cum_a.get(k, 0) + max(0, int(mx.group(2)))
         cum_b[k] = cum_b.get(k, 0) + max(0, int(my.group(2)))
@@ -830,8 +842,8 @@ def compare(base, got, allow, text='', config=None):
     b = normalise(tr, allow).splitlines()
     if isinstance(st, int) and st < 0 and st == bst and '&' in text:
         a, b = killed_cut(a, b)
-    if not window_tolerant(config) and not PROGRAM_CORK_RE.search(text):
-        a, b = sooner_windows(a, b)
+    if not window_tolerant(config):
+        a, b = sooner_windows(a, b, program_corks_from(text))
     for i in range(max(len(a), len(b))):
         x = a[i] if i < len(a) else '<missing>'
         y = b[i] if i < len(b) else '<missing>'
