@@ -47,10 +47,12 @@
  * sends nothing and fails exactly as the program's write would: a reset,
  * a Unix peer gone, a shutdown made by another process or before an
  * exec); on failure the program's call fails with that errno. A
- * zero-length write is never held: the kernel answers it. Bytes appended
- * to an open buffer (within coalesce_delay) are not re-checked: a reset
- * arriving then is a flush_error, as for a kernel write whose segments
- * meet the reset.
+ * zero-length write is never held: the kernel answers it. On a
+ * non-blocking socket a buffer also holds no more than the send buffer is
+ * sure to take (send_room()): what does not fit gets the kernel's answer.
+ * Bytes appended to an open buffer (within coalesce_delay) are not
+ * re-checked for health: a reset arriving then is a flush_error, as for a
+ * kernel write whose segments meet the reset.
  *   Other channels: while anything is held, a read that would block on a
  * descriptor the library does not govern (a pipe to a helper), and any
  * write to a pipe or ungoverned socket (a message to another process that
@@ -88,6 +90,7 @@
  * blocking write would (close does not: see "Closing" in
  * coalesce_flush.c).
  */
+#include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -348,11 +351,41 @@ static int probe_send(int fd)
     return e;
 }
 
-static struct co_buf *start_buf(struct co_call *x, uint32_t cap)
+/* How much a non-blocking socket's send buffer is sure to take in one
+ * write now: its free space (SO_MEMINFO: the limit and what is queued
+ * against it, TCP's queue or a unix socket's skbs in flight), halved and
+ * less a slack for the kernel's per-skb overhead. Held bytes never exceed
+ * it, so nothing is acknowledged that the kernel would refuse (EAGAIN),
+ * and nothing acknowledged can be stranded at close. Space only grows
+ * while the buffer is open (the peer drains; ours are the only writes
+ * that pass the hooks). Conservative: a write that does not fit goes to
+ * the kernel, which answers it exactly. */
+#define CO_ROOM_SLACK 2048u
+static uint32_t send_room(int fd, uint32_t cap)
+{
+    uint32_t mi[SK_MEMINFO_VARS];
+    socklen_t len = sizeof mi;
+    int saved = errno;
+    int r = real.getsockopt(fd, SOL_SOCKET, SO_MEMINFO, mi, &len);
+    errno = saved;
+    if (r != 0 || len < sizeof(uint32_t) * (SK_MEMINFO_WMEM_QUEUED + 1))
+        return 0;
+    uint32_t used = mi[SK_MEMINFO_WMEM_QUEUED] > mi[SK_MEMINFO_WMEM_ALLOC]
+                        ? mi[SK_MEMINFO_WMEM_QUEUED]
+                        : mi[SK_MEMINFO_WMEM_ALLOC];
+    uint32_t limit = mi[SK_MEMINFO_SNDBUF];
+    if (used >= limit || (limit - used) / 2 <= CO_ROOM_SLACK)
+        return 0;
+    uint32_t room = (limit - used) / 2 - CO_ROOM_SLACK;
+    return room < cap ? room : cap;
+}
+
+static struct co_buf *start_buf(struct co_call *x, uint32_t cap, uint32_t room)
 {
     struct co_buf *b = co_buf_get(cap);
     if (!b)
         return NULL;
+    b->room = room;
     if (!co_pend_add(x->c, x->fd, b)) {
         co_buf_put(b);
         return NULL;
@@ -432,7 +465,7 @@ static ssize_t output_buffer(struct nt_conn *c, int fd,
         co_leave(&x);
         return nt_io_direct(c, fd, op);
     }
-    if (total < cap && co_held(b) + total <= cap) {
+    if (total < cap && co_held(b) + total <= (b ? b->room : cap)) {
         if (!b) {
             /* never acknowledge what the kernel would refuse */
             int e = probe_send(fd);
@@ -442,7 +475,8 @@ static ssize_t output_buffer(struct nt_conn *c, int fd,
                     return nt_io_direct(c, fd, op);
                 return fail_out(c, fd, op, e);
             }
-            if (e || !(b = start_buf(&x, cap))) {
+            uint32_t room = e ? 0 : how == CO_TRY ? send_room(fd, cap) : cap;
+            if (total > room || !(b = start_buf(&x, cap, room))) {
                 co_leave(&x);
                 return direct_noted(c, fd, op, how); /* nothing buffered */
             }

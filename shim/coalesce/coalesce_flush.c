@@ -287,6 +287,7 @@ ssize_t co_send(struct co_call *x, const struct iovec *iov,
                 size_t from_buf = (size_t)r < have ? (size_t)r : have;
                 if (from_buf) {
                     b->off += (uint32_t)from_buf;
+                    b->room -= (uint32_t)from_buf; /* they took theirs */
                     c->clen = (uint32_t)co_held(b);
                     if (b->off == b->len) {
                         co_note_flushed(c, c->co_nwr + (iovcnt > 0));

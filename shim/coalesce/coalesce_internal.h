@@ -47,6 +47,9 @@ struct co_buf {
     uint32_t cap;        /* data capacity: the connection's `coalesce` */
     uint32_t len, off;   /* data[off..len) is still to be sent */
     uint32_t epoch;      /* nt_fork_epoch of the process that filled it */
+    uint32_t room;       /* bytes it may hold: what the kernel is sure to
+                            take when it is flushed (non-blocking: the
+                            send buffer's free space when it started) */
     char data[];
 };
 

@@ -157,3 +157,17 @@ Test(regress, abandoned_unix_exchange_has_duration)
     cr_expect(ms >= 200 && ms < 5000, "exchange_ms %g:\n%s", ms, r.err);
     nt_result_free(&r);
 }
+/* Buffer mode never holds more than a non-blocking socket's send buffer
+ * is sure to take: nothing acknowledged is lost at close, and exit does
+ * not linger (it waited 5 s, then logged flush_error). */
+Test(regress, nonblocking_buffer_holds_only_what_the_kernel_takes)
+{
+    struct nt_result with, without;
+    run("t28_nonblock_room", NULL, "coalesce=16KiB coalesce_delay=1ms", true, &with);
+    run("t28_nonblock_room", NULL, "coalesce=16KiB coalesce_delay=1ms", false, &without);
+    nt_assert_same(&with, &without, "t28_nonblock_room");
+    cr_expect(strstr(with.err, "flush_error") == NULL, "%s", with.err);
+    cr_expect(with.elapsed_ms < 1500, "exit took %lld ms", (long long)with.elapsed_ms); /* peer: 2 s */
+    nt_result_free(&with);
+    nt_result_free(&without);
+}
