@@ -278,6 +278,11 @@ static void arm_delay(struct co_call *x)
 
 static ssize_t output_cork(struct nt_conn *c, int fd, const struct nt_op *op)
 {
+    /* Nothing to cork: the kernel answers the call exactly as made (a
+     * zero-length writev touches no socket state; our MSG_MORE would make
+     * it a sendmsg that reports a reset). */
+    if (op->total == 0)
+        return nt_io_direct(c, fd, op);
     /* The program's own MSG_MORE is its cork, not ours: what we hold is
      * released first, and its call goes to the kernel as made, so the
      * kernel keeps its bytes back until the program's next send (a flush
