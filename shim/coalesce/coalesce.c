@@ -60,7 +60,9 @@
  * F_DUPFD) or the program wraps it in a FILE* (fdopen: stdio writes with
  * glibc's internal calls, which no hook sees), the connection is flushed
  * and coalescing stops on both, so no byte written through one can
- * overtake bytes buffered for the other. Across fork both processes keep coalescing their own
+ * overtake bytes buffered for the other. Cork mode holds nothing in the
+ * process (the kernel orders every descriptor's bytes), so there sharing
+ * is only a flush point and corking goes on. Across fork both processes keep coalescing their own
  * writes: the fork is a flush point, and bytes a fork child would inherit
  * in a buffer (only if the pre-fork flush could not complete) belong to the
  * parent: the child drops them (buffers carry the fork epoch), so nothing
@@ -137,7 +139,10 @@ static void decide(struct nt_conn *c, int fd)
     const struct nt_settings *s = c->set;
     uint8_t mode = NT_CO_OFF, flags = 0;
     int tcp = c->family == AF_INET || c->family == AF_INET6;
-    if (s && s->coalesce > 0 && !c->dup_shared) {
+    /* Cork mode holds nothing in the process, so a shared socket keeps
+     * it (see "Sharing"). */
+    if (s && s->coalesce > 0 &&
+        (!c->dup_shared || s->coalesce_mode == NT_COALESCE_CORK)) {
         if (s->coalesce_mode == NT_COALESCE_CORK)
             mode = tcp ? NT_CO_CORK : NT_CO_OFF;
         else
@@ -279,7 +284,7 @@ static ssize_t output_cork(struct nt_conn *c, int fd, const struct nt_op *op)
      * released first, and its call goes to the kernel as made, so the
      * kernel keeps its bytes back until the program's next send (a flush
      * point of ours must not push them). */
-    int corkable = !op->flagless && !shared(c) &&
+    int corkable = !op->flagless &&
                    !(op->flags & ~(MSG_NOSIGNAL | MSG_DONTWAIT));
     struct co_call x;
     if ((c->flush_err || !corkable || (c->co_flags & CO_PROG_CORK)) &&
@@ -287,8 +292,6 @@ static ssize_t output_cork(struct nt_conn *c, int fd, const struct nt_op *op)
         int e = c->flush_err ? take_err(c) : 0;
         if (!e && (!corkable || (c->co_flags & CO_PROG_CORK)))
             co_release(&x, 1); /* OOB, sendfile, ...: after what is held */
-        if (shared(c) && !(c->co_flags & CO_CORKED))
-            c->co_mode = NT_CO_OFF;
         co_leave(&x);
         if (e)
             return fail_out(c, fd, op, e);
@@ -303,17 +306,25 @@ static ssize_t output_cork(struct nt_conn *c, int fd, const struct nt_op *op)
         if (n < UINT16_MAX)
             __atomic_store_n(&c->co_nwr, (uint16_t)(n + 1), __ATOMIC_RELAXED);
     }
-    if (r > 0 && !(c->co_flags & CO_CORKED) &&
-        co_enter(&x, c, fd, op->name, op->caller)) {
+    if (r > 0 && !(c->co_flags & CO_CORKED)) {
         int e = errno;
-        __atomic_store_n(&c->co_writer, (uint32_t)co_self_id(), __ATOMIC_RELAXED);
-        if (!(c->co_flags & CO_CORKED) && co_pend_add(c, fd, NULL)) {
-            c->co_flags |= CO_CORKED;
-            arm_delay(&x);
-        } else if (!(c->co_flags & CO_CORKED)) {
-            co_release(&x, 1); /* cannot track it: push now */
+        if (!co_enter(&x, c, fd, op->name, op->caller)) {
+            /* a signal handler: no timer will see these bytes */
+            if (!(c->co_flags & (CO_CORKED | CO_PROG_CORK)))
+                co_push(c, fd);
+        } else {
+            __atomic_store_n(&c->co_writer, (uint32_t)co_self_id(),
+                             __ATOMIC_RELAXED);
+            if (!(c->co_flags & CO_CORKED) && co_pend_add(c, fd, NULL)) {
+                c->co_flags |= CO_CORKED;
+                arm_delay(&x);
+            } else if (!(c->co_flags & (CO_CORKED | CO_PROG_CORK))) {
+                /* cannot track it: push now (co_release would return at
+                 * once, as nothing is marked corked) */
+                co_push(c, fd);
+            }
+            co_leave(&x);
         }
-        co_leave(&x);
         errno = e;
     }
     return r;
@@ -560,6 +571,18 @@ static void stop_coalescing(struct nt_conn *c, int fd, const char *op,
     struct co_call x;
     if (c->co_mode == NT_CO_OFF || !co_enter(&x, c, fd, op, caller))
         return;
+    if (c->set && c->set->coalesce_mode == NT_COALESCE_CORK) {
+        /* Cork mode holds nothing in the process: every descriptor's bytes
+         * reach the kernel in the order written, so sharing is a flush
+         * point and no more. Stopping left the program's next small
+         * writes to Nagle behind the segment the release had just pushed:
+         * the second waited for the peer's delayed ACK (tens of ms), where
+         * without the library Nagle sent them all in one segment. */
+        if (c->co_mode != NT_CO_UNDECIDED && co_wait_idle(&x))
+            co_flush_deferred(&x, CO_LINGER);
+        co_leave(&x);
+        return;
+    }
     c->co_flags |= CO_SHARED;
     if (c->co_mode == NT_CO_UNDECIDED) {
         c->co_mode = NT_CO_OFF;
