@@ -60,9 +60,7 @@
  * F_DUPFD) or the program wraps it in a FILE* (fdopen: stdio writes with
  * glibc's internal calls, which no hook sees), the connection is flushed
  * and coalescing stops on both, so no byte written through one can
- * overtake bytes buffered for the other. Cork mode holds nothing in the
- * process (the kernel orders every descriptor's bytes), so there sharing
- * is only a flush point and corking goes on. Across fork both processes keep coalescing their own
+ * overtake bytes buffered for the other. Across fork both processes keep coalescing their own
  * writes: the fork is a flush point, and bytes a fork child would inherit
  * in a buffer (only if the pre-fork flush could not complete) belong to the
  * parent: the child drops them (buffers carry the fork epoch), so nothing
@@ -139,10 +137,7 @@ static void decide(struct nt_conn *c, int fd)
     const struct nt_settings *s = c->set;
     uint8_t mode = NT_CO_OFF, flags = 0;
     int tcp = c->family == AF_INET || c->family == AF_INET6;
-    /* Cork mode holds nothing in the process, so a shared socket keeps
-     * it (see "Sharing"). */
-    if (s && s->coalesce > 0 &&
-        (!c->dup_shared || s->coalesce_mode == NT_COALESCE_CORK)) {
+    if (s && s->coalesce > 0 && !c->dup_shared) {
         if (s->coalesce_mode == NT_COALESCE_CORK)
             mode = tcp ? NT_CO_CORK : NT_CO_OFF;
         else
@@ -284,7 +279,7 @@ static ssize_t output_cork(struct nt_conn *c, int fd, const struct nt_op *op)
      * released first, and its call goes to the kernel as made, so the
      * kernel keeps its bytes back until the program's next send (a flush
      * point of ours must not push them). */
-    int corkable = !op->flagless &&
+    int corkable = !op->flagless && !shared(c) &&
                    !(op->flags & ~(MSG_NOSIGNAL | MSG_DONTWAIT));
     struct co_call x;
     if ((c->flush_err || !corkable || (c->co_flags & CO_PROG_CORK)) &&
@@ -292,6 +287,8 @@ static ssize_t output_cork(struct nt_conn *c, int fd, const struct nt_op *op)
         int e = c->flush_err ? take_err(c) : 0;
         if (!e && (!corkable || (c->co_flags & CO_PROG_CORK)))
             co_release(&x, 1); /* OOB, sendfile, ...: after what is held */
+        if (shared(c) && !(c->co_flags & CO_CORKED))
+            c->co_mode = NT_CO_OFF;
         co_leave(&x);
         if (e)
             return fail_out(c, fd, op, e);
@@ -571,22 +568,21 @@ static void stop_coalescing(struct nt_conn *c, int fd, const char *op,
     struct co_call x;
     if (c->co_mode == NT_CO_OFF || !co_enter(&x, c, fd, op, caller))
         return;
-    if (c->set && c->set->coalesce_mode == NT_COALESCE_CORK) {
-        /* Cork mode holds nothing in the process: every descriptor's bytes
-         * reach the kernel in the order written, so sharing is a flush
-         * point and no more. Stopping left the program's next small
-         * writes to Nagle behind the segment the release had just pushed:
-         * the second waited for the peer's delayed ACK (tens of ms), where
-         * without the library Nagle sent them all in one segment. */
-        if (c->co_mode != NT_CO_UNDECIDED && co_wait_idle(&x))
-            co_flush_deferred(&x, CO_LINGER);
-        co_leave(&x);
-        return;
-    }
     c->co_flags |= CO_SHARED;
     if (c->co_mode == NT_CO_UNDECIDED) {
         c->co_mode = NT_CO_OFF;
     } else if (co_wait_idle(&x)) {
+        if ((c->co_flags & CO_CORKED) && !(c->co_flags & CO_PROG_CORK)) {
+            /* From here the program's writes go out as without the
+             * library, Nagle included: so does what we corked. The
+             * TCP_NODELAY push sent it past Nagle, and the program's next
+             * small writes then met Nagle behind it: the second waited
+             * for the peer's delayed ACK (tens of ms), where without the
+             * library Nagle had held the first write and sent them all in
+             * one segment (repro/cork-sendmmsg-last-message-held). */
+            co_release(&x, 0);
+            co_uncork(x.fd);
+        }
         co_flush_deferred(&x, CO_LINGER);
         if (!c->cbuf && !c->flush_err && !(c->co_flags & CO_CORKED))
             c->co_mode = NT_CO_OFF; /* else its next call reports, then off */

@@ -370,6 +370,17 @@ void co_push(const struct nt_conn *c, int fd)
     errno = saved;
 }
 
+/* Release what MSG_MORE held back as the kernel's own cork release does:
+ * Nagle applies (unless the program set TCP_NODELAY), as it would have to
+ * the program's writes. For a socket that stops coalescing for good. */
+void co_uncork(int fd)
+{
+    int one = 1, zero = 0, saved = errno;
+    real.setsockopt(fd, IPPROTO_TCP, TCP_CORK, &one, sizeof one);
+    real.setsockopt(fd, IPPROTO_TCP, TCP_CORK, &zero, sizeof zero);
+    errno = saved;
+}
+
 /* ---- flushing ---------------------------------------------------------- */
 
 /* Whatever the connection holds goes out (cork: is released). 0, or -1
