@@ -311,17 +311,25 @@ static ssize_t output_cork(struct nt_conn *c, int fd, const struct nt_op *op)
         if (n < UINT16_MAX)
             __atomic_store_n(&c->co_nwr, (uint16_t)(n + 1), __ATOMIC_RELAXED);
     }
-    if (r > 0 && !(c->co_flags & CO_CORKED) &&
-        co_enter(&x, c, fd, op->name, op->caller)) {
+    if (r > 0 && !(c->co_flags & CO_CORKED)) {
         int e = errno;
-        __atomic_store_n(&c->co_writer, (uint32_t)co_self_id(), __ATOMIC_RELAXED);
-        if (!(c->co_flags & CO_CORKED) && co_pend_add(c, fd, NULL)) {
-            c->co_flags |= CO_CORKED;
-            arm_delay(&x);
-        } else if (!(c->co_flags & CO_CORKED)) {
-            co_release(&x, 1); /* cannot track it: push now */
+        if (!co_enter(&x, c, fd, op->name, op->caller)) {
+            /* a signal handler: no timer will see these bytes */
+            if (!(c->co_flags & (CO_CORKED | CO_PROG_CORK)))
+                co_push(c, fd);
+        } else {
+            __atomic_store_n(&c->co_writer, (uint32_t)co_self_id(),
+                             __ATOMIC_RELAXED);
+            if (!(c->co_flags & CO_CORKED) && co_pend_add(c, fd, NULL)) {
+                c->co_flags |= CO_CORKED;
+                arm_delay(&x);
+            } else if (!(c->co_flags & (CO_CORKED | CO_PROG_CORK))) {
+                /* cannot track it: push now (co_release would return at
+                 * once, as nothing is marked corked) */
+                co_push(c, fd);
+            }
+            co_leave(&x);
         }
-        co_leave(&x);
         errno = e;
     }
     return r;
@@ -603,6 +611,17 @@ static void stop_coalescing(struct nt_conn *c, int fd, const char *op,
     if (c->co_mode == NT_CO_UNDECIDED) {
         c->co_mode = NT_CO_OFF;
     } else if (co_wait_idle(&x)) {
+        if ((c->co_flags & CO_CORKED) && !(c->co_flags & CO_PROG_CORK)) {
+            /* From here the program's writes go out as without the
+             * library, Nagle included: so does what we corked. The
+             * TCP_NODELAY push sent it past Nagle, and the program's next
+             * small writes then met Nagle behind it: the second waited
+             * for the peer's delayed ACK (tens of ms), where without the
+             * library Nagle had held the first write and sent them all in
+             * one segment (repro/cork-sendmmsg-last-message-held). */
+            co_release(&x, 0);
+            co_uncork(x.fd);
+        }
         co_flush_deferred(&x, CO_LINGER);
         if (!c->cbuf && !c->flush_err && !(c->co_flags & CO_CORKED))
             c->co_mode = NT_CO_OFF; /* else its next call reports, then off */

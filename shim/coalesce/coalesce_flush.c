@@ -355,10 +355,30 @@ void co_release(struct co_call *x, int push)
         c->co_nwr = 0;
     if (!push || (c->co_flags & CO_PROG_CORK))
         return; /* lost anyway (expired), or the program's cork is its own */
+    co_push(c, x->fd);
+}
+
+/* The kernel sends what MSG_MORE held back, now. Also for bytes no timer
+ * tracks (no room in the pending set, a signal handler that could not
+ * lock the slot), so it needs no lock: co_flags is read as a hint. */
+void co_push(const struct nt_conn *c, int fd)
+{
     int one = 1, zero = 0, saved = errno;
-    real.setsockopt(x->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (!(c->co_flags & CO_PROG_NODELAY))
-        real.setsockopt(x->fd, IPPROTO_TCP, TCP_NODELAY, &zero, sizeof zero);
+    uint8_t flags = __atomic_load_n(&c->co_flags, __ATOMIC_RELAXED);
+    real.setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (!(flags & CO_PROG_NODELAY))
+        real.setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &zero, sizeof zero);
+    errno = saved;
+}
+
+/* Release what MSG_MORE held back as the kernel's own cork release does:
+ * Nagle applies (unless the program set TCP_NODELAY), as it would have to
+ * the program's writes. For a socket that stops coalescing for good. */
+void co_uncork(int fd)
+{
+    int one = 1, zero = 0, saved = errno;
+    real.setsockopt(fd, IPPROTO_TCP, TCP_CORK, &one, sizeof one);
+    real.setsockopt(fd, IPPROTO_TCP, TCP_CORK, &zero, sizeof zero);
     errno = saved;
 }
 
