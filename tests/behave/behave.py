@@ -709,13 +709,35 @@ PROGRAM_CORK_RE = re.compile(r'^\S*\s*\S+ \S+ .*\bmore\b')
 
 
 def program_corks_from(text):
-    """The scenario line (a trace line's number, counted from 1) where the
-    program first corks a socket itself; windows from there on are
-    compared strictly."""
+    """Per connection handle: the scenario line (a trace line's number,
+    counted from 1) where the program first sends with MSG_MORE on that
+    socket (through any of its handles: dup, dup2, dup3, F_DUPFD, a passed
+    descriptor); its windows from there on are compared strictly."""
+    parent = {}
+
+    def root(h):
+        while parent.get(h, h) != h:
+            h = parent[h]
+        return h
+    first = {}
     for i, line in enumerate(text.splitlines(), 1):
-        if not line.startswith('#') and PROGRAM_CORK_RE.match(line):
-            return i
-    return 1 << 30
+        t = line.split()
+        if t and t[0].startswith('@'):
+            t = t[1:]
+        if not t or line.startswith('#'):
+            continue
+        if t[0] in ('dup', 'dup2', 'dup3', 'fdupfd', 'sendfd') and len(t) >= 3:
+            a, b = root(t[1]), root(t[2])
+            if a != b:
+                parent[a] = b
+                if a in first:
+                    first[b] = min(first[a], first.get(b, first[a]))
+        elif PROGRAM_CORK_RE.match(' '.join(t)) and len(t) >= 2:
+            r = root(t[1])
+            first.setdefault(r, i)
+    return lambda h: first.get(root(h), 1 << 30)
+
+
 WINDOW_RE = re.compile(r'^\d+ Q (?:pread|pdrain) (\S+)(?: \d+)? -> got=(-?\d+) (?:crc|sum)=\S+ state=(-?\d+)$')
 
 
@@ -735,9 +757,9 @@ def sooner_windows(a, b, strict_from):
         mx, my = WINDOW_RE.match(x), WINDOW_RE.match(y)
         if not (mx and my) or mx.group(1) != my.group(1):
             continue
-        if int(x.split(' ', 1)[0]) >= strict_from:
-            break
         k = mx.group(1)
+        if int(x.split(' ', 1)[0]) >= strict_from(k):
+            continue
         cum_a[k] = cum_a.get(k, 0) + max(0, int(mx.group(2)))
         cum_b[k] = cum_b.get(k, 0) + max(0, int(my.group(2)))
         if x != y and cum_b[k] >= cum_a[k] and mx.group(3) == my.group(3):
