@@ -43,10 +43,9 @@
  * so their EPIPE is immediate; writes on an outbound socket that is not
  * yet connected too (the kernel's EAGAIN/ECONNREFUSED is the program's).
  *   Health: nothing is acknowledged that the kernel would refuse. Before
- * the first byte of a buffer, a zero-length send asks the kernel (it
- * sends nothing and fails exactly as the program's write would: a reset,
- * a Unix peer gone, a shutdown made by another process or before an
- * exec); on failure the program's call fails with that errno. A
+ * the first byte of a buffer or of our cork, co_health() asks the kernel
+ * (TCP: ESTABLISHED; unix: a zero-length send); otherwise the write goes
+ * to the kernel as made. A
  * zero-length write is never held: the kernel answers it. On a
  * non-blocking socket a buffer also holds no more than the send buffer is
  * sure to take (send_room()): what does not fit gets the kernel's answer.
@@ -276,6 +275,8 @@ static void arm_delay(struct co_call *x)
     nt_timer_arm(x->c, x->c->t_cflush);
 }
 
+static int co_health(struct nt_conn *c, int fd);
+
 static ssize_t output_cork(struct nt_conn *c, int fd, const struct nt_op *op)
 {
     /* Nothing to cork: the kernel answers the call exactly as made (a
@@ -303,6 +304,13 @@ static ssize_t output_cork(struct nt_conn *c, int fd, const struct nt_op *op)
     }
     if (!corkable || (c->co_flags & CO_PROG_CORK))
         return nt_io_direct(c, fd, op);
+    if (!(c->co_flags & CO_CORKED)) { /* a cork starts: see co_health */
+        int e = co_health(c, fd);
+        if (e > 0 && e != EAGAIN && e != EINTR && e != ENOTSOCK && e != EBADF)
+            return fail_out(c, fd, op, e);
+        if (e)
+            return nt_io_direct(c, fd, op);
+    }
     struct nt_op more = *op;
     more.flags |= MSG_MORE;
     ssize_t r = nt_io_direct(c, fd, &more);
@@ -393,6 +401,28 @@ static uint32_t send_room(int fd, uint32_t cap)
     return room < cap ? room : cap;
 }
 
+/* May bytes be held back on this connection now (a buffer or our cork
+ * starts)? 0: yes. -1: no, the write goes to the kernel as made and gets
+ * its exact answer. >0: a unix socket's probe consumed this error, which
+ * the program's call must report. TCP says it in one call: ESTABLISHED
+ * means no reset, no FIN from the peer and no shutdown of ours (made here,
+ * in another process or before an exec). A peer that has sent FIN resets
+ * what arrives, and on loopback the program's next write already sees the
+ * reset: holding bytes would move that to a later call (or spare the
+ * program a SIGPIPE). A peer closing while bytes are held stays a
+ * flush_error (SPEC 6). */
+static int co_health(struct nt_conn *c, int fd)
+{
+    if (c->family == AF_UNIX)
+        return probe_send(fd);
+    struct tcp_info ti;
+    socklen_t len = sizeof ti;
+    int saved = errno;
+    int r = real.getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len);
+    errno = saved;
+    return r == 0 && ti.tcpi_state == TCP_ESTABLISHED ? 0 : -1;
+}
+
 static struct co_buf *start_buf(struct co_call *x, uint32_t cap, uint32_t room)
 {
     struct co_buf *b = co_buf_get(cap);
@@ -481,8 +511,8 @@ static ssize_t output_buffer(struct nt_conn *c, int fd,
     if (total < cap && co_held(b) + total <= (b ? b->room : cap)) {
         if (!b) {
             /* never acknowledge what the kernel would refuse */
-            int e = probe_send(fd);
-            if (e && e != EAGAIN && e != EINTR) {
+            int e = co_health(c, fd);
+            if (e > 0 && e != EAGAIN && e != EINTR) {
                 co_leave(&x);
                 if (e == ENOTSOCK || e == EBADF)
                     return nt_io_direct(c, fd, op);
