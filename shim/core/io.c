@@ -498,10 +498,10 @@ NT_NO_CANARY ssize_t nt_io_call(int fd, const struct nt_op *op)
 }
 
 int nt_io_wait(struct nt_conn *c, int fd, int dir, nt_ns start,
-               const char *op, void *caller)
+               size_t moved, const char *op, void *caller)
 {
     nt_signal_seen = NT_SIG_NONE;
-    int w = wait_ready(c, fd, dir, nt_deadline_limit(c, dir, start), 0);
+    int w = wait_ready(c, fd, dir, nt_deadline_limit(c, dir, start), moved);
     if (w == 0)
         errno = nt_deadline_call_expired(c, dir, start, op, caller);
     return w;

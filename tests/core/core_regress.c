@@ -157,3 +157,13 @@ Test(regress, abandoned_unix_exchange_has_duration)
     cr_expect(ms >= 200 && ms < 5000, "exchange_ms %g:\n%s", ms, r.err);
     nt_result_free(&r);
 }
+
+/* Defects a review of write coalescing confirmed (tests/progs/review
+ * t28-t30): the program's output with coalescing is the kernel's. */
+#define CO_HOLD "coalesce=16KiB coalesce_delay=5s"
+/* A blocking write interrupted by an SA_RESTART signal once part of it
+ * went returns the short count (the flush wait restarted it). */
+Test(regress, coalesce_signal_after_partial_write)
+{
+    same("t28_co_sigshort", NULL, "coalesce=16KiB coalesce_delay=2s");
+}
