@@ -167,3 +167,26 @@ Test(regress, coalesce_signal_after_partial_write)
 {
     same("t28_co_sigshort", NULL, "coalesce=16KiB coalesce_delay=2s");
 }
+/* Held bytes go out before a message through a channel the library does
+ * not govern, and before the program blocks reading one: on its first
+ * use too, and through every call. */
+Test(regress, coalesce_flush_before_other_channels)
+{
+    static const char *const ms[] = {"write", "dprintf", "sendfile", "splice", "sendmmsg",
+                                     "read", "recv", "recvmsg", "recvmmsg"};
+    for (size_t i = 0; i < sizeof ms / sizeof *ms; i++) {
+        char warm[32];
+        snprintf(warm, sizeof warm, "warm-%s", ms[i]);
+        same("t29_co_channel", ms[i], CO_HOLD);
+        same("t29_co_channel", warm, CO_HOLD);
+    }
+}
+/* sendfile/splice to a reset socket: the kernel's SIGPIPE kills the
+ * process after other connections' held bytes went out; a SIGPIPE the
+ * program blocks stays pending. */
+Test(regress, coalesce_xfer_sigpipe_flushes_first)
+{
+    same("t30_co_xfer_sigpipe", "sendfile", CO_HOLD);
+    same("t30_co_xfer_sigpipe", "splice", CO_HOLD);
+    same("t30_co_xfer_sigpipe", "blocked", CO_HOLD);
+}
