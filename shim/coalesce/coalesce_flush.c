@@ -228,8 +228,10 @@ static int linger_wait(struct nt_conn *c, int fd, nt_ns start, nt_ns limit)
 
 /* Wait for room with the slot unlocked and the connection marked busy.
  * 1 ready; 0 deadline passed (errno says which); -1 EINTR that the
- * kernel would not have restarted; -2 the fd was closed meanwhile. */
-static int wait_room(struct co_call *x, int how, nt_ns start)
+ * kernel would not have restarted (never after `moved` bytes of the
+ * program's call went: the kernel returns the partial count on any
+ * handled signal then); -2 the fd was closed meanwhile. */
+static int wait_room(struct co_call *x, int how, nt_ns start, size_t moved)
 {
     struct nt_conn *c = x->c;
     int w;
@@ -237,7 +239,7 @@ static int wait_room(struct co_call *x, int how, nt_ns start)
     __atomic_store_n(&c->co_busy, co_self_id(), __ATOMIC_RELAXED);
     nt_conn_unlock(c, 1);
     if (how == CO_BLOCK) {
-        w = nt_io_wait(c, x->fd, NT_OUT, start, x->op, x->caller);
+        w = nt_io_wait(c, x->fd, NT_OUT, start, moved, x->op, x->caller);
     } else {
         w = linger_wait(c, x->fd, start, x->limit);
     }
@@ -318,7 +320,7 @@ ssize_t co_send(struct co_call *x, const struct iovec *iov,
             }
             if (!start)
                 start = nt_now();
-            int w = wait_room(x, how, start);
+            int w = wait_room(x, how, start, done);
             if (w == -2)
                 return -1;
             if (w > 0)

@@ -478,6 +478,20 @@ io_direct(struct nt_conn *c, int fd, const struct nt_op *op)
     return finish(c, fd, op, r, extra);
 }
 
+/* A descriptor the library does not govern, seen for the first time (its
+ * slot was unknown, so the hook's pass-through check could not flush)
+ * while coalesced bytes are held: a pipe or another socket gets what was
+ * coalesced first, as on every later call (hooks/write.c, read.c). */
+__attribute__((noinline, cold)) static ssize_t
+pass_held(int fd, const struct nt_op *op)
+{
+    if (op->dir == NT_OUT)
+        nt_coalesce_flush_for_send(fd);
+    else if (!(op->flags & MSG_DONTWAIT))
+        nt_coalesce_flush_for_read(fd);
+    return op->attempt(fd, op, op->flags, 0);
+}
+
 /* Coalescing's way back into the engine, for what it does not buffer.
  * This and nt_io_call() keep no arrays on the stack (a timespec and
  * scalars): no canary, which costs every governed call a TLS load and a
@@ -490,18 +504,21 @@ NT_NO_CANARY ssize_t nt_io_direct(struct nt_conn *c, int fd, const struct nt_op 
 NT_NO_CANARY ssize_t nt_io_call(int fd, const struct nt_op *op)
 {
     struct nt_conn *c = nt_conn_get(fd);
-    if (!c)
+    if (!c) {
+        if (unlikely(nt_coalesce_held()))
+            return pass_held(fd, op);
         return op->attempt(fd, op, op->flags, 0);
+    }
     if (unlikely(c->co_mode != NT_CO_OFF))
         return nt_coalesce_io(c, fd, op); /* may come back to nt_io_direct */
     return io_direct(c, fd, op);
 }
 
 int nt_io_wait(struct nt_conn *c, int fd, int dir, nt_ns start,
-               const char *op, void *caller)
+               size_t moved, const char *op, void *caller)
 {
     nt_signal_seen = NT_SIG_NONE;
-    int w = wait_ready(c, fd, dir, nt_deadline_limit(c, dir, start), 0);
+    int w = wait_ready(c, fd, dir, nt_deadline_limit(c, dir, start), moved);
     if (w == 0)
         errno = nt_deadline_call_expired(c, dir, start, op, caller);
     return w;

@@ -43,10 +43,12 @@ int nt_io_error_pending(struct nt_conn *c, int fd, int dir);
 
 /* Wait, as a blocking call of the program's would, until the socket is
  * ready in `dir` or the call's deadline (from `start`) passes: 1 ready,
- * 0 deadline passed (event logged, errno set), -1 errno (EINTR). For
- * coalescing's flushes. */
+ * 0 deadline passed (event logged, errno set), -1 errno (EINTR: also on
+ * an SA_RESTART signal once the call has `moved` bytes of the program's,
+ * as the kernel returns the partial count then). For coalescing's
+ * flushes. */
 int nt_io_wait(struct nt_conn *c, int fd, int dir, nt_ns start,
-               const char *op, void *caller);
+               size_t moved, const char *op, void *caller);
 
 /* Total length of an iovec array. */
 size_t nt_iov_total(const struct iovec *iov, int n);

@@ -67,6 +67,28 @@ readv_held(int fd, const struct iovec *iov, int iovcnt)
     return real.readv(fd, iov, iovcnt);
 }
 
+/* The same for the socket calls; MSG_DONTWAIT never waits. */
+static void held_recv(int fd, int flags)
+{
+    if (!(flags & MSG_DONTWAIT))
+        nt_coalesce_flush_for_read(fd);
+}
+
+__attribute__((noinline, cold)) static ssize_t
+recvfrom_held(int fd, void *buf, size_t len, int flags, struct sockaddr *from,
+              socklen_t *fromlen)
+{
+    held_recv(fd, flags);
+    return real.recvfrom(fd, buf, len, flags, from, fromlen);
+}
+
+__attribute__((noinline, cold)) static ssize_t
+recvmsg_held(int fd, struct msghdr *msg, int flags)
+{
+    held_recv(fd, flags);
+    return real.recvmsg(fd, msg, flags);
+}
+
 NT_EXPORT ssize_t read(int fd, void *buf, size_t len)
 {
     if (likely(nt_fd_passes(fd))) {
@@ -91,8 +113,11 @@ NT_EXPORT ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen)
 
 NT_EXPORT ssize_t recv(int fd, void *buf, size_t len, int flags)
 {
-    if (likely(nt_fd_passes(fd)))
+    if (likely(nt_fd_passes(fd))) {
+        if (unlikely(nt_coalesce_held()))
+            return recvfrom_held(fd, buf, len, flags, NULL, NULL);
         return real.recv(fd, buf, len, flags);
+    }
     return read_buf(fd, "recv", attempt_recvfrom, buf, len, flags, NULL,
                     NULL, NT_CALLER());
 }
@@ -100,8 +125,11 @@ NT_EXPORT ssize_t recv(int fd, void *buf, size_t len, int flags)
 NT_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen,
                              int flags)
 {
-    if (likely(nt_fd_passes(fd)) || len > buflen)
+    if (likely(nt_fd_passes(fd)) || len > buflen) {
+        if (unlikely(nt_coalesce_held()) && len <= buflen)
+            return recvfrom_held(fd, buf, len, flags, NULL, NULL);
         return real.__recv_chk(fd, buf, len, buflen, flags);
+    }
     return read_buf(fd, "recv", attempt_recvfrom, buf, len, flags, NULL,
                     NULL, NT_CALLER());
 }
@@ -109,8 +137,11 @@ NT_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen,
 NT_EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags,
                            struct sockaddr *from, socklen_t *fromlen)
 {
-    if (likely(nt_fd_passes(fd)))
+    if (likely(nt_fd_passes(fd))) {
+        if (unlikely(nt_coalesce_held()))
+            return recvfrom_held(fd, buf, len, flags, from, fromlen);
         return real.recvfrom(fd, buf, len, flags, from, fromlen);
+    }
     return read_buf(fd, "recvfrom", attempt_recvfrom, buf, len, flags,
                     from, fromlen, NT_CALLER());
 }
@@ -119,9 +150,12 @@ NT_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen,
                                  int flags, struct sockaddr *from,
                                  socklen_t *fromlen)
 {
-    if (likely(nt_fd_passes(fd)) || len > buflen)
+    if (likely(nt_fd_passes(fd)) || len > buflen) {
+        if (unlikely(nt_coalesce_held()) && len <= buflen)
+            return recvfrom_held(fd, buf, len, flags, from, fromlen);
         return real.__recvfrom_chk(fd, buf, len, buflen, flags, from,
                                    fromlen);
+    }
     return read_buf(fd, "recvfrom", attempt_recvfrom, buf, len, flags,
                     from, fromlen, NT_CALLER());
 }
@@ -219,6 +253,8 @@ read_msg(int fd, struct msghdr *msg, int flags, const char *name,
 {
     ssize_t r;
     if (nt_fd_passes(fd)) {
+        if (unlikely(nt_coalesce_held()))
+            held_recv(fd, flags);
         r = real.recvmsg(fd, msg, flags);
     } else {
         struct vec_args a = { NULL, 0, msg };
@@ -236,8 +272,11 @@ read_msg(int fd, struct msghdr *msg, int flags, const char *name,
 
 NT_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 {
-    if (likely(nt_fd_passes(fd)) && (!msg || !msg->msg_control))
+    if (likely(nt_fd_passes(fd)) && (!msg || !msg->msg_control)) {
+        if (unlikely(nt_coalesce_held()))
+            return recvmsg_held(fd, msg, flags);
         return real.recvmsg(fd, msg, flags);
+    }
     if (!msg)
         return real.recvmsg(fd, msg, flags);
     return read_msg(fd, msg, flags, "recvmsg", NT_CALLER());
@@ -251,8 +290,11 @@ __attribute__((noinline)) static int
 read_mmsg(int fd, struct mmsghdr *vec, unsigned n, int flags, void *caller)
 {
     struct nt_conn *c = nt_conn_get(fd);
-    if (!c)
+    if (!c) {
+        if (unlikely(nt_coalesce_held()))
+            held_recv(fd, flags);
         return real.recvmmsg(fd, vec, n, flags, NULL);
+    }
     int saved = errno;
     if (!(flags & MSG_ERRQUEUE)) {
         /* The kernel reports (and clears) a pending error before any
@@ -291,6 +333,8 @@ NT_EXPORT int recvmmsg(int fd, struct mmsghdr *vec, unsigned n, int flags,
                        struct timespec *timeout)
 {
     if (likely(nt_fd_passes(fd)) || timeout || !vec || !n) {
+        if (unlikely(nt_coalesce_held()))
+            held_recv(fd, flags);
         int r = real.recvmmsg(fd, vec, n, flags, timeout);
         for (int i = 0; i < r; i++) /* SCM_RIGHTS on a socketpair too */
             NT_KEEP_ERRNO(forget_passed_fds(&vec[i].msg_hdr));

@@ -7,7 +7,8 @@
  * of the program's: in order with buffered bytes, under the connection's
  * deadlines and audit. Each write is made whole (looping over partial
  * writes), and the call returns the characters formatted, or -1 on a
- * write error, as glibc's. Every other fd goes straight to glibc. */
+ * write error, as glibc's. Every other fd goes straight to glibc, after
+ * what was coalesced when it is a pipe or another socket. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdio_ext.h>
@@ -15,6 +16,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include "coalesce/coalesce.h"
 #include "core/io.h"
 #include "core/real.h"
 
@@ -100,7 +102,13 @@ governed_vdprintf(int fd, int flag, const char *fmt, va_list ap, void *caller)
 
 static int governed(int fd)
 {
-    return !nt_fd_passes(fd) && nt_conn_get(fd) != NULL;
+    if (!nt_fd_passes(fd) && nt_conn_get(fd) != NULL)
+        return 1;
+    /* glibc's write to a pipe or another socket: a message that must not
+     * overtake what was coalesced (as write(), hooks/write.c) */
+    if (unlikely(nt_coalesce_held()))
+        nt_coalesce_flush_for_send(fd);
+    return 0;
 }
 
 NT_EXPORT int vdprintf(int fd, const char *fmt, va_list ap)

@@ -2,8 +2,11 @@
  * and splice. Same shape as hook_read.c. Governed sends carry
  * MSG_NOSIGNAL so an EPIPE can be logged before SIGPIPE is delivered
  * (io.c); sendfile and splice take no flags, so their SIGPIPE comes from
- * the kernel as usual. */
+ * the kernel as usual (held back only while coalesced bytes must go out
+ * first: xfer_guarded). */
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -85,6 +88,15 @@ sendmsg_held(int fd, const struct msghdr *msg, int flags)
 {
     nt_coalesce_flush_for_send(fd);
     return real.sendmsg(fd, msg, flags);
+}
+
+/* sendmmsg to a descriptor the library does not govern (known or seen
+ * for the first time): held bytes first, as for sendmsg. */
+static int mmsg_pass(int fd, struct mmsghdr *vec, unsigned n, int flags)
+{
+    if (unlikely(nt_coalesce_held()))
+        nt_coalesce_flush_for_send(fd);
+    return real.sendmmsg(fd, vec, n, flags);
 }
 
 NT_EXPORT ssize_t write(int fd, const void *buf, size_t len)
@@ -212,7 +224,7 @@ __attribute__((noinline)) static int
 write_mmsg(int fd, struct mmsghdr *vec, unsigned n, int flags, void *caller)
 {
     if (!nt_conn_get(fd))
-        return real.sendmmsg(fd, vec, n, flags);
+        return mmsg_pass(fd, vec, n, flags);
     int saved = errno;
     for (unsigned i = 0; i < n; i++) {
         const struct msghdr *m = &vec[i].msg_hdr;
@@ -235,7 +247,7 @@ write_mmsg(int fd, struct mmsghdr *vec, unsigned n, int flags, void *caller)
 NT_EXPORT int sendmmsg(int fd, struct mmsghdr *vec, unsigned n, int flags)
 {
     if (likely(nt_fd_passes(fd)) || !vec || !n)
-        return real.sendmmsg(fd, vec, n, flags);
+        return mmsg_pass(fd, vec, n, flags);
     return write_mmsg(fd, vec, n, flags, NT_CALLER());
 }
 
@@ -249,15 +261,65 @@ struct xfer_args {
     int is_splice, is64;
 };
 
-static ssize_t attempt_xfer(int fd, const struct nt_op *op, int flags,
-                            size_t skip)
+static ssize_t xfer_once(const struct xfer_args *a)
 {
-    const struct xfer_args *a = op->args;
     if (a->is_splice)
         return real.splice(a->in_fd, a->in_off, a->out_fd, a->out_off,
                            a->len, a->flags);
     return (a->is64 ? real.sendfile64 : real.sendfile)(a->out_fd, a->in_fd,
                                                       a->in_off, a->len);
+}
+
+/* sendfile and splice take no MSG_NOSIGNAL: on a reset socket (or a pipe
+ * without reader) the kernel's own SIGPIPE may kill the process before
+ * other connections' held bytes leave, which without the library were
+ * already in the kernel. While something is held, SIGPIPE is blocked for
+ * this thread around the call; on EPIPE the held bytes go out, and the
+ * signal pending from the kernel is delivered when the mask is restored,
+ * as it would have been. A SIGPIPE the program blocks itself is left
+ * alone (pending or not: nothing is consumed). */
+__attribute__((noinline, cold)) static ssize_t
+xfer_guarded(const struct xfer_args *a)
+{
+    sigset_t pipe_only, old;
+    sigemptyset(&pipe_only);
+    sigaddset(&pipe_only, SIGPIPE);
+    if (pthread_sigmask(SIG_BLOCK, &pipe_only, &old) != 0)
+        return xfer_once(a);
+    ssize_t r = xfer_once(a);
+    int e = errno;
+    if (sigismember(&old, SIGPIPE) != 1) {
+        if (r < 0 && e == EPIPE)
+            nt_coalesce_before_sigpipe_mask(&old);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    }
+    errno = e;
+    return r;
+}
+
+static ssize_t xfer_call(const struct xfer_args *a)
+{
+    if (unlikely(nt_coalesce_held()))
+        return xfer_guarded(a);
+    return xfer_once(a);
+}
+
+static ssize_t attempt_xfer(int fd, const struct nt_op *op, int flags,
+                            size_t skip)
+{
+    return xfer_call(op->args);
+}
+
+/* A transfer between descriptors the library does not govern while
+ * coalesced bytes are held: to a pipe or socket they go first, as for
+ * write(); from one that would block, as for read(). */
+__attribute__((noinline, cold)) static ssize_t
+xfer_held(struct xfer_args a)
+{
+    nt_coalesce_flush_for_send(a.out_fd);
+    if (a.is_splice)
+        nt_coalesce_flush_for_read(a.in_fd);
+    return xfer_call(&a);
 }
 
 __attribute__((noinline)) NT_NO_CANARY static ssize_t
@@ -271,8 +333,12 @@ xfer(int fd, int dir, const char *name, struct xfer_args a, void *caller)
 
 NT_EXPORT ssize_t sendfile(int out_fd, int in_fd, off_t *off, size_t len)
 {
-    if (likely(nt_fd_passes(out_fd)))
+    if (likely(nt_fd_passes(out_fd))) {
+        if (unlikely(nt_coalesce_held()))
+            return xfer_held((struct xfer_args){ in_fd, out_fd, off, NULL,
+                                                 len, 0, 0, 0 });
         return real.sendfile(out_fd, in_fd, off, len);
+    }
     return xfer(out_fd, NT_OUT, "sendfile",
                 (struct xfer_args){ in_fd, out_fd, off, NULL, len, 0, 0, 0 },
                 NT_CALLER());
@@ -280,8 +346,12 @@ NT_EXPORT ssize_t sendfile(int out_fd, int in_fd, off_t *off, size_t len)
 
 NT_EXPORT ssize_t sendfile64(int out_fd, int in_fd, off_t *off, size_t len)
 {
-    if (likely(nt_fd_passes(out_fd)))
+    if (likely(nt_fd_passes(out_fd))) {
+        if (unlikely(nt_coalesce_held()))
+            return xfer_held((struct xfer_args){ in_fd, out_fd, off, NULL,
+                                                 len, 0, 0, 1 });
         return real.sendfile64(out_fd, in_fd, off, len);
+    }
     return xfer(out_fd, NT_OUT, "sendfile",
                 (struct xfer_args){ in_fd, out_fd, off, NULL, len, 0, 0, 1 },
                 NT_CALLER());
@@ -290,8 +360,12 @@ NT_EXPORT ssize_t sendfile64(int out_fd, int in_fd, off_t *off, size_t len)
 NT_EXPORT ssize_t splice(int in_fd, loff_t *in_off, int out_fd,
                          loff_t *out_off, size_t len, unsigned flags)
 {
-    if (likely(nt_fd_passes(out_fd) && nt_fd_passes(in_fd)))
+    if (likely(nt_fd_passes(out_fd) && nt_fd_passes(in_fd))) {
+        if (unlikely(nt_coalesce_held()))
+            return xfer_held((struct xfer_args){ in_fd, out_fd, in_off,
+                                                 out_off, len, flags, 1, 0 });
         return real.splice(in_fd, in_off, out_fd, out_off, len, flags);
+    }
     struct xfer_args a = { in_fd, out_fd, in_off, out_off, len, flags, 1, 0 };
     /* Either end may be the socket: govern the output side if it is one. */
     if (nt_conn_get(out_fd) || !nt_conn_get(in_fd))
