@@ -25,4 +25,19 @@ static inline void tcp_pair(int *cli, int *srv)
     *srv = accept(l, NULL, NULL);
     close(l);
 }
+/* the same with small buffers (client SO_SNDBUF, server SO_RCVBUF set
+ * before the connection, so the kernel fills up after a few KiB) */
+static inline void tcp_pair_small(int *cli, int *srv, int size)
+{
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof a;
+    setsockopt(l, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+    if (bind(l, (void *)&a, sizeof a) || listen(l, 4) || getsockname(l, (void *)&a, &len)) { perror("setup"); exit(2); }
+    *cli = socket(AF_INET, SOCK_STREAM, 0);
+    setsockopt(*cli, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+    if (connect(*cli, (void *)&a, sizeof a)) { perror("connect"); exit(2); }
+    *srv = accept(l, NULL, NULL);
+    close(l);
+}
 static inline double now_s(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }

@@ -23,16 +23,7 @@ static void *reader(void *a)
 }
 int main(void)
 {
-    int l = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    int small = 4096;
-    setsockopt(l, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-    socklen_t al = sizeof a;
-    if (bind(l, (void *)&a, sizeof a) || listen(l, 1) || getsockname(l, (void *)&a, &al)) { perror("setup"); return 2; }
-    c = socket(AF_INET, SOCK_STREAM, 0);
-    setsockopt(c, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
-    if (connect(c, (void *)&a, sizeof a)) { perror("connect"); return 2; }
-    s = accept(l, NULL, NULL);
+    tcp_pair_small(&c, &s, 4096);
     if (pipe2(pfd, O_NONBLOCK)) return 2;
     struct sigaction sa = { .sa_handler = on_alrm, .sa_flags = SA_RESTART };
     sigaction(SIGALRM, &sa, NULL);

@@ -7,22 +7,8 @@
 #include <sys/wait.h>
 int main(void)
 {
-    int l = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    int small = 4096;
-    setsockopt(l, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-    socklen_t al = sizeof a;
-    if (bind(l, (void *)&a, al) || listen(l, 1) || getsockname(l, (void *)&a, &al)) {
-        perror("setup");
-        return 2;
-    }
-    int c = socket(AF_INET, SOCK_STREAM, 0);
-    setsockopt(c, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
-    if (connect(c, (void *)&a, al)) {
-        perror("connect");
-        return 2;
-    }
-    int s = accept(l, NULL, NULL);
+    int c, s;
+    tcp_pair_small(&c, &s, 4096);
     if (fork() == 0) {
         close(c);
         sleep(2);
@@ -32,7 +18,6 @@ int main(void)
         _exit(0);
     }
     close(s);
-    close(l);
     fcntl(c, F_SETFL, O_NONBLOCK);
     char buf[100];
     memset(buf, 'x', sizeof buf);
