@@ -688,6 +688,7 @@ FD_RE = re.compile(r'\bfd=(\d+)')
 PREAD_RE = re.compile(r'^(\d+ Q pread \S+) -> got=-?\d+ (?:crc|sum)=\S+ state=-?\d+$')
 # A pdrain reads exactly N bytes, but which N depends on what an earlier
 # window left: its count stays, its checksum is the END line's business.
+RACY_PREAD_RE = re.compile(r'^(\d+ Q pread \S+ -> got=-?\d+) sum=\S+ (state=-?\d+)$')
 PDRAIN_RE = re.compile(r'^(\d+ Q pdrain \S+ \d+ -> got=-?\d+) (?:crc|sum)=\S+ (state=-?\d+)$')
 
 
@@ -708,34 +709,46 @@ def window_tolerant(config):
 PROGRAM_CORK_RE = re.compile(r'^\S*\s*\S+ \S+ .*\bmore\b')
 
 
+WRITE_OPS = ('write', 'writev', 'send', 'sendto', 'sendmsg', 'sendmmsg',
+             'dprintf', 'sendfile', 'splice')
+
+
 def program_corks_from(text):
-    """Per connection handle: the scenario line (a trace line's number,
-    counted from 1) where the program first sends with MSG_MORE on that
-    socket (through any of its handles: dup, dup2, dup3, F_DUPFD, a passed
-    descriptor); its windows from there on are compared strictly."""
+    """strict(handle, line): does the program hold bytes back itself with
+    MSG_MORE on that socket (through any of its handles: dup, dup2, dup3,
+    F_DUPFD, a passed descriptor) at that scenario line (a trace line's
+    number, counted from 1)? From a MSG_MORE send until its next send
+    without it, which pushes what the kernel held."""
     parent = {}
 
     def root(h):
         while parent.get(h, h) != h:
             h = parent[h]
         return h
-    first = {}
+    events = {}   # root -> [(line, corked)]
     for i, line in enumerate(text.splitlines(), 1):
         t = line.split()
         if t and t[0].startswith('@'):
             t = t[1:]
-        if not t or line.startswith('#'):
+        if not t or line.startswith('#') or len(t) < 2:
             continue
         if t[0] in ('dup', 'dup2', 'dup3', 'fdupfd', 'sendfd') and len(t) >= 3:
             a, b = root(t[1]), root(t[2])
             if a != b:
                 parent[a] = b
-                if a in first:
-                    first[b] = min(first[a], first.get(b, first[a]))
-        elif PROGRAM_CORK_RE.match(' '.join(t)) and len(t) >= 2:
+                events[b] = sorted(events.pop(a, []) + events.get(b, []))
+        elif t[0] in WRITE_OPS:
             r = root(t[1])
-            first.setdefault(r, i)
-    return lambda h: first.get(root(h), 1 << 30)
+            events.setdefault(r, []).append((i, bool(PROGRAM_CORK_RE.match(' '.join(t)))))
+
+    def strict(h, line):
+        state = False
+        for at, corked in events.get(root(h), []):
+            if at >= line:
+                break
+            state = corked
+        return state
+    return strict
 
 
 WINDOW_RE = re.compile(r'^\d+ Q (?:pread|pdrain) (\S+)(?: \d+)? -> got=(-?\d+) (?:crc|sum)=\S+ state=(-?\d+)$')
@@ -758,7 +771,7 @@ def sooner_windows(a, b, strict_from):
         if not (mx and my) or mx.group(1) != my.group(1):
             continue
         k = mx.group(1)
-        if int(x.split(' ', 1)[0]) >= strict_from(k):
+        if strict_from(k, int(x.split(' ', 1)[0])):
             continue
         cum_a[k] = cum_a.get(k, 0) + max(0, int(mx.group(2)))
         cum_b[k] = cum_b.get(k, 0) + max(0, int(my.group(2)))
@@ -778,9 +791,11 @@ def normalise(trace, allow):
             line = PDRAIN_RE.sub(r'\1 (window) \2', line)
         elif ' sum=' in line:
             # threads race on the connection (pracy): which N bytes a
-            # pdrain of part of the stream gets is their interleaving, in
-            # the bare run too; the END line's order-free sum covers all
+            # pdrain or a window of part of the stream gets is their
+            # interleaving, in the bare run too; the END line's order-free
+            # sum covers all
             line = PDRAIN_RE.sub(r'\1 (racing writers) \2', line)
+            line = RACY_PREAD_RE.sub(r'\1 (racing writers) \2', line)
         out.append(line)
     if 'fd-numbers' in allow:
         # Rank the program's descriptor numbers instead of comparing them,
