@@ -508,7 +508,10 @@ static ssize_t output_buffer(struct nt_conn *c, int fd,
         co_leave(&x);
         return nt_io_direct(c, fd, op);
     }
-    if (total < cap && co_held(b) + total <= (b ? b->room : cap)) {
+    /* a non-blocking write joins only a buffer sized for one (send_room):
+     * after O_NONBLOCK was set it goes with what is held to the kernel */
+    uint32_t fits = !b ? cap : how == CO_TRY && b->blocking ? 0 : b->room;
+    if (total < cap && co_held(b) + total <= fits) {
         if (!b) {
             /* never acknowledge what the kernel would refuse */
             int e = co_health(c, fd);
@@ -518,11 +521,15 @@ static ssize_t output_buffer(struct nt_conn *c, int fd,
                     return nt_io_direct(c, fd, op);
                 return fail_out(c, fd, op, e);
             }
-            uint32_t room = e ? 0 : how == CO_TRY ? send_room(fd, cap) : cap;
+            uint32_t room = e || (how == CO_TRY && (c->co_flags & CO_PROG_LOWAT))
+                                ? 0
+                            : how == CO_TRY ? send_room(fd, cap)
+                                            : cap;
             if (total > room || !(b = start_buf(&x, cap, room))) {
                 co_leave(&x);
                 return direct_noted(c, fd, op, how); /* nothing buffered */
             }
+            b->blocking = how == CO_BLOCK;
         }
         if (b->len + total > b->cap) {
             memmove(b->data, b->data + b->off, co_held(b));
@@ -683,8 +690,11 @@ int nt_coalesce_setsockopt(struct nt_conn *c, int fd, int opt,
     int r = real.setsockopt(fd, IPPROTO_TCP, opt, val, len);
     int e = errno;
     if (r == 0 && val && len >= (socklen_t)sizeof(int)) {
-        uint8_t bit = opt == TCP_CORK ? CO_PROG_CORK : CO_PROG_NODELAY;
-        if (*(const int *)val)
+        uint8_t bit = opt == TCP_CORK       ? CO_PROG_CORK
+                      : opt == TCP_NODELAY  ? CO_PROG_NODELAY
+                                            : CO_PROG_LOWAT;
+        if (opt == TCP_NOTSENT_LOWAT ? *(const int *)val != -1
+                                     : *(const int *)val != 0)
             c->co_flags |= bit;
         else
             c->co_flags &= (uint8_t)~bit;

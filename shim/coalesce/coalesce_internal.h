@@ -24,6 +24,8 @@
 #define CO_ORPHAN 0x20       /* the program closed it; the library's own
                                 duplicate flushes what is left (close) */
 _Static_assert(CO_ORPHAN == 0x20, "nt_coalesce_orphaned() in coalesce.h");
+#define CO_PROG_LOWAT 0x40   /* the program set TCP_NOTSENT_LOWAT: the room
+                                of a non-blocking buffer is unknown (0) */
 
 #define CO_IOV 64                            /* program iovecs per sendmsg */
 
@@ -50,6 +52,8 @@ struct co_buf {
     uint32_t room;       /* bytes it may hold: what the kernel is sure to
                             take when it is flushed (non-blocking: the
                             send buffer's free space when it started) */
+    uint32_t blocking;   /* started by a blocking write (room = cap): a
+                            non-blocking write is not added to it */
     char data[];
 };
 

@@ -19,7 +19,8 @@ NT_EXPORT int setsockopt(int fd, int level, int opt, const void *val,
                          socklen_t len)
 {
     nt_init();
-    if (level == IPPROTO_TCP && (opt == TCP_CORK || opt == TCP_NODELAY)) {
+    if (level == IPPROTO_TCP &&
+        (opt == TCP_CORK || opt == TCP_NODELAY || opt == TCP_NOTSENT_LOWAT)) {
         struct nt_conn *c = nt_conn_get(fd);
         if (c && c->co_mode != NT_CO_OFF)
             return nt_coalesce_setsockopt(c, fd, opt, val, len);

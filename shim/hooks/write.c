@@ -2,9 +2,10 @@
  * and splice. Same shape as hook_read.c. Governed sends carry
  * MSG_NOSIGNAL so an EPIPE can be logged before SIGPIPE is delivered
  * (io.c); sendfile and splice take no flags, so their SIGPIPE comes from
- * the kernel as usual (held back only while coalesced bytes must go out
- * first: xfer_guarded). */
+ * the kernel as usual (coalesced bytes go out first when the output has
+ * hung up: xfer_guarded). */
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/sendfile.h>
@@ -270,31 +271,25 @@ static ssize_t xfer_once(const struct xfer_args *a)
                                                       a->in_off, a->len);
 }
 
-/* sendfile and splice take no MSG_NOSIGNAL: on a reset socket (or a pipe
- * without reader) the kernel's own SIGPIPE may kill the process before
- * other connections' held bytes leave, which without the library were
- * already in the kernel. While something is held, SIGPIPE is blocked for
- * this thread around the call; on EPIPE the held bytes go out, and the
- * signal pending from the kernel is delivered when the mask is restored,
- * as it would have been. A SIGPIPE the program blocks itself is left
- * alone (pending or not: nothing is consumed). */
+/* sendfile and splice take no MSG_NOSIGNAL: on a socket that is reset
+ * or shut down (or a pipe without reader) the kernel's own SIGPIPE may
+ * kill the process before other connections' held bytes leave, which
+ * without the library were already in the kernel. While something is
+ * held, a transfer whose output has hung up (POLLHUP, POLLERR, POLLRDHUP:
+ * the reset comes back at once) flushes them first, if that SIGPIPE would
+ * kill (nt_coalesce_before_sigpipe). The signal mask is left alone: a
+ * handler, or a SIGPIPE sent to the process, sees the program's own. A
+ * reset that arrives during the transfer is not covered. */
 __attribute__((noinline, cold)) static ssize_t
 xfer_guarded(const struct xfer_args *a)
 {
-    sigset_t pipe_only, old;
-    sigemptyset(&pipe_only);
-    sigaddset(&pipe_only, SIGPIPE);
-    if (pthread_sigmask(SIG_BLOCK, &pipe_only, &old) != 0)
-        return xfer_once(a);
-    ssize_t r = xfer_once(a);
-    int e = errno;
-    if (sigismember(&old, SIGPIPE) != 1) {
-        if (r < 0 && e == EPIPE)
-            nt_coalesce_before_sigpipe_mask(&old);
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-    }
-    errno = e;
-    return r;
+    int saved = errno;
+    struct pollfd p = { .fd = a->out_fd, .events = POLLRDHUP };
+    if (real.poll(&p, 1, 0) == 1 &&
+        (p.revents & (POLLHUP | POLLERR | POLLRDHUP)))
+        nt_coalesce_before_sigpipe();
+    errno = saved;
+    return xfer_once(a);
 }
 
 static ssize_t xfer_call(const struct xfer_args *a)

@@ -205,3 +205,31 @@ Test(regress, nonblocking_buffer_holds_only_what_the_kernel_takes)
     nt_result_free(&with);
     nt_result_free(&without);
 }
+
+/* A third review (of the coalescing fixes above), t32-t35. */
+#define CO_FAST "coalesce=16KiB coalesce_delay=1ms"
+static void same_quick_exit(const char *prog)
+{
+    struct nt_result with, without;
+    run(prog, NULL, CO_FAST, true, &with);
+    run(prog, NULL, CO_FAST, false, &without);
+    nt_assert_same(&with, &without, prog);
+    cr_expect(strstr(with.err, "flush_error") == NULL, "%s", with.err);
+    cr_expect(with.elapsed_ms < 1500, "%s: exit took %lld ms", prog,
+              (long long)with.elapsed_ms); /* its peer reads after 2 s */
+    nt_result_free(&with);
+    nt_result_free(&without);
+}
+/* A buffer started by a blocking write takes no non-blocking write once
+ * O_NONBLOCK is set: its room was never measured. */
+Test(regress, nonblocking_after_blocking_buffer) { same_quick_exit("t32_room_after_nonblock"); }
+/* TCP_NOTSENT_LOWAT makes the kernel refuse sooner than the send buffer
+ * says: no non-blocking buffer then. */
+Test(regress, notsent_lowat_refusals_kept) { same_quick_exit("t33_notsent_lowat"); }
+/* Around sendfile/splice the signal mask stays the program's: a handler
+ * sees it, a SIGPIPE kills in the handler, a handled one interrupts. */
+Test(regress, sendfile_keeps_the_signal_mask)
+{
+    same("t34_sigpipe_mask_in_handler", NULL, CO_FAST);
+    same("t35_sigpipe_during_sendfile", NULL, CO_FAST);
+}

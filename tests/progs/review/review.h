@@ -40,4 +40,29 @@ static inline void tcp_pair_small(int *cli, int *srv, int size)
     *srv = accept(l, NULL, NULL);
     close(l);
 }
+/* the peer end s in a child that starts reading only after `secs` and
+ * drains it; the parent keeps c (and must close s) */
+static inline pid_t slow_reader(int c, int s, unsigned secs)
+{
+    pid_t p = fork();
+    if (p == 0) {
+        close(c);
+        sleep(secs);
+        char b[65536];
+        while (read(s, b, sizeof b) > 0)
+            ;
+        _exit(0);
+    }
+    return p;
+}
+/* writes 100-byte pieces until the kernel refuses one; prints its errno */
+static inline void write_until_refused(int c)
+{
+    char buf[100];
+    memset(buf, 'x', sizeof buf);
+    while (write(c, buf, sizeof buf) > 0)
+        ;
+    printf("acknowledged some bytes, then %s\n", strerror(errno));
+    fflush(stdout);
+}
 static inline double now_s(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
