@@ -61,9 +61,6 @@ void nt_coalesce_flush_all(void);
  * action, not blocked), what other connections hold goes out first, as
  * the kernel already had it in the run without the library. */
 void nt_coalesce_before_sigpipe(void);
-/* The same, for a thread that blocked SIGPIPE itself around a call that
- * cannot take MSG_NOSIGNAL (sendfile, splice): `mask` is the program's. */
-void nt_coalesce_before_sigpipe_mask(const sigset_t *mask);
 
 /* io.c: nt_io() hands every call on a connection whose co_mode is not
  * NT_CO_OFF to this function, which buffers, flushes first, or passes the

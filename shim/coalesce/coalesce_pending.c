@@ -259,25 +259,20 @@ void nt_coalesce_flush_all(void)
                       CO_ALL_FDS);
 }
 
-void nt_coalesce_before_sigpipe_mask(const sigset_t *mask)
+void nt_coalesce_before_sigpipe(void)
 {
     if (!__atomic_load_n(&nt_coalesce_pending, __ATOMIC_RELAXED))
         return;
     int saved = errno;
     struct sigaction sa;
     sigset_t blocked;
-    if (!mask && pthread_sigmask(SIG_BLOCK, NULL, &blocked) == 0)
-        mask = &blocked;
     if (nt_signal_action(SIGPIPE, &sa) == 0 && sa.sa_handler == SIG_DFL &&
-        !(sa.sa_flags & SA_SIGINFO) && mask && sigismember(mask, SIGPIPE) != 1)
+        !(sa.sa_flags & SA_SIGINFO) &&
+        pthread_sigmask(SIG_BLOCK, NULL, &blocked) == 0 &&
+        sigismember(&blocked, SIGPIPE) != 1)
         flush_pending(CO_LINGER, 0, "flush", __builtin_return_address(0),
                       CO_ALL_FDS);
     errno = saved;
-}
-
-void nt_coalesce_before_sigpipe(void)
-{
-    nt_coalesce_before_sigpipe_mask(NULL);
 }
 
 

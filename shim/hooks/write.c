@@ -6,7 +6,6 @@
  * hung up: xfer_guarded). */
 #include <fcntl.h>
 #include <poll.h>
-#include <pthread.h>
 #include <signal.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
