@@ -12,10 +12,12 @@ import json
 import shlex
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 
@@ -542,22 +544,49 @@ def t_c_program_curl():
         c.close()
 
 
+def public_copies(names):
+    """Copies of our programs that an unprivileged user can run: the clone
+    may live under a directory only root can enter (CI: `mktemp -d`, 0700).
+    Returns (copies in order, a directory that user may write in)."""
+    d = tempfile.mkdtemp(prefix="nt-kernel-public-")
+    os.chmod(d, 0o755)
+    out = []
+    for i, src in enumerate(names):
+        sub = os.path.join(d, str(i))
+        os.mkdir(sub)
+        os.chmod(sub, 0o755)
+        dst = os.path.join(sub, os.path.basename(src))
+        shutil.copy2(src, dst)
+        os.chmod(dst, 0o755)
+        out.append(dst)
+    w = os.path.join(d, "w")
+    os.mkdir(w)
+    os.chmod(w, 0o1777)
+    return out, w, d
+
+
 def t_refusals():
     """Not root: one message naming what is missing, nothing started."""
-    marker = os.path.join(WORK, "started")
-    if os.path.exists(marker):
-        os.unlink(marker)
+    (nettimeo, kernel, lib, go), writable, tmp = public_copies([A.nettimeo, A.kernel, A.lib, GO])
+    try:
+        refusals_as_nobody(nettimeo, kernel, lib, go, writable)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def refusals_as_nobody(nettimeo, kernel, lib, go, writable):
+    marker = os.path.join(writable, "started")
     p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                        A.nettimeo, "run", "--kernel", "--", "/bin/touch", marker],
+                        nettimeo, "run", "--kernel", "--", "/bin/touch", marker],
                        capture_output=True, text=True, timeout=30,
-                       env=dict(os.environ, NETTIMEO_KERNEL=A.kernel))
+                       env=dict(os.environ, NETTIMEO_KERNEL=kernel))
     check(p.returncode == 125 and "needs root" in p.stderr and not os.path.exists(marker),
           "refusal: rc=%d %r" % (p.returncode, p.stderr))
     # Automatic mode, not root: the program runs ungoverned, and is told why.
     p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                        A.nettimeo, "run", "-o", "idle_timeout=1s", "--", GO, "dial", "127.0.0.1:1"],
+                        nettimeo, "run", "-o", "idle_timeout=1s", "--", go, "dial", "127.0.0.1:1"],
                        capture_output=True, text=True, timeout=30,
-                       env=dict(os.environ, NETTIMEO_KERNEL=A.kernel, NETTIMEO_LIB=A.lib))
+                       env=dict(os.environ, NETTIMEO_KERNEL=kernel, NETTIMEO_LIB=lib))
     check(p.returncode == 3 and "RESULT dial=error" in p.stdout and "nothing will be governed" in p.stderr
           and "kernel mode, which would govern it, cannot run: kernel mode needs root" in p.stderr,
           "fallback: rc=%d %r" % (p.returncode, p.stderr))
