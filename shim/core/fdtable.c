@@ -142,9 +142,9 @@ static int sockopt_int(int fd, int opt)
 }
 
 /* What kind of socket is fd? One fstat and a few getsockopt calls, made
- * once per descriptor: on first use of one the library has not seen
- * created (inherited: inetd, systemd socket activation; received with
- * SCM_RIGHTS). */
+ * once per descriptor the library has not seen created: on its first use
+ * when inherited (inetd, systemd socket activation), on receipt when
+ * passed with SCM_RIGHTS. */
 static int socket_kind(int fd, struct stat *st)
 {
     if (fstat(fd, st) != 0)

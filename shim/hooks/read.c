@@ -226,8 +226,12 @@ NT_EXPORT ssize_t readv(int fd, const struct iovec *iov, int iovcnt)
 
 /* Descriptors passed with SCM_RIGHTS arrive without any call the library
  * sees, on any socket (a socketpair too): whatever a slot knew about
- * those numbers is stale, and they are classified on first use. */
-static void forget_passed_fds(const struct msghdr *msg)
+ * those numbers is stale. They are classified at once, so a socket the
+ * process already has (sent to itself, or back from a child) joins its
+ * connection now: a close of the original is then not the last one
+ * (repro/program-more-bytes-before-peer-reset). Under a sandbox filter,
+ * memory only: they are classified on first use. */
+static void adopt_passed_fds(const struct msghdr *msg)
 {
     if (!msg->msg_controllen || nt_bypass())
         return;
@@ -239,10 +243,12 @@ static void forget_passed_fds(const struct msghdr *msg)
         for (size_t i = 0; i < n; i++) {
             int fd;
             memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof fd);
-            if (unlikely(nt_sandboxed())) /* sandbox: memory only */
+            if (unlikely(nt_sandboxed())) {
                 nt_fd_mark_unknown(fd);
-            else
+            } else {
                 nt_fd_forget(fd);
+                nt_fd_kind_classified(fd);
+            }
         }
     }
 }
@@ -266,7 +272,7 @@ read_msg(int fd, struct msghdr *msg, int flags, const char *name,
         r = nt_io_call(fd, &op);
     }
     if (r >= 0)
-        NT_KEEP_ERRNO(forget_passed_fds(msg));
+        NT_KEEP_ERRNO(adopt_passed_fds(msg));
     return r;
 }
 
@@ -337,7 +343,7 @@ NT_EXPORT int recvmmsg(int fd, struct mmsghdr *vec, unsigned n, int flags,
             held_recv(fd, flags);
         int r = real.recvmmsg(fd, vec, n, flags, timeout);
         for (int i = 0; i < r; i++) /* SCM_RIGHTS on a socketpair too */
-            NT_KEEP_ERRNO(forget_passed_fds(&vec[i].msg_hdr));
+            NT_KEEP_ERRNO(adopt_passed_fds(&vec[i].msg_hdr));
         return r;
     }
     return read_mmsg(fd, vec, n, flags, NT_CALLER());

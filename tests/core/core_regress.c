@@ -158,6 +158,29 @@ Test(regress, abandoned_unix_exchange_has_duration)
     nt_result_free(&r);
 }
 
+/* A socket received back through SCM_RIGHTS is a descriptor of the same
+ * connection: replacing or closing the original mid-exchange abandons
+ * nothing; only the last close does (the fuzzer's options configuration:
+ * repro/program-more-bytes-before-peer-reset, where the false event's
+ * backtrace also changed the program's timing). */
+Test(regress, passed_twin_keeps_connection_open)
+{
+    struct nt_result with, without;
+    run("t36_passed_twin_close", NULL, "read_timeout=600s", true, &with);
+    run("t36_passed_twin_close", NULL, "read_timeout=600s", false, &without);
+    nt_assert_same(&with, &without, "t36_passed_twin_close");
+    int n = 0;
+    for (const char *p = with.err; (p = strstr(p, "\"event\":\"abandoned\"")); p++) {
+        n++;
+        cr_expect(strstr(p, "\"op\":\"close\"") && strstr(p, "\n") > strstr(p, "\"op\":\"close\""),
+                  "abandoned by something other than the last close:\n%s", with.err);
+    }
+    cr_expect(n == 2, "%d abandoned events, want 2 (one per connection, at its last close):\n%s", n,
+              with.err);
+    nt_result_free(&with);
+    nt_result_free(&without);
+}
+
 /* Defects a review of write coalescing confirmed (tests/progs/review
  * t28-t30): the program's output with coalescing is the kernel's. */
 #define CO_HOLD "coalesce=16KiB coalesce_delay=5s"
