@@ -67,6 +67,41 @@ void nt_real_resolve(void)
 #endif
 }
 
+#if defined(__x86_64__)
+static inline ssize_t raw_result(long r)
+{
+    if (r < 0 && r > -4096) {
+        errno = (int)-r;
+        return -1;
+    }
+    return r;
+}
+#endif
+
+ssize_t nt_recv_nowait(int fd, void *buf, size_t len, int flags)
+{
+#if defined(__x86_64__)
+    if (nt_raw_nowait) {
+        pthread_testcancel();
+        return raw_result(nt_raw6(SYS_recvfrom, fd, (long)buf, (long)len,
+                               flags, 0, 0));
+    }
+#endif
+    return real.recv(fd, buf, len, flags);
+}
+
+ssize_t nt_send_nowait(int fd, const void *buf, size_t len, int flags)
+{
+#if defined(__x86_64__)
+    if (nt_raw_nowait) {
+        pthread_testcancel();
+        return raw_result(nt_raw6(SYS_sendto, fd, (long)buf, (long)len, flags,
+                               0, 0));
+    }
+#endif
+    return real.send(fd, buf, len, flags);
+}
+
 ssize_t nt_xfer_try_slow(int out, int fd, void *buf, size_t len, int flags)
 {
     int e = errno;
@@ -77,23 +112,4 @@ ssize_t nt_xfer_try_slow(int out, int fd, void *buf, size_t len, int flags)
         errno = e;
     }
     return r;
-}
-
-static ssize_t nowait_result(ssize_t r)
-{
-    if (r < 0) {
-        errno = (int)-r;
-        return -1;
-    }
-    return r;
-}
-
-ssize_t nt_recv_nowait(int fd, void *buf, size_t len, int flags)
-{
-    return nowait_result(nt_xfer_try(0, fd, buf, len, flags));
-}
-
-ssize_t nt_send_nowait(int fd, const void *buf, size_t len, int flags)
-{
-    return nowait_result(nt_xfer_try(1, fd, buf, len, flags));
 }

@@ -124,6 +124,25 @@ extern struct nt_real real;
 
 void nt_real_resolve(void);
 
+#if defined(__x86_64__)
+/* A system call with no libc in between: errno untouched, nothing
+ * interposed (-errno on failure). */
+static inline long nt_raw6(long n, long a, long b, long c, long d, long e,
+                           long f)
+{
+    register long r10 __asm__("r10") = d;
+    register long r8 __asm__("r8") = e;
+    register long r9 __asm__("r9") = f;
+    long ret;
+    __asm__ volatile("syscall"
+                     : "=a"(ret)
+                     : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8),
+                       "r"(r9)
+                     : "rcx", "r11", "memory");
+    return ret;
+}
+#endif
+
 /* A recv or send that cannot block (MSG_DONTWAIT: the engine's first try
  * of a blocking call it waits for itself), made as a raw system call when
  * the next definitions are glibc's own (nt_raw_nowait, set by
@@ -149,17 +168,8 @@ static inline ssize_t nt_xfer_try(int out, int fd, const void *buf,
 #if defined(__x86_64__)
     if (__builtin_expect(nt_raw_nowait, 1)) {
         pthread_testcancel();
-        register long r10 __asm__("r10") = flags;
-        register long r8 __asm__("r8") = 0;
-        register long r9 __asm__("r9") = 0;
-        long ret;
-        __asm__ volatile("syscall"
-                         : "=a"(ret)
-                         : "a"((long)(out ? SYS_sendto : SYS_recvfrom)),
-                           "D"((long)fd), "S"(buf), "d"(len), "r"(r10),
-                           "r"(r8), "r"(r9)
-                         : "rcx", "r11", "memory");
-        return ret;
+        return nt_raw6(out ? SYS_sendto : SYS_recvfrom, fd, (long)buf,
+                       (long)len, flags, 0, 0);
     }
 #endif
     return nt_xfer_try_slow(out, fd, (void *)buf, len, flags);
