@@ -24,7 +24,7 @@ enum nt_co_mode {
 
 /* Connections holding coalesced bytes (or a cork); waits flush only when
  * nonzero. */
-extern unsigned nt_coalesce_pending;
+#define nt_coalesce_pending (nt_g.co_pending) /* beside nt_g.ready: nt.h */
 
 /* The program is about to wait (poll, select, epoll): whatever it wrote
  * must be on the wire, or a request/response exchange would stall. */

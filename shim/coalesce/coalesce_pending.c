@@ -33,8 +33,6 @@
 #include "core/sandbox.h"
 #include "core/signals.h"
 
-unsigned nt_coalesce_pending;
-
 /* ---- the pending set -------------------------------------------------- */
 
 struct co_pend {

@@ -104,15 +104,26 @@ struct nt_conn {
     /* --- the connection's story (audit) --- */
     nt_ns t_open;            /* established (monotonic) */
     nt_ns t_last;            /* last byte moved either way */
-    uint64_t bytes_in, bytes_out;
+    /* Per direction, also as arrays indexed by NT_IN/NT_OUT (deadline.h),
+     * so the fast path picks a direction's field without a branch. */
+    union {
+        struct { uint64_t bytes_in, bytes_out; };
+        uint64_t bytes[2];
+    };
 
     nt_ns heap_due;          /* key it is filed under (<= true due time) */
     nt_ns t_req;             /* current exchange started; 0 = parked */
-    nt_ns t_wait_rd, t_wait_wr; /* non-blocking: waiting since (EAGAIN) */
+    union {                  /* non-blocking: waiting since (EAGAIN) */
+        struct { nt_ns t_wait_rd, t_wait_wr; };
+        nt_ns t_wait[2];
+    };
     nt_ns t_connect;         /* connect in progress since */
     uint32_t ans_seq;        /* nt_wait_seq at the last answer bytes */
     uint32_t ux_queued;      /* unix: bytes queued both ways at the last look */
-    uint64_t x_in0, x_out0;  /* bytes_in/out when the exchange started */
+    union {                  /* bytes_in/out when the exchange started */
+        struct { uint64_t x_in0, x_out0; };
+        uint64_t x0[2];
+    };
 
     /* --- addresses (nt_conn_addr() gives them as a sockaddr) --- */
     struct nt_caddr local, remote;
@@ -187,6 +198,24 @@ static inline struct nt_conn *nt_conn_get(int fd)
     }
     return nt_bypass() || nt_g.disabled || nt_sandboxed() /* sandbox: */
                ? 0 : nt_fd_classify(fd);
+}
+
+/* The hot paths' lookup (io.h's fast path, poll): the connection of a
+ * CONN fd, without initialising (the caller knows init is done) or
+ * classifying. NULL, with the slot's kind in *kind, when fd is not CONN
+ * or when the library may have to stand back (re-entry, a sandbox) or
+ * wake it (dormant): nt_conn_get() then decides. */
+static inline struct nt_conn *nt_conn_peek(int fd, int *kind)
+{
+    struct nt_fd_page *p = nt_fd_page_of(fd);
+    unsigned i = fd & (NT_FD_PAGE - 1);
+    *kind = likely(p) ? __atomic_load_n(&p->kind[i], __ATOMIC_ACQUIRE)
+                      : NT_FD_UNKNOWN;
+    if (*kind != NT_FD_CONN || unlikely(nt_in_lib) ||
+        unlikely(__atomic_load_n(&nt_sb_any, __ATOMIC_RELAXED)))
+        return 0;
+    struct nt_conn *c = __atomic_load_n(&p->conn[i], __ATOMIC_RELAXED);
+    return unlikely(c->dormant) ? 0 : c;
 }
 
 int nt_conn_lock(struct nt_conn *c);          /* 1: taken, 0: already ours */

@@ -112,4 +112,17 @@ static inline int nt_fd_passes(int fd)
                                         __ATOMIC_RELAXED) == NT_FD_PASS;
 }
 
+/* nt_fd_passes(), and nothing coalesced is held anywhere (coalesce.h:
+ * nt_coalesce_held()): the hooks' pass-through needs both, and gets them
+ * with one load of nt_g's ready word. */
+static inline int nt_fd_passes_clean(int fd)
+{
+    if (unlikely(__atomic_load_n(&nt_g.ready_word, __ATOMIC_ACQUIRE) !=
+                 NT_READY_CLEAN))
+        return 0;
+    struct nt_fd_page *p = nt_fd_page_of(fd);
+    return likely(p) && __atomic_load_n(&p->kind[fd & (NT_FD_PAGE - 1)],
+                                        __ATOMIC_RELAXED) == NT_FD_PASS;
+}
+
 #endif

@@ -438,10 +438,6 @@ marked_write(struct nt_conn *c, int fd, const struct nt_op *op, int extra)
     return r;
 }
 
-/* Flags under which the kernel never blocks, or that change what a retry
- * would mean: made as the program made them. */
-#define NT_ONE_SHOT (MSG_DONTWAIT | MSG_ERRQUEUE | MSG_OOB)
-
 /* The engine's body: a governed call made once, with the library's own
  * flags, or waited for when a blocking call has a deadline. Inlined into
  * both entry points. */
@@ -512,6 +508,26 @@ NT_NO_CANARY ssize_t nt_io_call(int fd, const struct nt_op *op)
     if (unlikely(c->co_mode != NT_CO_OFF))
         return nt_coalesce_io(c, fd, op); /* may come back to nt_io_direct */
     return io_direct(c, fd, op);
+}
+
+NT_NO_CANARY ssize_t nt_io_resume(int fd, const struct nt_op *op,
+                                  const struct nt_resume *res)
+{
+    if (!res || !res->c)
+        return nt_io_call(fd, op);
+    struct nt_conn *c = res->c;
+    int extra = op->dir == NT_OUT && !(op->flags & MSG_NOSIGNAL)
+                    ? MSG_NOSIGNAL : 0;
+    if (!res->controlled)
+        return finish(c, fd, op, res->r, extra);
+    /* the try left errno alone: the program's errno is still there */
+    int saved_errno = errno;
+    ssize_t r = res->r;
+    if (r < 0) {
+        errno = (int)-r;
+        r = -1;
+    }
+    return controlled(c, fd, op, extra, r, saved_errno);
 }
 
 int nt_io_wait(struct nt_conn *c, int fd, int dir, nt_ns start,

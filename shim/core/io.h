@@ -9,7 +9,10 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include "coalesce/coalesce.h"
 #include "core/conn.h"
+#include "core/real.h"
+#include "core/signals.h"
 #include "deadline/deadline.h"
 
 struct nt_op;
@@ -35,6 +38,104 @@ struct nt_op {
  * (initialising, classifying) and either governs the call or makes it as
  * the program asked. */
 ssize_t nt_io_call(int fd, const struct nt_op *op);
+
+/* Flags under which the kernel never blocks, or that change what a retry
+ * would mean: made as the program made them. */
+#define NT_ONE_SHOT (MSG_DONTWAIT | MSG_ERRQUEUE | MSG_OOB)
+
+/* ---- the fast path of the plain buffer calls --------------------------
+ * read, recv, write, send (and the fortified forms; recvfrom/sendto
+ * without an address) on a governed connection with nothing special
+ * about it: no nt_op is built, the call is made once (a blocking call
+ * with a deadline: without blocking first, as the engine would) and the
+ * bookkeeping is inline. Anything else -- first use, a fork child's
+ * connection, coalescing, an expired connection, a pending connect, zero
+ * length, MSG_WAITALL under a deadline, a unix write marked for idle, a
+ * call that failed, would block or wrote part -- goes to the engine,
+ * with what was done so far (struct nt_resume). */
+
+/* The call as the program made it, with the flags given (the hook's own
+ * attempt without an offset). */
+typedef ssize_t (*nt_plain_fn)(int fd, void *buf, size_t len, int flags);
+
+/* read or write as the program called it, or recv or send once flags
+ * are added (MSG_NOSIGNAL; MSG_DONTWAIT, which cannot block: real.h says
+ * why that one is raw). The read and write hooks' attempt. */
+static inline ssize_t nt_rw_plain(int out, int fd, void *buf, size_t len,
+                                  int flags)
+{
+    if (!flags)
+        return out ? real.write(fd, buf, len) : real.read(fd, buf, len);
+    if (flags & MSG_DONTWAIT)
+        return out ? nt_send_nowait(fd, buf, len, flags)
+                   : nt_recv_nowait(fd, buf, len, flags);
+    return out ? real.send(fd, buf, len, flags)
+               : real.recv(fd, buf, len, flags);
+}
+
+/* c NULL: nothing was done, the engine starts afresh. Otherwise the
+ * fast path made one attempt on c: r as nt_xfer_try() returns it when
+ * `controlled` (the engine waits for the rest), else the plain call's
+ * result with errno as it left it. */
+struct nt_resume {
+    struct nt_conn *c;
+    ssize_t r;
+    int controlled;
+};
+
+/* The engine, for a call the fast path did not finish (res may be NULL:
+ * not tried). */
+ssize_t nt_io_resume(int fd, const struct nt_op *op,
+                     const struct nt_resume *res);
+
+/* 1: the call is done, its result in *out; 0: hand `res` and the call's
+ * nt_op to nt_io_resume(). dir, flags' constant parts and `plain` are
+ * constants where it is inlined. */
+static inline __attribute__((always_inline)) int
+nt_io_fast(int fd, int dir, void *buf, size_t len, int flags,
+           nt_plain_fn plain, ssize_t *out, struct nt_resume *res)
+{
+    struct nt_conn *c;
+    ssize_t r;
+    int kind;
+    if (unlikely(!__atomic_load_n(&nt_g.ready, __ATOMIC_ACQUIRE)) ||
+        !(c = nt_conn_peek(fd, &kind)) || unlikely(c->expired) ||
+        c->co_mode != NT_CO_OFF || unlikely(c->t_connect) || unlikely(!len))
+        goto engine;
+    int extra = dir == NT_OUT && !(flags & MSG_NOSIGNAL) ? MSG_NOSIGNAL : 0;
+    if (nt_deadline_controls(c, dir) && !c->nonblock &&
+        !(flags & NT_ONE_SHOT)) {
+        if (flags & MSG_WAITALL)
+            goto engine;
+        nt_signal_seen = NT_SIG_NONE; /* signals from here on interrupt it */
+        r = nt_xfer_try(dir == NT_OUT, fd, buf, len,
+                        flags | extra | MSG_DONTWAIT);
+        if (unlikely(r <= 0) || (dir == NT_OUT && (size_t)r < len)) {
+            res->controlled = 1;
+            goto resume;
+        }
+    } else {
+        if (dir == NT_OUT && unlikely(c->mark_writes))
+            goto engine;
+        r = plain(fd, buf, len, flags | extra);
+        if (unlikely(r <= 0)) {
+            res->controlled = 0;
+            goto resume;
+        }
+    }
+    c->bytes[dir] += (size_t)r;
+    if (c->dl_active)
+        nt_deadline_moved_est(c, dir, (size_t)r);
+    *out = r;
+    return 1;
+resume:
+    res->c = c;
+    res->r = r;
+    return 0;
+engine:
+    res->c = NULL;
+    return 0;
+}
 
 /* A pending socket error with no input queued before it (dir NT_IN), or
  * any pending error (NT_OUT): what a call that moved bytes leaves for the

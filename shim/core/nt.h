@@ -45,7 +45,16 @@ int nt_mmap_grow(void **base, size_t *cap, size_t elem, size_t first);
 
 /* Process-wide state, set up once by nt_init(). */
 struct nt_state {
-    int ready;                       /* init finished */
+    /* `ready` and coalescing's count of connections holding bytes
+     * (coalesce.h: nt_coalesce_pending) share one 8-byte word: the hooks'
+     * pass-through tests both with one load (nt_fd_passes_clean). */
+    union {
+        struct {
+            int ready;               /* init finished */
+            unsigned co_pending;
+        };
+        uint64_t ready_word;
+    };
     int disabled;                    /* NETTIMEO_DISABLE=1 or init failed */
     int governs;                     /* config sets any deadline/coalescing */
     const struct nt_config *config;  /* current config; old ones are kept */
@@ -54,6 +63,12 @@ struct nt_state {
     int secure;                      /* AT_SECURE: ignore env that names files */
 };
 extern struct nt_state nt_g;
+/* ready_word when init has finished and nothing is held */
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define NT_READY_CLEAN 1ull
+#else
+#define NT_READY_CLEAN (1ull << 32)
+#endif
 
 /* Per-thread re-entry guard: nonzero while the library itself is running,
  * so its own libc calls (syslog, unwinding, config reading) that land in a

@@ -33,15 +33,19 @@ struct nt_real real = {
 
 int nt_raw_nowait;
 
-/* Are the next recv and send glibc's own? (Compared, not resolved:
- * calls still go through RTLD_NEXT.) ~8k instructions once per exec. */
+/* Are the next recv and send (and recvfrom, sendto: the fast path
+ * makes the recv and send hooks' tries raw too) glibc's own? (Compared,
+ * not resolved: calls still go through RTLD_NEXT.) ~8k instructions once
+ * per exec. */
 static int recv_send_are_libc(void)
 {
     void *libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
     if (!libc)
         return 0;
     int same = dlsym(libc, "recv") == (void *)real.recv &&
-               dlsym(libc, "send") == (void *)real.send;
+               dlsym(libc, "send") == (void *)real.send &&
+               dlsym(libc, "recvfrom") == (void *)real.recvfrom &&
+               dlsym(libc, "sendto") == (void *)real.sendto;
     dlclose(libc);
     return same;
 }
@@ -64,21 +68,6 @@ void nt_real_resolve(void)
 }
 
 #if defined(__x86_64__)
-static inline long raw6(long n, long a, long b, long c, long d, long e,
-                        long f)
-{
-    register long r10 __asm__("r10") = d;
-    register long r8 __asm__("r8") = e;
-    register long r9 __asm__("r9") = f;
-    long ret;
-    __asm__ volatile("syscall"
-                     : "=a"(ret)
-                     : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8),
-                       "r"(r9)
-                     : "rcx", "r11", "memory");
-    return ret;
-}
-
 static inline ssize_t raw_result(long r)
 {
     if (r < 0 && r > -4096) {
@@ -94,7 +83,7 @@ ssize_t nt_recv_nowait(int fd, void *buf, size_t len, int flags)
 #if defined(__x86_64__)
     if (nt_raw_nowait) {
         pthread_testcancel();
-        return raw_result(raw6(SYS_recvfrom, fd, (long)buf, (long)len,
+        return raw_result(nt_raw6(SYS_recvfrom, fd, (long)buf, (long)len,
                                flags, 0, 0));
     }
 #endif
@@ -106,9 +95,21 @@ ssize_t nt_send_nowait(int fd, const void *buf, size_t len, int flags)
 #if defined(__x86_64__)
     if (nt_raw_nowait) {
         pthread_testcancel();
-        return raw_result(raw6(SYS_sendto, fd, (long)buf, (long)len, flags,
+        return raw_result(nt_raw6(SYS_sendto, fd, (long)buf, (long)len, flags,
                                0, 0));
     }
 #endif
     return real.send(fd, buf, len, flags);
+}
+
+ssize_t nt_xfer_try_slow(int out, int fd, void *buf, size_t len, int flags)
+{
+    int e = errno;
+    ssize_t r = out ? real.send(fd, buf, len, flags)
+                    : real.recv(fd, buf, len, flags);
+    if (r < 0) {
+        r = -errno;
+        errno = e;
+    }
+    return r;
 }

@@ -6,6 +6,7 @@
 #define NT_REAL_H
 
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
@@ -14,6 +15,7 @@
 #include <sys/select.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <wordexp.h>
@@ -122,6 +124,25 @@ extern struct nt_real real;
 
 void nt_real_resolve(void);
 
+#if defined(__x86_64__)
+/* A system call with no libc in between: errno untouched, nothing
+ * interposed (-errno on failure). */
+static inline long nt_raw6(long n, long a, long b, long c, long d, long e,
+                           long f)
+{
+    register long r10 __asm__("r10") = d;
+    register long r8 __asm__("r8") = e;
+    register long r9 __asm__("r9") = f;
+    long ret;
+    __asm__ volatile("syscall"
+                     : "=a"(ret)
+                     : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8),
+                       "r"(r9)
+                     : "rcx", "r11", "memory");
+    return ret;
+}
+#endif
+
 /* A recv or send that cannot block (MSG_DONTWAIT: the engine's first try
  * of a blocking call it waits for itself), made as a raw system call when
  * the next definitions are glibc's own (nt_raw_nowait, set by
@@ -135,5 +156,23 @@ void nt_real_resolve(void);
 extern int nt_raw_nowait;
 ssize_t nt_recv_nowait(int fd, void *buf, size_t len, int flags);
 ssize_t nt_send_nowait(int fd, const void *buf, size_t len, int flags);
+
+/* The same call (out: send, else recv) as the kernel answers it: the
+ * count, or -errno with errno left alone, so that a blocking call that
+ * succeeds after a wait leaves the program's errno as it was without
+ * reading it first. Inline: the I/O fast path's try (io.h). */
+ssize_t nt_xfer_try_slow(int out, int fd, void *buf, size_t len, int flags);
+static inline ssize_t nt_xfer_try(int out, int fd, const void *buf,
+                                  size_t len, int flags)
+{
+#if defined(__x86_64__)
+    if (__builtin_expect(nt_raw_nowait, 1)) {
+        pthread_testcancel();
+        return nt_raw6(out ? SYS_sendto : SYS_recvfrom, fd, (long)buf,
+                       (long)len, flags, 0, 0);
+    }
+#endif
+    return nt_xfer_try_slow(out, fd, (void *)buf, len, flags);
+}
 
 #endif

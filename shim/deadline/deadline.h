@@ -106,33 +106,13 @@ static inline nt_ns nt_exchange_clock(const struct nt_conn *c, nt_ns now)
     return now || c->family != AF_UNIX ? now : nt_now_coarse();
 }
 
-static inline void nt_deadline_moved(struct nt_conn *c, int dir, size_t n)
+/* nt_deadline_moved() once the connection is known to be established
+ * (no connect pending) and to have some deadline or exchange tracking
+ * (dl_active): the I/O fast path (io.h) checked both already. */
+static inline void nt_deadline_moved_est(struct nt_conn *c, int dir, size_t n)
 {
     uint8_t a = c->dl_active;
-    if (likely(a == (1u << NT_DL_TRACK) && !c->t_connect)) {
-        /* no deadline, exchanges tracked for `abandoned`: a phase change */
-        if (dir == c->req_dir) {
-            if (c->req_phase != NT_PH_REQUEST) {
-                c->req_phase = NT_PH_REQUEST;
-                c->t_req = nt_exchange_clock(c, 0);
-                c->x_in0 = c->bytes_in - (dir == NT_IN ? n : 0);
-                c->x_out0 = c->bytes_out - (dir == NT_OUT ? n : 0);
-            }
-        } else if (c->req_phase == NT_PH_REQUEST) {
-            c->req_phase = NT_PH_ANSWERED;
-        }
-        return;
-    }
-    if (!a)
-        return;
-    if (unlikely(c->t_connect)) {
-        nt_deadline_moved_slow(c, dir, n); /* the connect is long done */
-        return;
-    }
-    if (dir == NT_IN)
-        c->t_wait_rd = 0;
-    else
-        c->t_wait_wr = 0;
+    c->t_wait[dir] = 0; /* only read/write/request deadlines set it */
     nt_ns now = 0;
     if (a & ((1u << NT_DL_IDLE) | (1u << NT_DL_REQUEST)))
         c->t_last = now = nt_now_coarse();
@@ -143,8 +123,9 @@ static inline void nt_deadline_moved(struct nt_conn *c, int dir, size_t n)
             /* a new exchange: request_timeout starts now */
             c->req_phase = NT_PH_REQUEST;
             c->t_req = nt_exchange_clock(c, now);
-            c->x_in0 = c->bytes_in - (dir == NT_IN ? n : 0);
-            c->x_out0 = c->bytes_out - (dir == NT_OUT ? n : 0);
+            c->x0[NT_IN] = c->bytes[NT_IN];
+            c->x0[NT_OUT] = c->bytes[NT_OUT];
+            c->x0[dir] -= n;
             /* the handler may make no further call on it */
             if ((a & (1u << NT_DL_REQUEST)) &&
                 !nt_deadline_filed_by(c, now, now + c->set->request_timeout))
@@ -153,8 +134,20 @@ static inline void nt_deadline_moved(struct nt_conn *c, int dir, size_t n)
     } else {
         if (c->req_phase == NT_PH_REQUEST)
             c->req_phase = NT_PH_ANSWERED;
+        /* (read by request_timeout's answer_done() only) */
         c->ans_seq = __atomic_load_n(&nt_wait_seq, __ATOMIC_RELAXED);
     }
+}
+
+static inline void nt_deadline_moved(struct nt_conn *c, int dir, size_t n)
+{
+    if (!c->dl_active)
+        return;
+    if (unlikely(c->t_connect)) {
+        nt_deadline_moved_slow(c, dir, n); /* the connect is long done */
+        return;
+    }
+    nt_deadline_moved_est(c, dir, n);
 }
 
 /* The program waits for input on this connection in poll/select: an

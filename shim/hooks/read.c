@@ -18,15 +18,21 @@ struct buf_args {
     socklen_t *fromlen;
 };
 
+static inline ssize_t read_plain(int fd, void *buf, size_t len, int flags)
+{
+    return nt_rw_plain(0, fd, buf, len, flags);
+}
+
 static ssize_t attempt_read(int fd, const struct nt_op *op, int flags,
                             size_t skip)
 {
     const struct buf_args *a = op->args;
-    if (!flags)
-        return real.read(fd, (char *)a->buf + skip, a->len - skip);
-    if (flags & MSG_DONTWAIT) /* cannot block: real.h says why */
-        return nt_recv_nowait(fd, (char *)a->buf + skip, a->len - skip, flags);
-    return real.recv(fd, (char *)a->buf + skip, a->len - skip, flags);
+    return read_plain(fd, (char *)a->buf + skip, a->len - skip, flags);
+}
+
+static inline ssize_t recv_plain(int fd, void *buf, size_t len, int flags)
+{
+    return real.recvfrom(fd, buf, len, flags, NULL, NULL);
 }
 
 static ssize_t attempt_recvfrom(int fd, const struct nt_op *op, int flags,
@@ -38,28 +44,48 @@ static ssize_t attempt_recvfrom(int fd, const struct nt_op *op, int flags,
 }
 
 /* The governed path, out of line: the hooks' fast path keeps no locals
- * (no stack frame, no stack-protector canary). */
+ * (no stack frame, no stack-protector canary). `res`: what io.h's fast
+ * path did (NULL: not tried). */
 __attribute__((noinline)) NT_NO_CANARY static ssize_t
 read_buf(int fd, const char *name, nt_attempt_fn fn, void *buf, size_t len,
-         int flags, struct sockaddr *from, socklen_t *fromlen, void *caller)
+         int flags, struct sockaddr *from, socklen_t *fromlen, void *caller,
+         const struct nt_resume *res)
 {
     struct buf_args a = { buf, len, from, fromlen };
     struct nt_op op = { .name = name, .dir = NT_IN, .flags = flags,
                         .total = len, .attempt = fn, .args = &a,
                         .caller = caller };
-    return nt_io_call(fd, &op);
+    return nt_io_resume(fd, &op, res);
+}
+
+/* read and recv (recvfrom without an address): the fast path first. */
+__attribute__((noinline)) NT_NO_CANARY static ssize_t
+read_gov(int fd, void *buf, size_t len, void *caller)
+{
+    ssize_t r;
+    struct nt_resume res;
+    if (nt_io_fast(fd, NT_IN, buf, len, 0, read_plain, &r, &res))
+        return r;
+    return read_buf(fd, "read", attempt_read, buf, len, 0, NULL, NULL, caller,
+                    &res);
+}
+
+__attribute__((noinline)) NT_NO_CANARY static ssize_t
+recv_gov(int fd, const char *name, void *buf, size_t len, int flags,
+         void *caller)
+{
+    ssize_t r;
+    struct nt_resume res;
+    if (nt_io_fast(fd, NT_IN, buf, len, flags, recv_plain, &r, &res))
+        return r;
+    return read_buf(fd, name, attempt_recvfrom, buf, len, flags, NULL, NULL,
+                    caller, &res);
 }
 
 /* A read on a descriptor the library does not govern while coalesced
  * bytes are held (nt_coalesce_flush_for_read). Out of line, called as a
- * tail call: the pass-through path keeps no stack frame. */
-__attribute__((noinline, cold)) static ssize_t
-read_held(int fd, void *buf, size_t len)
-{
-    nt_coalesce_flush_for_read(fd);
-    return real.read(fd, buf, len);
-}
-
+ * tail call: the pass-through path keeps no stack frame. (The plain
+ * calls let nt_io_call() do it.) */
 __attribute__((noinline, cold)) static ssize_t
 readv_held(int fd, const struct iovec *iov, int iovcnt)
 {
@@ -75,89 +101,65 @@ static void held_recv(int fd, int flags)
 }
 
 __attribute__((noinline, cold)) static ssize_t
-recvfrom_held(int fd, void *buf, size_t len, int flags, struct sockaddr *from,
-              socklen_t *fromlen)
-{
-    held_recv(fd, flags);
-    return real.recvfrom(fd, buf, len, flags, from, fromlen);
-}
-
-__attribute__((noinline, cold)) static ssize_t
 recvmsg_held(int fd, struct msghdr *msg, int flags)
 {
     held_recv(fd, flags);
     return real.recvmsg(fd, msg, flags);
 }
 
+/* The plain calls: what passes through with nothing held goes straight
+ * to the real call; the rest (held bytes too: nt_io_call) is governed. */
 NT_EXPORT ssize_t read(int fd, void *buf, size_t len)
 {
-    if (likely(nt_fd_passes(fd))) {
-        if (unlikely(nt_coalesce_held()))
-            return read_held(fd, buf, len);
+    if (likely(nt_fd_passes_clean(fd)))
         return real.read(fd, buf, len);
-    }
-    return read_buf(fd, "read", attempt_read, buf, len, 0, NULL, NULL,
-                    NT_CALLER());
+    return read_gov(fd, buf, len, NT_CALLER());
 }
 
 NT_EXPORT ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen)
 {
-    if (likely(nt_fd_passes(fd)) || len > buflen) {
-        if (unlikely(nt_coalesce_held()) && len <= buflen)
-            return read_held(fd, buf, len);
+    if (likely(nt_fd_passes_clean(fd)) || len > buflen)
         return real.__read_chk(fd, buf, len, buflen); /* aborts if too long */
-    }
-    return read_buf(fd, "read", attempt_read, buf, len, 0, NULL, NULL,
-                    NT_CALLER());
+    return read_gov(fd, buf, len, NT_CALLER());
 }
 
 NT_EXPORT ssize_t recv(int fd, void *buf, size_t len, int flags)
 {
-    if (likely(nt_fd_passes(fd))) {
-        if (unlikely(nt_coalesce_held()))
-            return recvfrom_held(fd, buf, len, flags, NULL, NULL);
+    if (likely(nt_fd_passes_clean(fd)))
         return real.recv(fd, buf, len, flags);
-    }
-    return read_buf(fd, "recv", attempt_recvfrom, buf, len, flags, NULL,
-                    NULL, NT_CALLER());
+    return recv_gov(fd, "recv", buf, len, flags, NT_CALLER());
 }
 
 NT_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen,
                              int flags)
 {
-    if (likely(nt_fd_passes(fd)) || len > buflen) {
-        if (unlikely(nt_coalesce_held()) && len <= buflen)
-            return recvfrom_held(fd, buf, len, flags, NULL, NULL);
+    if (likely(nt_fd_passes_clean(fd)) || len > buflen)
         return real.__recv_chk(fd, buf, len, buflen, flags);
-    }
-    return read_buf(fd, "recv", attempt_recvfrom, buf, len, flags, NULL,
-                    NULL, NT_CALLER());
+    return recv_gov(fd, "recv", buf, len, flags, NT_CALLER());
 }
 
 NT_EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags,
                            struct sockaddr *from, socklen_t *fromlen)
 {
-    if (likely(nt_fd_passes(fd))) {
-        if (unlikely(nt_coalesce_held()))
-            return recvfrom_held(fd, buf, len, flags, from, fromlen);
+    if (likely(nt_fd_passes_clean(fd)))
         return real.recvfrom(fd, buf, len, flags, from, fromlen);
-    }
+    if (!from)
+        return recv_gov(fd, "recvfrom", buf, len, flags, NT_CALLER());
     return read_buf(fd, "recvfrom", attempt_recvfrom, buf, len, flags,
-                    from, fromlen, NT_CALLER());
+                    from, fromlen, NT_CALLER(), NULL);
 }
 
 NT_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen,
                                  int flags, struct sockaddr *from,
                                  socklen_t *fromlen)
 {
-    if (likely(nt_fd_passes(fd)) || len > buflen) {
-        if (unlikely(nt_coalesce_held()) && len <= buflen)
-            return recvfrom_held(fd, buf, len, flags, from, fromlen);
+    if (likely(nt_fd_passes_clean(fd)) || len > buflen)
         return real.__recvfrom_chk(fd, buf, len, buflen, flags, from,
                                    fromlen);
-    }
+    if (!from)
+        return recv_gov(fd, "recvfrom", buf, len, flags, NT_CALLER());
     return read_buf(fd, "recvfrom", attempt_recvfrom, buf, len, flags,
-                    from, fromlen, NT_CALLER());
+                    from, fromlen, NT_CALLER(), NULL);
 }
 
 /* --- vectored ---------------------------------------------------------- */

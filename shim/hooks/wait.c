@@ -24,15 +24,30 @@ static inline void before_wait(void)
 }
 
 /* A program that polls a socket for input is waiting for it, even if it
- * never saw EAGAIN (curl polls before every read). */
-static void note_waiting_in(int fd)
+ * never saw EAGAIN (curl polls before every read). The slot is looked at
+ * in place; what it does not answer (first sight, re-entry, a sandbox, a
+ * fork child's connection) goes through nt_conn_get(). No canary: the
+ * only stack object is the clock's timespec. */
+__attribute__((noinline)) static void note_waiting_slow(int fd)
 {
     struct nt_conn *c = nt_conn_get(fd);
     if (c && c->dl_active)
         nt_deadline_polled_in(c); /* keeps errno */
 }
 
-static void before_poll(const struct pollfd *fds, nfds_t n)
+static inline void note_waiting_in(int fd)
+{
+    int kind;
+    struct nt_conn *c = nt_conn_peek(fd, &kind);
+    if (c) {
+        if (c->dl_active)
+            nt_deadline_polled_in(c); /* keeps errno */
+    } else if (kind != NT_FD_PASS) {
+        note_waiting_slow(fd);
+    }
+}
+
+NT_NO_CANARY static void before_poll(const struct pollfd *fds, nfds_t n)
 {
     before_wait();
     for (nfds_t i = 0; i < n; i++)
@@ -40,7 +55,7 @@ static void before_poll(const struct pollfd *fds, nfds_t n)
             note_waiting_in(fds[i].fd);
 }
 
-static void before_select(int n, const fd_set *r)
+NT_NO_CANARY static void before_select(int n, const fd_set *r)
 {
     before_wait();
     if (!r)

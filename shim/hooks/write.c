@@ -22,16 +22,21 @@ struct buf_args {
     socklen_t tolen;
 };
 
+static inline ssize_t write_plain(int fd, void *buf, size_t len, int flags)
+{
+    return nt_rw_plain(1, fd, buf, len, flags);
+}
+
 static ssize_t attempt_write(int fd, const struct nt_op *op, int flags,
                              size_t skip)
 {
     const struct buf_args *a = op->args;
-    if (!flags)
-        return real.write(fd, (const char *)a->buf + skip, a->len - skip);
-    if (flags & MSG_DONTWAIT) /* cannot block: real.h says why */
-        return nt_send_nowait(fd, (const char *)a->buf + skip, a->len - skip,
-                              flags);
-    return real.send(fd, (const char *)a->buf + skip, a->len - skip, flags);
+    return write_plain(fd, (char *)a->buf + skip, a->len - skip, flags);
+}
+
+static inline ssize_t send_plain(int fd, void *buf, size_t len, int flags)
+{
+    return real.sendto(fd, buf, len, flags, NULL, 0);
 }
 
 static ssize_t attempt_sendto(int fd, const struct nt_op *op, int flags,
@@ -43,11 +48,12 @@ static ssize_t attempt_sendto(int fd, const struct nt_op *op, int flags,
 }
 
 /* The governed path, out of line: the hooks' fast path keeps no locals
- * (no stack frame, no stack-protector canary). */
+ * (no stack frame, no stack-protector canary). `res`: what io.h's fast
+ * path did (NULL: not tried). */
 __attribute__((noinline)) NT_NO_CANARY static ssize_t
 write_buf(int fd, const char *name, nt_attempt_fn fn, const void *buf,
           size_t len, int flags, const struct sockaddr *to, socklen_t tolen,
-          void *caller)
+          void *caller, const struct nt_resume *res)
 {
     struct buf_args a = { buf, len, to, tolen };
     struct iovec v = { (void *)buf, len };
@@ -55,27 +61,37 @@ write_buf(int fd, const char *name, nt_attempt_fn fn, const void *buf,
                         .total = len, .attempt = fn, .args = &a,
                         .caller = caller, .iov = to ? NULL : &v,
                         .iovcnt = 1 };
-    return nt_io_call(fd, &op);
+    return nt_io_resume(fd, &op, res);
+}
+
+/* write and send (sendto without an address): the fast path first. */
+__attribute__((noinline)) NT_NO_CANARY static ssize_t
+write_gov(int fd, const void *buf, size_t len, void *caller)
+{
+    ssize_t r;
+    struct nt_resume res;
+    if (nt_io_fast(fd, NT_OUT, (void *)buf, len, 0, write_plain, &r, &res))
+        return r;
+    return write_buf(fd, "write", attempt_write, buf, len, 0, NULL, 0, caller,
+                     &res);
+}
+
+__attribute__((noinline)) NT_NO_CANARY static ssize_t
+send_gov(int fd, const char *name, const void *buf, size_t len, int flags,
+         void *caller)
+{
+    ssize_t r;
+    struct nt_resume res;
+    if (nt_io_fast(fd, NT_OUT, (void *)buf, len, flags, send_plain, &r, &res))
+        return r;
+    return write_buf(fd, name, attempt_sendto, buf, len, flags, NULL, 0,
+                     caller, &res);
 }
 
 /* A write to a pipe or socket the library does not govern while coalesced
  * bytes are held (nt_coalesce_flush_for_send). Out of line, called as a
- * tail call: the pass-through path keeps no stack frame. */
-__attribute__((noinline, cold)) static ssize_t
-write_held(int fd, const void *buf, size_t len)
-{
-    nt_coalesce_flush_for_send(fd);
-    return real.write(fd, buf, len);
-}
-
-__attribute__((noinline, cold)) static ssize_t
-sendto_held(int fd, const void *buf, size_t len, int flags,
-            const struct sockaddr *to, socklen_t tolen)
-{
-    nt_coalesce_flush_for_send(fd);
-    return real.sendto(fd, buf, len, flags, to, tolen);
-}
-
+ * tail call: the pass-through path keeps no stack frame. (The plain
+ * calls let nt_io_call() do it.) */
 __attribute__((noinline, cold)) static ssize_t
 writev_held(int fd, const struct iovec *iov, int iovcnt)
 {
@@ -99,38 +115,31 @@ static int mmsg_pass(int fd, struct mmsghdr *vec, unsigned n, int flags)
     return real.sendmmsg(fd, vec, n, flags);
 }
 
+/* The plain calls: what passes through with nothing held goes straight
+ * to the real call; the rest (held bytes too: nt_io_call) is governed. */
 NT_EXPORT ssize_t write(int fd, const void *buf, size_t len)
 {
-    if (likely(nt_fd_passes(fd))) {
-        if (unlikely(nt_coalesce_held()))
-            return write_held(fd, buf, len);
+    if (likely(nt_fd_passes_clean(fd)))
         return real.write(fd, buf, len);
-    }
-    return write_buf(fd, "write", attempt_write, buf, len, 0, NULL, 0,
-                     NT_CALLER());
+    return write_gov(fd, buf, len, NT_CALLER());
 }
 
 NT_EXPORT ssize_t send(int fd, const void *buf, size_t len, int flags)
 {
-    if (likely(nt_fd_passes(fd))) {
-        if (unlikely(nt_coalesce_held()))
-            return sendto_held(fd, buf, len, flags, NULL, 0);
+    if (likely(nt_fd_passes_clean(fd)))
         return real.send(fd, buf, len, flags);
-    }
-    return write_buf(fd, "send", attempt_sendto, buf, len, flags, NULL, 0,
-                     NT_CALLER());
+    return send_gov(fd, "send", buf, len, flags, NT_CALLER());
 }
 
 NT_EXPORT ssize_t sendto(int fd, const void *buf, size_t len, int flags,
                          const struct sockaddr *to, socklen_t tolen)
 {
-    if (likely(nt_fd_passes(fd))) {
-        if (unlikely(nt_coalesce_held()))
-            return sendto_held(fd, buf, len, flags, to, tolen);
+    if (likely(nt_fd_passes_clean(fd)))
         return real.sendto(fd, buf, len, flags, to, tolen);
-    }
+    if (!to)
+        return send_gov(fd, "sendto", buf, len, flags, NT_CALLER());
     return write_buf(fd, "sendto", attempt_sendto, buf, len, flags, to,
-                     tolen, NT_CALLER());
+                     tolen, NT_CALLER(), NULL);
 }
 
 /* --- vectored ---------------------------------------------------------- */

@@ -22,6 +22,8 @@
 #include <sys/sendfile.h>
 #include <sys/uio.h>
 #include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <netinet/in.h>
 #include <unistd.h>
 
@@ -45,6 +47,20 @@ static int checked, violations, failed;
             violations++;                                                      \
         }                                                                      \
     } while (0)
+
+/* A child writes one byte to fd a little later: a blocking read of the
+ * other end finds nothing at first, waits (the library's own wait when a
+ * read_timeout governs it) and then succeeds, errno as it was. */
+static pid_t write_later(int fd, const char *what)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct timespec d = {0, 100 * 1000000};
+        nanosleep(&d, NULL);
+        _exit(write(fd, what, 1) == 1 ? 0 : 1);
+    }
+    return pid;
+}
 
 static socklen_t bind_addr(int family, struct sockaddr_storage *ss)
 {
@@ -149,6 +165,20 @@ int main(int argc, char **argv)
     CHECK("read", read(s, in, 4));
     CHECK("lseek", lseek(mfd, 0, SEEK_SET));
     CHECK("read file", read(mfd, in, 16));
+
+    /* twice: a connection's first call takes the library's slow path */
+    pid_t kid;
+    for (int round = 0; round < 2; round++) {
+        kid = write_later(c2, "w");
+        CHECK("read after a wait", read(s2, in, 1));
+        waitpid(kid, NULL, 0);
+        kid = write_later(s2, "w");
+        CHECK("recv after a wait", recv(c2, in, 1, 0));
+        waitpid(kid, NULL, 0);
+    }
+    kid = write_later(c2, "w");
+    CHECK("recvfrom after a wait", recvfrom(s2, in, 1, 0, NULL, NULL));
+    waitpid(kid, NULL, 0);
 
     CHECK("shutdown", shutdown(c2, SHUT_WR));
     CHECK("read", read(s2, in, 1));       /* EOF: 0 is success */
