@@ -64,21 +64,6 @@ void nt_real_resolve(void)
 }
 
 #if defined(__x86_64__)
-static inline long raw6(long n, long a, long b, long c, long d, long e,
-                        long f)
-{
-    register long r10 __asm__("r10") = d;
-    register long r8 __asm__("r8") = e;
-    register long r9 __asm__("r9") = f;
-    long ret;
-    __asm__ volatile("syscall"
-                     : "=a"(ret)
-                     : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8),
-                       "r"(r9)
-                     : "rcx", "r11", "memory");
-    return ret;
-}
-
 static inline ssize_t raw_result(long r)
 {
     if (r < 0 && r > -4096) {
@@ -94,7 +79,7 @@ ssize_t nt_recv_nowait(int fd, void *buf, size_t len, int flags)
 #if defined(__x86_64__)
     if (nt_raw_nowait) {
         pthread_testcancel();
-        return raw_result(raw6(SYS_recvfrom, fd, (long)buf, (long)len,
+        return raw_result(nt_raw6(SYS_recvfrom, fd, (long)buf, (long)len,
                                flags, 0, 0));
     }
 #endif
@@ -106,7 +91,7 @@ ssize_t nt_send_nowait(int fd, const void *buf, size_t len, int flags)
 #if defined(__x86_64__)
     if (nt_raw_nowait) {
         pthread_testcancel();
-        return raw_result(raw6(SYS_sendto, fd, (long)buf, (long)len, flags,
+        return raw_result(nt_raw6(SYS_sendto, fd, (long)buf, (long)len, flags,
                                0, 0));
     }
 #endif

@@ -122,6 +122,25 @@ extern struct nt_real real;
 
 void nt_real_resolve(void);
 
+#if defined(__x86_64__)
+/* A system call with no libc in between: errno untouched, nothing
+ * interposed (-errno on failure). */
+static inline long nt_raw6(long n, long a, long b, long c, long d, long e,
+                           long f)
+{
+    register long r10 __asm__("r10") = d;
+    register long r8 __asm__("r8") = e;
+    register long r9 __asm__("r9") = f;
+    long ret;
+    __asm__ volatile("syscall"
+                     : "=a"(ret)
+                     : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8),
+                       "r"(r9)
+                     : "rcx", "r11", "memory");
+    return ret;
+}
+#endif
+
 /* A recv or send that cannot block (MSG_DONTWAIT: the engine's first try
  * of a blocking call it waits for itself), made as a raw system call when
  * the next definitions are glibc's own (nt_raw_nowait, set by
