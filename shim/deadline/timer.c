@@ -190,7 +190,7 @@ static void remove_at(size_t i)
  * the creator around clone, raw, so glibc's reserved signals are blocked
  * too): the kernel never delivers a program's signal to it. It does not
  * survive fork or exec; set*id calls stop it first and restart it after
- * (see nt_timer_stop), since glibc changes only the calling thread's
+ * (nt_timer_suspend), since glibc changes only the calling thread's
  * credentials when it believes it has no other.
  *
  * The sanitizer build keeps a pthread: a task unknown to the sanitizer
@@ -349,7 +349,7 @@ struct tcb_head {
     void *tcb;             /* 0x00: tp itself */
     void *dtv;             /* 0x08 */
     void *self;            /* 0x10: THREAD_SELF */
-    int multiple_threads;  /* 0x18: 0, so no cancellation paths */
+    int multiple_threads;  /* 0x18: glibc's per-thread "not alone" flag */
     int gscope_flag;
     uintptr_t sysinfo;
     uintptr_t stack_guard;   /* 0x28: the stack protector's canary */
@@ -384,6 +384,10 @@ static char *task_init_tls(void)
     struct tcb_head *t = (struct tcb_head *)tp;
     t->tcb = tp;
     t->self = tp;
+    /* The task is not alone: glibc code that picks a locked or unlocked
+     * atomic, or the cancellation wrapper, by this flag takes the safe
+     * way on the task (its struct pthread is zeroed: never cancelled). */
+    t->multiple_threads = 1;
     t->stack_guard = mine->stack_guard;
     t->pointer_guard = mine->pointer_guard;
     t->sysinfo = mine->sysinfo;

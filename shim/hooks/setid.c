@@ -1,4 +1,4 @@
-/* set*id, setgroups, initgroups: the timer task must not keep the
+/* set*id, setgroups, initgroups, capset: the timer task must not keep the
  * credentials the process had before (deadline/timer.c). glibc changes
  * every thread it knows of, which, with no pthread of the program's,
  * is only the caller; the task is stopped before the call and a new one
@@ -58,3 +58,7 @@ NT_SETID_HOOK(setfsuid, (uid_t u), (u))
 NT_SETID_HOOK(setfsgid, (gid_t g), (g))
 NT_SETID_HOOK(setgroups, (size_t n, const gid_t *list), (n, list))
 NT_SETID_HOOK(initgroups, (const char *user, gid_t g), (user, g))
+/* Capabilities are per thread too (a root daemon that keeps uid 0 and
+ * drops capabilities). No glibc header declares it. */
+int capset(void *hdr, const void *data);
+NT_SETID_HOOK(capset, (void *hdr, const void *data), (hdr, data))

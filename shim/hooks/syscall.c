@@ -70,14 +70,15 @@ static int governed_close(long nr, long a1)
 int close(int fd);
 int close_range(unsigned lo, unsigned hi, int flags);
 
-/* set*id and setgroups: one thread's credentials (hooks/setid.c). */
+/* set*id, setgroups, capset: one thread's credentials (hooks/setid.c). */
 #define SETID_BIT(n) (1ULL << ((n) - SYS_setuid))
 #define SETID_MASK                                                          \
     (SETID_BIT(SYS_setuid) | SETID_BIT(SYS_setgid) | SETID_BIT(SYS_setreuid) | \
      SETID_BIT(SYS_setregid) | SETID_BIT(SYS_setgroups) |                    \
      SETID_BIT(SYS_setresuid) | SETID_BIT(SYS_setresgid) |                   \
-     SETID_BIT(SYS_setfsuid) | SETID_BIT(SYS_setfsgid))
-_Static_assert(SYS_setfsgid - SYS_setuid < 64 && SYS_setgroups > SYS_setuid &&
+     SETID_BIT(SYS_setfsuid) | SETID_BIT(SYS_setfsgid) | SETID_BIT(SYS_capset))
+_Static_assert(SYS_setfsgid - SYS_setuid < 64 && SYS_capset - SYS_setuid < 64 &&
+               SYS_capset > SYS_setuid && SYS_setgroups > SYS_setuid &&
                SYS_setresgid > SYS_setuid && SYS_setgid > SYS_setuid,
                "the set*id numbers fit one mask");
 

@@ -87,25 +87,35 @@ Test(timer, seccomp_stops_the_timer)
     check("seccomp", "before=2 after=1 later=1");
 }
 
-static void drop(const char *how)
+/* A privilege drop by the program (root only): mode, way, expected line
+ * after "how=WAY tasks=2 ". */
+static void drop(const char *mode, const char *how, const char *rest)
 {
     if (geteuid() != 0)
         cr_skip_test("needs root");
     struct nt_result r;
-    run_mode(NT_ARGV(NT_PROG("timer_prog"), "setuid", how), &r);
+    run_mode(NT_ARGV(NT_PROG("timer_prog"), mode, how), &r);
     char want[160];
-    snprintf(want, sizeof want,
-             "how=%s tasks=2 bad_uid=0 cut=1 bad_uid_later=0 cut_later=1", how);
+    snprintf(want, sizeof want, "how=%s tasks=2 %s", how, rest);
     expect_out(&r, want);
     nt_result_free(&r);
 }
 
+#define UID_OK "bad_uid=0 cut=1 bad_uid_later=0 cut_later=1"
 /* glibc changes only the threads it knows: a task started as root must
  * not stay root. */
-Test(timer, setuid_reaches_every_task) { drop("setuid"); }
-Test(timer, setresuid_reaches_every_task) { drop("setresuid"); }
-Test(timer, raw_syscall_setresuid_reaches_every_task) { drop("syscall"); }
-Test(timer, setgroups_initgroups_setreuid_reach_every_task) { drop("groups"); }
+Test(timer, setuid_reaches_every_task) { drop("setuid", "setuid", UID_OK); }
+Test(timer, setresuid_reaches_every_task) { drop("setuid", "setresuid", UID_OK); }
+Test(timer, raw_syscall_setresuid_reaches_every_task) { drop("setuid", "syscall", UID_OK); }
+Test(timer, setgroups_initgroups_setreuid_reach_every_task) { drop("setuid", "groups", UID_OK); }
+
+/* Capabilities are per thread as well (even for glibc): uid 0 without
+ * them. */
+Test(timer, capset_reaches_every_task) { drop("capset", "libc", "with_caps=0 cut=1"); }
+Test(timer, raw_syscall_capset_reaches_every_task)
+{
+    drop("capset", "syscall", "with_caps=0 cut=1");
+}
 
 /* The task has no dtv of glibc's making: nothing in the library may use
  * general-dynamic TLS (__tls_get_addr), all of it is initial-exec. */

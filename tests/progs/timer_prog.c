@@ -26,6 +26,8 @@
  *   setuid ARG  (root) drop privileges with ARG = setuid | setresuid |
  *               syscall | groups: every task of the process has the new
  *               uid, and the deadline still fires
+ *   capset ARG  (root) drop every capability, keeping uid 0, with
+ *               ARG = libc | syscall: no task keeps one
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -38,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <sys/prctl.h>
@@ -330,7 +333,10 @@ static void mode_seccomp(void)
     printf("before=%d after=%d later=%d\n", before, after, count_tasks());
 }
 
-static int task_uids(uid_t want, int *tasks)
+/* How many tasks of the process fail `ok` on their status text; the
+ * number of tasks in *tasks. */
+static int tasks_failing(int (*ok)(const char *status, const void *arg),
+                         const void *arg, int *tasks)
 {
     int bad = 0, n = 0;
     DIR *d = opendir("/proc/self/task");
@@ -344,22 +350,27 @@ static int task_uids(uid_t want, int *tasks)
         ssize_t len = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
         if (fd >= 0)
             close(fd);
-        if (len <= 0) {
-            bad++;
-            continue;
-        }
-        buf[len] = 0;
-        const char *u = strstr(buf, "\nUid:");
-        unsigned r, ef, sv, fs;
-        if (!u || sscanf(u + 5, "%u %u %u %u", &r, &ef, &sv, &fs) != 4 ||
-            r != want || ef != want || sv != want || fs != want)
-            bad++;
+        buf[len > 0 ? len : 0] = 0;
+        bad += len <= 0 || !ok(buf, arg);
         n++;
     }
     if (d)
         closedir(d);
     *tasks = n;
     return bad;
+}
+
+static int has_uid(const char *st, const void *arg)
+{
+    unsigned want = *(const uid_t *)arg, r, ef, sv, fs;
+    const char *u = strstr(st, "\nUid:");
+    return u && sscanf(u + 5, "%u %u %u %u", &r, &ef, &sv, &fs) == 4 && r == want &&
+           ef == want && sv == want && fs == want;
+}
+
+static int task_uids(uid_t want, int *tasks)
+{
+    return tasks_failing(has_uid, &want, tasks);
 }
 
 static void mode_setuid(const char *how)
@@ -394,6 +405,33 @@ static void mode_setuid(const char *how)
            tasks, bad, cut, bad2, cut2);
 }
 
+/* Effective and permitted capabilities empty. */
+static int no_caps(const char *st, const void *arg)
+{
+    (void)arg;
+    const char *p = strstr(st, "\nCapPrm:"), *f = strstr(st, "\nCapEff:");
+    return p && f && !strtoull(p + 9, NULL, 16) && !strtoull(f + 9, NULL, 16);
+}
+
+int capset(void *hdr, const void *data);
+
+static void mode_capset(const char *how)
+{
+    if (getuid() != 0)
+        FAIL("needs root");
+    int s, c = pair(&s);
+    if (count_tasks() != 2)
+        FAIL("tasks=%d before the drop", count_tasks());
+    struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+    struct __user_cap_data_struct none[2] = { { 0 } };
+    long r = strcmp(how, "syscall") == 0 ? syscall(SYS_capset, &h, none) : capset(&h, none);
+    if (r)
+        FAIL("capset: %s", strerror(errno));
+    int tasks, bad = tasks_failing(no_caps, NULL, &tasks);
+    int cut = cut_within(s, 3000) && cut_within(c, 1000);
+    printf("how=%s tasks=%d with_caps=%d cut=%d\n", how, tasks, bad, cut);
+}
+
 int main(int argc, char **argv)
 {
     alarm(20);
@@ -414,6 +452,7 @@ int main(int argc, char **argv)
     else if (!strcmp(m, "vfork")) mode_vfork();
     else if (!strcmp(m, "seccomp")) mode_seccomp();
     else if (!strcmp(m, "setuid") && argc > 2) mode_setuid(argv[2]);
+    else if (!strcmp(m, "capset") && argc > 2) mode_capset(argv[2]);
     else FAIL("unknown mode %s", m);
     return 0;
 }
