@@ -325,6 +325,14 @@ static int task_prepare(void)
     dl_iterate_phdr(scan_one, &s);
     if (s.bad || !nmods)
         return -1;
+    /* The two modules whose TLS the task uses (this library's, libc's
+     * errno) must be among those laid out, or their initial-exec
+     * accesses would land below the area: then a pthread it is. */
+    const char *ours = (const char *)&nt_in_lib;
+    const char *libc = (const char *)__errno_location();
+    if (ours >= s.tp || ours < s.tp - s.span || libc >= s.tp ||
+        libc < s.tp - s.span)
+        return -1;
     size_t span = (s.span + TLS_MARGIN + 4095) & ~(size_t)4095;
     size_t size = 4096 + TASK_STACK + span + TASK_TCB;
     if (task_mem && task_mem_size < size) {
