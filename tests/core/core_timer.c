@@ -75,6 +75,19 @@ Test(timer, program_errno_untouched)
     check("errno", "errno=4242 changed=0");
 }
 
+/* glibc's allocator and stdio run unlocked in the program while the
+ * timer fires and logs 160 events: the timer never touches them. */
+Test(timer, program_heap_and_stdio_undisturbed)
+{
+    struct nt_result r;
+    struct nt_spawn_opts o = { .env = NT_ENV("NETTIMEO_OPTIONS=" OPTS) };
+    cr_assert(nt_run(NT_ARGV(NT_PROG("timer_prog"), "heap"), &o, 30000, &r) == 0);
+    nt_assert_exit(&r, 0, "heap");
+    expect_out(&r, "heap_rounds_gt=1");
+    cr_assert(r.err && strstr(r.err, "\"idle_timeout\""), "no timeout events:\n%s", r.err);
+    nt_result_free(&r);
+}
+
 Test(timer, vfork_child_leaves_timer)
 {
     check("vfork", "vfork_status=0 tasks=2 cut=1");

@@ -19,6 +19,9 @@
  *               program blocks stays pending (nobody else takes it);
  *               SA_RESTART read restarts, a handler without it gets EINTR
  *   errno       the program's errno never changes while the timer fires
+ *   heap        malloc, free, stdio and localtime in a loop (glibc's
+ *               unlocked single-threaded paths) while the timer fires
+ *               and logs: nothing corrupted (glibc's own heap checks)
  *   vfork       a vfork child calls setuid and execs; the parent's timer
  *               still fires
  *   seccomp     a filter installed by the only thread: the timer is
@@ -297,6 +300,37 @@ static void mode_errno(void)
     printf("errno=%d changed=%d\n", e, changed);
 }
 
+static void mode_heap(void)
+{
+    for (int i = 0; i < 80; i++) {
+        int s;
+        pair(&s);
+    }
+    FILE *null = fopen("/dev/null", "w");
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    long rounds = 0;
+    void *keep[64] = { 0 };
+    do {
+        for (int i = 0; i < 64; i++) {
+            free(keep[i]);
+            keep[i] = malloc((size_t)(16 + (rounds * 7 + i) % 3000));
+            memset(keep[i], i, 16);
+        }
+        time_t now = time(NULL);
+        struct tm tm;
+        char when[64];
+        strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S %Z", localtime_r(&now, &tm));
+        fprintf(null, "%ld %s\n", rounds, when);
+        rounds++;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+    } while ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 < 700);
+    for (int i = 0; i < 64; i++)
+        free(keep[i]);
+    fclose(null);
+    printf("heap_rounds_gt=%d\n", rounds > 100);
+}
+
 static void mode_vfork(void)
 {
     int s, c = pair(&s);
@@ -450,6 +484,7 @@ int main(int argc, char **argv)
     else if (!strcmp(m, "signals")) mode_signals();
     else if (!strcmp(m, "errno")) mode_errno();
     else if (!strcmp(m, "vfork")) mode_vfork();
+    else if (!strcmp(m, "heap")) mode_heap();
     else if (!strcmp(m, "seccomp")) mode_seccomp();
     else if (!strcmp(m, "setuid") && argc > 2) mode_setuid(argv[2]);
     else if (!strcmp(m, "capset") && argc > 2) mode_capset(argv[2]);
