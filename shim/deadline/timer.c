@@ -5,6 +5,8 @@
  * timer re-checks the connection when an entry comes due (deadline.c),
  * refiling it if the deadline has moved. See timer.h for the lock order,
  * signal handlers and what runs the timer (a raw task, not a pthread). */
+#include <dlfcn.h>
+#include <fcntl.h>
 #include <link.h>
 #include <linux/futex.h>
 #include <pthread.h>
@@ -13,7 +15,12 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <unistd.h>
 
 #include "core/process.h"
 #include "core/real.h"
@@ -317,9 +324,45 @@ static int scan_one(struct dl_phdr_info *info, size_t size, void *arg)
     return 0;
 }
 
+/* Is every libc function the task calls (timer.c's audit, README) libc's
+ * own or this library's hook? Another preloaded library that wraps one
+ * (its wrapper may allocate or lock) gets a pthread timer instead.
+ * Checked once per process; the answer cannot change (no dlclose of a
+ * preload). */
+static int calls_are_libc(void)
+{
+    static int answer; /* 0 unknown, 1 yes, -1 no */
+    if (answer)
+        return answer > 0;
+    Dl_info libc, ours, f;
+    if (!dladdr((void *)__errno_location, &libc) ||
+        !dladdr((void *)calls_are_libc, &ours))
+        return 0;
+    const void *const used[] = {
+        (void *)real.close, (void *)real.connect, (void *)real.dup3,
+        (void *)real.fcntl, (void *)real.getsockopt, (void *)real.ioctl,
+        (void *)real.poll, (void *)real.ppoll, (void *)real.read,
+        (void *)real.sendmsg, (void *)real.setsockopt, (void *)real.shutdown,
+        (void *)real.sigaction, (void *)real.socket, (void *)real.write,
+        (void *)fstat, (void *)stat, (void *)open, (void *)getpeername,
+        (void *)getsockopt, (void *)getpid, (void *)getrlimit, (void *)mmap,
+        (void *)munmap, (void *)mremap, (void *)nanosleep,
+        (void *)sched_yield, (void *)prctl, (void *)sigtimedwait,
+        (void *)pthread_sigmask, (void *)clock_gettime, (void *)syscall,
+    };
+    answer = 1;
+    for (size_t i = 0; i < sizeof used / sizeof used[0]; i++)
+        if (!used[i] || !dladdr(used[i], &f) ||
+            (f.dli_fbase != libc.dli_fbase && f.dli_fbase != ours.dli_fbase))
+            answer = -1;
+    return answer > 0;
+}
+
 /* Lay the task's memory out for the modules loaded now. 0: ready. */
 static int task_prepare(void)
 {
+    if (!calls_are_libc())
+        return -1;
     struct scan s = { .tp = thread_pointer() };
     nmods = 0;
     dl_iterate_phdr(scan_one, &s);

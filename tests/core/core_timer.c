@@ -49,6 +49,22 @@ Test(timer, program_stays_single_threaded)
 #endif
 }
 
+/* Another preload wraps shutdown, which the timer calls: its wrapper may
+ * allocate or lock, so the timer is a pthread there (deadlines fire the
+ * same). */
+Test(timer, foreign_wrapper_gets_a_pthread)
+{
+    char preload[2048];
+    snprintf(preload, sizeof preload, "LD_PRELOAD=%s:%s", nt_preload_value(),
+             NT_PROG("libwrap_shutdown.so"));
+    struct nt_spawn_opts o = { .env = NT_ENV("NETTIMEO_OPTIONS=" OPTS, preload) };
+    struct nt_result r;
+    cr_assert(nt_run(NT_ARGV(NT_PROG("timer_prog"), "single"), &o, 30000, &r) == 0);
+    nt_assert_exit(&r, 0, "single, wrapped");
+    expect_out(&r, "single=0 tasks=2 cut=1");
+    nt_result_free(&r);
+}
+
 Test(timer, fork_child_gets_own_timer)
 {
     check("fork", "forked=40 bad=0 parent_cut=1");
