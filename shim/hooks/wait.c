@@ -1,5 +1,5 @@
-/* Waits: poll, ppoll, select, pselect, epoll_wait, epoll_pwait and the
- * fortified forms. Deadlines never need these hooks (they act on the
+/* Waits: poll, ppoll, select, pselect, epoll_wait, epoll_pwait,
+ * epoll_pwait2 and the fortified forms. Deadlines never need these hooks (they act on the
  * socket, which wakes the program's own loop); coalesced bytes must be
  * flushed before the program sleeps. */
 #include <poll.h>
@@ -123,4 +123,18 @@ NT_EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max,
 {
     before_wait();
     return real.epoll_pwait(epfd, ev, max, timeout, mask);
+}
+
+/* glibc 2.35. A program that sleeps here has gone back to its loop like
+ * one in epoll_wait: without the hook, request_timeout cut its parked
+ * keep-alive connections (deadline: exchange/epoll_server_keeps_parked_connection). */
+NT_EXPORT int epoll_pwait2(int epfd, struct epoll_event *ev, int max,
+                           const struct timespec *timeout, const sigset_t *mask)
+{
+    before_wait();
+    if (!real.epoll_pwait2) { /* an older libc: the program found ours */
+        errno = ENOSYS;
+        return -1;
+    }
+    return real.epoll_pwait2(epfd, ev, max, timeout, mask);
 }

@@ -54,6 +54,7 @@ Test(exchange, eagain_client_keeps_parked_connection)
 Test(exchange, epoll_server_keeps_parked_connection)
 {
     same_as_without("epoll-server", "request_timeout=1s");
+    same_as_without("epoll2-server", "request_timeout=1s");
 }
 
 /* idle_timeout starts when the connection is established. (The sockets

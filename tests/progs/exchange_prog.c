@@ -12,6 +12,7 @@
  *                   answer; 2 s pause between exchanges
  *   epoll-server    event-loop server: epoll_wait, one read per readiness,
  *                   answer; 2 s pause between requests
+ *   epoll2-server   the same, waiting in epoll_pwait2 (glibc 2.35)
  *   slow-connect    blocking connect that completes after about 3 s
  *   peek-waitall    recv(MSG_PEEK|MSG_WAITALL) of 10 bytes sent in 2 parts
  *   zero-read       read(fd, buf, 0) with nothing to read
@@ -142,6 +143,8 @@ static int mode_eagain_client(void)
     return 0;
 }
 
+static int use_pwait2; /* epoll2-server */
+
 static void *epoll_server(void *arg)
 {
     int s = (int)(long)arg;
@@ -151,7 +154,9 @@ static void *epoll_server(void *arg)
     epoll_ctl(ep, EPOLL_CTL_ADD, s, &ev);
     for (;;) {
         struct epoll_event out;
-        if (epoll_wait(ep, &out, 1, 10000) != 1)
+        struct timespec ten = { .tv_sec = 10 };
+        if ((use_pwait2 ? epoll_pwait2(ep, &out, 1, &ten, NULL)
+                        : epoll_wait(ep, &out, 1, 10000)) != 1)
             break;
         char b[16];
         ssize_t r = read(s, b, sizeof b); /* once per readiness */
@@ -165,15 +170,23 @@ static void *epoll_server(void *arg)
     return NULL;
 }
 
+/* The client is another process: its own waits (the 2 s pauses) must not
+ * be what tells the library that the server went back to its loop. */
 static int mode_epoll_server(void)
 {
     int c, s;
     pc_pair(AF_INET, &c, &s);
-    pthread_t t;
-    pthread_create(&t, NULL, epoll_server, (void *)(long)s);
-    client_exchanges(c, 2000);
+    fflush(stdout);
+    pid_t kid = fork();
+    if (kid == 0) {
+        close(s);
+        client_exchanges(c, 2000);
+        fflush(stdout);
+        _exit(0);
+    }
     close(c);
-    pthread_join(t, NULL);
+    epoll_server((void *)(long)s);
+    waitpid(kid, NULL, 0);
     return 0;
 }
 
@@ -428,6 +441,7 @@ int main(int argc, char **argv)
     if (!strcmp(m, "poll-server")) return mode_poll_server();
     if (!strcmp(m, "eagain-client")) return mode_eagain_client();
     if (!strcmp(m, "epoll-server")) return mode_epoll_server();
+    if (!strcmp(m, "epoll2-server")) return use_pwait2 = 1, mode_epoll_server();
     if (!strcmp(m, "slow-connect")) return mode_slow_connect();
     if (!strcmp(m, "peek-waitall")) return mode_peek_waitall();
     if (!strcmp(m, "zero-read")) return mode_zero_read();
