@@ -163,6 +163,16 @@ static void decide(struct nt_conn *c, int fd)
             flags |= CO_PROG_CORK;
         if (mode == NT_CO_CORK && tcp_opt(fd, TCP_NODELAY))
             flags |= CO_PROG_NODELAY; /* what the release restores */
+        /* The process that passed the socket (a system() or popen()
+         * parent, a spawner) holds it too and writes to it with Nagle.
+         * A release past Nagle would send our bytes ahead of the ACK
+         * they wait for without the library, and its quick ACK then
+         * leaves the other writers' next small writes behind Nagle, or
+         * puts bytes on the wire before a peer closes that never saw
+         * them without the library (repro/cork-program-tcp-cork-dprintf-
+         * after-peer-close): release as the kernel's own cork does. */
+        if (mode == NT_CO_CORK && c->role == NT_ROLE_INHERITED)
+            flags |= CO_NAGLE;
     }
     if (!ready) {
         /* Bytes are buffered only on an established connection: before,

@@ -367,10 +367,38 @@ void co_push(const struct nt_conn *c, int fd)
 {
     int one = 1, zero = 0, saved = errno;
     uint8_t flags = __atomic_load_n(&c->co_flags, __ATOMIC_RELAXED);
+    /* A TCP_CORK set by another process sharing the socket (the parent
+     * of an exec'd or forked child, or such a child) holds our bytes as
+     * the kernel's would without the library: TCP_NODELAY would push its
+     * corked bytes with ours, and a cork release would end its cork.
+     * This process's own TCP_CORK is CO_PROG_CORK. */
+    if (((flags & CO_NAGLE) || co_forked) && co_sock_corked(fd)) {
+        errno = saved;
+        return;
+    }
+    if (flags & CO_NAGLE) {
+        co_uncork(fd);
+        errno = saved;
+        return;
+    }
     real.setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (!(flags & CO_PROG_NODELAY))
         real.setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &zero, sizeof zero);
     errno = saved;
+}
+
+/* This process has forked, or is a fork child: another process may hold
+ * its sockets (see co_push). */
+int co_forked;
+
+/* TCP_CORK is set on the socket (by whoever holds it). */
+int co_sock_corked(int fd)
+{
+    int v = 0, saved = errno;
+    socklen_t len = sizeof v;
+    int r = real.getsockopt(fd, IPPROTO_TCP, TCP_CORK, &v, &len);
+    errno = saved;
+    return r == 0 && v;
 }
 
 /* Release what MSG_MORE held back as the kernel's own cork release does:

@@ -26,6 +26,8 @@
 _Static_assert(CO_ORPHAN == 0x20, "nt_coalesce_orphaned() in coalesce.h");
 #define CO_PROG_LOWAT 0x40   /* the program set TCP_NOTSENT_LOWAT: the room
                                 of a non-blocking buffer is unknown (0) */
+#define CO_NAGLE 0x80        /* cork mode, a socket another process holds
+                                (inherited): the release keeps Nagle */
 
 #define CO_IOV 64                            /* program iovecs per sendmsg */
 
@@ -129,6 +131,8 @@ ssize_t co_send(struct co_call *x, const struct iovec *iov, int iovcnt,
 void co_release(struct co_call *x, int push);
 void co_push(const struct nt_conn *c, int fd);
 void co_uncork(int fd);
+int co_sock_corked(int fd);
+extern int co_forked;
 int co_flush(struct co_call *x, int how);
 int co_flush_deferred(struct co_call *x, int how);
 void co_flush_closing(struct co_call *x, int may_orphan);
