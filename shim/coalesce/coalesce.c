@@ -667,7 +667,8 @@ static void stop_coalescing(struct nt_conn *c, int fd, const char *op,
              * library Nagle had held the first write and sent them all in
              * one segment (repro/cork-sendmmsg-last-message-held). */
             co_release(&x, 0);
-            co_uncork(x.fd);
+            if (!co_other_cork(c, x.fd)) /* whose cork holds ours too */
+                co_uncork(x.fd);
         }
         co_flush_deferred(&x, CO_LINGER);
         if (!c->cbuf && !c->flush_err && !(c->co_flags & CO_CORKED))

@@ -372,7 +372,7 @@ void co_push(const struct nt_conn *c, int fd)
      * the kernel's would without the library: TCP_NODELAY would push its
      * corked bytes with ours, and a cork release would end its cork.
      * This process's own TCP_CORK is CO_PROG_CORK. */
-    if (((flags & CO_NAGLE) || co_forked) && co_sock_corked(fd)) {
+    if (co_other_cork(c, fd)) {
         errno = saved;
         return;
     }
@@ -392,13 +392,21 @@ void co_push(const struct nt_conn *c, int fd)
 int co_forked;
 
 /* TCP_CORK is set on the socket (by whoever holds it). */
-int co_sock_corked(int fd)
+static int co_sock_corked(int fd)
 {
     int v = 0, saved = errno;
     socklen_t len = sizeof v;
     int r = real.getsockopt(fd, IPPROTO_TCP, TCP_CORK, &v, &len);
     errno = saved;
     return r == 0 && v;
+}
+
+/* Another process sharing the socket holds TCP_CORK on it (see co_push):
+ * only asked where one may (an inherited socket, or after a fork). */
+int co_other_cork(const struct nt_conn *c, int fd)
+{
+    uint8_t flags = __atomic_load_n(&c->co_flags, __ATOMIC_RELAXED);
+    return ((flags & CO_NAGLE) || co_forked) && co_sock_corked(fd);
 }
 
 /* Release what MSG_MORE held back as the kernel's own cork release does:

@@ -717,31 +717,70 @@ INFLIGHT = ' (inflight)'
 INFLIGHT_RE = re.compile(r'^(\d+) .* \(inflight\)$')
 
 
-def program_corks_from(text, inflight=frozenset()):
-    """strict(handle, line): does the program hold bytes back itself with
+def op_results(trace):
+    """line -> the result text of the program's operation on that line."""
+    res = {}
+    for ln in trace.splitlines():
+        m = re.match(r'^(\d+) (?!Q )\S+ \S+ .* -> (.*)$', ln)
+        if m:
+            res.setdefault(int(m.group(1)), m.group(2))
+    return res
+
+
+def bytes_written(t, result):
+    """Bytes a write operation (or a spawned writer) put on the socket, from
+    its traced result; None when the trace does not say."""
+    if result is None:
+        return None
+    if result.endswith(INFLIGHT):
+        result = result[:-len(INFLIGHT)]
+    if t[0] == 'spawn':
+        return int(t[3]) if len(t) >= 4 and re.search(r'\bexit=0$', result) else None
+    if t[0] == 'sendmmsg':
+        m = re.match(r'^lens=([\d,]*) ret=\d+$', result)
+        return sum(int(v) for v in m.group(1).split(',') if v) if m else \
+            (0 if result.startswith('ret=-1') else None)
+    m = re.match(r'^ret=(-?\d+)(?: errno=\S+)?$', result)
+    return max(0, int(m.group(1))) if m else None
+
+
+def program_corks_from(text, lib_trace='', bare_trace=''):
+    """judge(handle, line): does the program hold bytes back itself with
     MSG_MORE on that socket (through any of its handles: dup, dup2, dup3,
     F_DUPFD, a passed descriptor) at that scenario line (a trace line's
     number, counted from 1)? From a MSG_MORE send until its next send
-    without it, which pushes what the kernel held.
-    inflight: the lines of MSG_MORE sends that found data of the socket's
-    not yet acknowledged in the library run (the driver's "(inflight)").
+    without it, which pushes what the kernel held. Returns None (no), or
+    (kind, limit): limit is what the program had written to the socket
+    before that run of MSG_MORE sends began (None: unknown), the most a
+    library run's peer may have had by then: bytes before it are the
+    library's to release sooner (SPEC 6: its release does not wait for
+    Nagle), the program's own MSG_MORE bytes are not (F5).
     The kernel corks a MSG_MORE send only for that call's push
     (tcp_sendmsg: tcp_push(..., TCP_NAGLE_CORK)); the next ACK pushes the
     queue under Nagle (tcp_data_snd_check), which sends the partial segment
-    once nothing is in flight. So bytes corked by such a send reach the
-    peer with that ACK, by the kernel's own rule, and the ACK's timing is
-    the peer's delayed-ACK choice, which depends on the sizes of the
-    segments it got: coalescing's fewer, larger segments (SPEC 6) move it
-    (repro/cork-fork-child-program-more-released). From such a send until
-    the next plain one the window is not strict (sooner may pass; fewer
-    never does)."""
+    once nothing is in flight. So when such a send found data of the
+    socket's unacknowledged (the driver's "(inflight)"), its bytes reach
+    the peer with that ACK, by the kernel's own rule, and the ACK's timing
+    is the peer's delayed-ACK choice, which depends on the sizes and times
+    of the segments it got, which coalescing changes (SPEC 6: fewer
+    segments; the release sends without waiting for Nagle, so its ACK comes
+    sooner). Kinds: 'strict' (the library run may be ahead by the bytes
+    before the run only); 'acked' (the library run's send found data in
+    flight: the kernel may push its bytes, None is returned);
+    'bare-acked' (only the bare run's did: the bare kernel pushed them at
+    that ACK, the library run's kernel keeps them until the program's next
+    send, as MSG_MORE asks: the library run may be behind;
+    repro/cork-program-more-pushed-by-bare-ack)."""
+    lib_inflight = {int(m.group(1)) for m in map(INFLIGHT_RE.match, lib_trace.splitlines()) if m}
+    bare_inflight = {int(m.group(1)) for m in map(INFLIGHT_RE.match, bare_trace.splitlines()) if m}
+    results = op_results(lib_trace)
     parent = {}
 
     def root(h):
         while parent.get(h, h) != h:
             h = parent[h]
         return h
-    events = {}   # root -> [(line, corked)]
+    events = {}   # root -> [(line, corked, bytes written or None)]
     for i, line in enumerate(text.splitlines(), 1):
         t = line.split()
         if t and t[0].startswith('@'):
@@ -753,19 +792,27 @@ def program_corks_from(text, inflight=frozenset()):
             if a != b:
                 parent[a] = b
                 events[b] = sorted(events.pop(a, []) + events.get(b, []))
-        elif t[0] in WRITE_OPS:
-            r = root(t[1])
-            events.setdefault(r, []).append((i, bool(PROGRAM_CORK_RE.match(' '.join(t)))))
+        elif t[0] in WRITE_OPS or (t[0] == 'spawn' and len(t) >= 3 and t[2] != '-'):
+            h = t[2] if t[0] == 'spawn' else t[1]
+            corked = t[0] != 'spawn' and bool(PROGRAM_CORK_RE.match(' '.join(t)))
+            events.setdefault(root(h), []).append((i, corked, bytes_written(t, results.get(i))))
 
-    def strict(h, line):
-        state = acked_later = False
-        for at, corked in events.get(root(h), []):
+    def judge(h, line):
+        state = lib_acked = bare_acked = False
+        written, limit = 0, None
+        for at, corked, n in events.get(root(h), []):
             if at >= line:
                 break
-            acked_later = corked and (acked_later or at in inflight)
+            if corked and not state:
+                limit = written
+            lib_acked = corked and (lib_acked or at in lib_inflight)
+            bare_acked = corked and (bare_acked or at in bare_inflight)
             state = corked
-        return state and not acked_later
-    return strict
+            written = None if written is None or n is None else written + n
+        if not state or lib_acked:
+            return None
+        return ('bare-acked' if bare_acked else 'strict', limit)
+    return judge
 
 
 # (racing writers): a window's checksum normalise() dropped (pracy); its
@@ -774,14 +821,16 @@ WINDOW_RE = re.compile(r'^\d+ Q (?:pread|pdrain) (\S+)(?: \d+)? -> got=(-?\d+) '
                        r'(?:(?:crc|sum)=\S+|\(racing writers\)) state=(-?\d+)$')
 
 
-def sooner_windows(a, b, strict_from):
+def sooner_windows(a, b, judge):
     """Coalescing configurations: a flush or a cork release sends a small
     last write at once where the bare run's Nagle holds it for an ACK (SPEC
     6 forbids the Nagle stall: repro/cork-release-beats-nagle). So a peer
     window may see more bytes, sooner, in the library run. Windows pass
     when, per connection, the library run's running total is never behind
     the bare run's (a byte held back stays a mismatch: F3) and the states
-    agree; what arrived, in order, is the END lines' business."""
+    agree; what arrived, in order, is the END lines' business. While the
+    program corks with MSG_MORE (judge, see program_corks_from) the library
+    run may be ahead only by bytes written before it did."""
     if len(a) != len(b):
         return a, b
     cum_a, cum_b = {}, {}
@@ -791,12 +840,18 @@ def sooner_windows(a, b, strict_from):
         if not (mx and my) or mx.group(1) != my.group(1):
             continue
         k = mx.group(1)
-        if strict_from(k, int(x.split(' ', 1)[0])):
-            continue
         cum_a[k] = cum_a.get(k, 0) + max(0, int(mx.group(2)))
         cum_b[k] = cum_b.get(k, 0) + max(0, int(my.group(2)))
-        if x != y and cum_b[k] >= cum_a[k] and mx.group(3) == my.group(3):
+        if x == y or mx.group(3) != my.group(3):
+            continue
+        corked = judge(k, int(x.split(' ', 1)[0]))
+        ahead_ok = corked is None or (corked[1] is not None and cum_b[k] <= corked[1])
+        if cum_b[k] >= cum_a[k] and ahead_ok:
             ra[i] = rb[i] = '%s (sooner)' % x.split(' -> ')[0]
+        elif (corked and corked[0] == 'bare-acked' and corked[1] is not None and
+              min(cum_a[k], corked[1]) <= cum_b[k] < cum_a[k]):
+            # behind only by the program's own MSG_MORE bytes
+            ra[i] = rb[i] = '%s (bare kernel pushed at ACK)' % x.split(' -> ')[0]
     return ra, rb
 
 
@@ -959,8 +1014,7 @@ def compare(base, got, allow, text='', config=None):
     if isinstance(st, int) and st < 0 and st == bst and '&' in text:
         a, b = killed_cut(a, b)
     if not window_tolerant(config):
-        inflight = {int(m.group(1)) for m in map(INFLIGHT_RE.match, tr.splitlines()) if m}
-        a, b = sooner_windows(a, b, program_corks_from(text, inflight))
+        a, b = sooner_windows(a, b, program_corks_from(text, tr, btr))
     for i in range(max(len(a), len(b))):
         x = a[i] if i < len(a) else '<missing>'
         y = b[i] if i < len(b) else '<missing>'
