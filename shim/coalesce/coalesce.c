@@ -151,6 +151,19 @@ static void decide(struct nt_conn *c, int fd)
             mode = NT_CO_OFF;
         errno = saved;
     }
+    if (mode == NT_CO_CORK && c->role == NT_ROLE_INHERITED) {
+        /* The process that passed the socket (a system() or popen()
+         * parent, a spawner) holds it too and writes to it with Nagle:
+         * a shared socket, as after dup ("Sharing"). Corked, our bytes
+         * meet Nagle later than the program's write did (at the release,
+         * after the ACK they would have waited for, or past Nagle): the
+         * peer sees them ahead of the other writers' or before a close
+         * it made without them (repro/cork-program-tcp-cork-dprintf-
+         * after-peer-close), and their quick ACK leaves the other
+         * writers' next small writes behind Nagle
+         * (repro/cork-fork-child-write-after-sendfile-late). */
+        mode = NT_CO_OFF;
+    }
     if (mode == NT_CO_OFF) {
         /* the common case: nothing to set up, and from now on nt_io()'s
          * single branch keeps the connection on the fast path */
@@ -163,16 +176,6 @@ static void decide(struct nt_conn *c, int fd)
             flags |= CO_PROG_CORK;
         if (mode == NT_CO_CORK && tcp_opt(fd, TCP_NODELAY))
             flags |= CO_PROG_NODELAY; /* what the release restores */
-        /* The process that passed the socket (a system() or popen()
-         * parent, a spawner) holds it too and writes to it with Nagle.
-         * A release past Nagle would send our bytes ahead of the ACK
-         * they wait for without the library, and its quick ACK then
-         * leaves the other writers' next small writes behind Nagle, or
-         * puts bytes on the wire before a peer closes that never saw
-         * them without the library (repro/cork-program-tcp-cork-dprintf-
-         * after-peer-close): release as the kernel's own cork does. */
-        if (mode == NT_CO_CORK && c->role == NT_ROLE_INHERITED)
-            flags |= CO_NAGLE;
     }
     if (!ready) {
         /* Bytes are buffered only on an established connection: before,

@@ -367,17 +367,12 @@ void co_push(const struct nt_conn *c, int fd)
 {
     int one = 1, zero = 0, saved = errno;
     uint8_t flags = __atomic_load_n(&c->co_flags, __ATOMIC_RELAXED);
-    /* A TCP_CORK set by another process sharing the socket (the parent
-     * of an exec'd or forked child, or such a child) holds our bytes as
-     * the kernel's would without the library: TCP_NODELAY would push its
-     * corked bytes with ours, and a cork release would end its cork.
-     * This process's own TCP_CORK is CO_PROG_CORK. */
+    /* A TCP_CORK set by another process sharing the socket (a fork
+     * child's parent, or such a child) holds our bytes as the kernel's
+     * would without the library: TCP_NODELAY would push its corked bytes
+     * with ours, and a cork release would end its cork. This process's
+     * own TCP_CORK is CO_PROG_CORK. */
     if (co_other_cork(c, fd)) {
-        errno = saved;
-        return;
-    }
-    if (flags & CO_NAGLE) {
-        co_uncork(fd);
         errno = saved;
         return;
     }
@@ -402,11 +397,12 @@ static int co_sock_corked(int fd)
 }
 
 /* Another process sharing the socket holds TCP_CORK on it (see co_push):
- * only asked where one may (an inherited socket, or after a fork). */
+ * only asked where one may (after a fork; inherited sockets are not
+ * corked, see decide()). */
 int co_other_cork(const struct nt_conn *c, int fd)
 {
-    uint8_t flags = __atomic_load_n(&c->co_flags, __ATOMIC_RELAXED);
-    return ((flags & CO_NAGLE) || co_forked) && co_sock_corked(fd);
+    (void)c;
+    return co_forked && co_sock_corked(fd);
 }
 
 /* Release what MSG_MORE held back as the kernel's own cork release does:

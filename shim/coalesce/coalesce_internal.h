@@ -26,8 +26,6 @@
 _Static_assert(CO_ORPHAN == 0x20, "nt_coalesce_orphaned() in coalesce.h");
 #define CO_PROG_LOWAT 0x40   /* the program set TCP_NOTSENT_LOWAT: the room
                                 of a non-blocking buffer is unknown (0) */
-#define CO_NAGLE 0x80        /* cork mode, a socket another process holds
-                                (inherited): the release keeps Nagle */
 
 #define CO_IOV 64                            /* program iovecs per sendmsg */
 

@@ -1447,6 +1447,14 @@ def cmd_replay(args):
     bad = 0
     for p in paths:
         text, meta = load_repro(p)
+        if env.asan and meta.get('sanitizer') == 'skip':
+            # a race between an exec'd child's start-up and a kernel timer
+            # (the peer's delayed ACK): a sanitizer build starts the child
+            # tens of ms later, in the bare run too (the driver is built
+            # with it); the note has the evidence
+            print('%-60s skipped (sanitizer build: timing)' %
+                  (os.path.relpath(p, ROOT) if p.startswith(ROOT) else p))
+            continue
         if meta.get('kind') == 'deadline':
             ok, why = deadline_check(env, meta['case'])
             res = 'match' if ok else 'mismatch'
