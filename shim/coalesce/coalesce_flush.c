@@ -357,6 +357,18 @@ void co_release(struct co_call *x, int push)
         c->co_nwr = 0;
     if (!push || (c->co_flags & CO_PROG_CORK))
         return; /* lost anyway (expired), or the program's cork is its own */
+    if (__atomic_load_n(&c->co_mode, __ATOMIC_RELAXED) == NT_CO_PASS) {
+        /* This release ends corking for CO_PASS_WRITES writes: from here
+         * the program's writes meet Nagle as without the library, and so
+         * does what we corked, as when a dup stops coalescing (see
+         * stop_coalescing). Past Nagle, its quick ACK left the next small
+         * writes behind Nagle waiting for a delayed ACK, where without the
+         * library they went out with these bytes
+         * (repro/cork-pass-switch-release-beats-nagle). */
+        if (!co_other_cork(c, x->fd))
+            co_uncork(x->fd);
+        return;
+    }
     co_push(c, x->fd);
 }
 
