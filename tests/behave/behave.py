@@ -765,8 +765,10 @@ def program_corks_from(text, lib_trace='', bare_trace=''):
     of the segments it got, which coalescing changes (SPEC 6: fewer
     segments; the release sends without waiting for Nagle, so its ACK comes
     sooner). Kinds: 'strict' (the library run may be ahead by the bytes
-    before the run only); 'acked' (the library run's send found data in
-    flight: the kernel may push its bytes, None is returned);
+    before the run only); the library run's send found data in flight: the
+    kernel may push its bytes (None is returned), and if the bare run's did
+    too, 'both-acked' (behind by at most the run's bytes, see
+    sooner_windows);
     'bare-acked' (only the bare run's did: the bare kernel pushed them at
     that ACK, the library run's kernel keeps them until the program's next
     send, as MSG_MORE asks: the library run may be behind;
@@ -827,9 +829,11 @@ def program_corks_from(text, lib_trace='', bare_trace=''):
             bare_acked = corked and (bare_acked or at in bare_inflight)
             state = corked
             written = None if written is None or n is None else written + n
+        run = None if written is None or limit is None else written - limit
+        if state and lib_acked and bare_acked:
+            return ('both-acked', limit, run)
         if not state or lib_acked:
             return None
-        run = None if written is None or limit is None else written - limit
         return ('bare-acked' if bare_acked else 'strict', limit, run)
     judge.tcp_corked = tcp_corked
     return judge
@@ -865,13 +869,23 @@ def sooner_windows(a, b, judge):
         if x == y or mx.group(3) != my.group(3):
             continue
         corked = judge(k, int(x.split(' ', 1)[0]))
-        ahead_ok = corked is None or (corked[1] is not None and cum_b[k] <= corked[1])
+        ahead_ok = corked is None or corked[0] == 'both-acked' or (
+            corked[1] is not None and cum_b[k] <= corked[1])
         if cum_b[k] >= cum_a[k] and ahead_ok:
             ra[i] = rb[i] = '%s (sooner)' % x.split(' -> ')[0]
         elif (corked and corked[0] == 'bare-acked' and corked[1] is not None and
               min(cum_a[k], corked[1]) <= cum_b[k] < cum_a[k]):
             # behind only by the program's own MSG_MORE bytes
             ra[i] = rb[i] = '%s (bare kernel pushed at ACK)' % x.split(' -> ')[0]
+        elif (corked and corked[0] == 'both-acked' and corked[2] is not None and
+              cum_a[k] - corked[2] <= cum_b[k] < cum_a[k]):
+            # Both runs' MSG_MORE sends found data in flight: the kernel
+            # pushes them at that ACK in both, whenever the peer sends it.
+            # The library's release sent its own bytes sooner (SPEC 6), so
+            # the peer's window, which ends 25 ms after the last byte, may
+            # close before that ACK, where bare the first bytes came with
+            # it (repro/cork-release-sooner-window-ends-before-ack).
+            ra[i] = rb[i] = '%s (kernel pushes at ACK in both)' % x.split(' -> ')[0]
         elif cum_b[k] < cum_a[k] and cum_a[k] - cum_b[k] <= (
                 getattr(judge, 'tcp_corked', lambda h, ln: None)(k, int(x.split(' ', 1)[0])) or 0):
             # Behind only by bytes the program wrote under its own TCP_CORK,
@@ -1051,7 +1065,12 @@ def more_reset(x, y, judge):
     if not (mx and my) or mx.group(1) != my.group(1):
         return False
     corked = judge(mx.group(1), 1 << 30)
-    if not corked or corked[0] != 'bare-acked' or corked[2] is None:
+    # both-acked: both runs' sends found data in flight, and the ACK that
+    # pushes them came before the program's reset only in the bare run
+    # (the library's release sent its last bytes later than bare's Nagle
+    # sent its first, so the peer's delayed ACK of them is later too:
+    # repro/cork-release-sooner-window-ends-before-ack)
+    if not corked or corked[0] not in ('bare-acked', 'both-acked') or corked[2] is None:
         return False
     bare, lib = int(mx.group(2)), int(my.group(2))
     return 0 < bare - lib <= corked[2]
