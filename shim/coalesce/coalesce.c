@@ -151,6 +151,19 @@ static void decide(struct nt_conn *c, int fd)
             mode = NT_CO_OFF;
         errno = saved;
     }
+    if (mode == NT_CO_CORK && c->role == NT_ROLE_INHERITED) {
+        /* The process that passed the socket (a system() or popen()
+         * parent, a spawner) holds it too and writes to it with Nagle:
+         * a shared socket, as after dup ("Sharing"). Corked, our bytes
+         * meet Nagle later than the program's write did (at the release,
+         * after the ACK they would have waited for, or past Nagle): the
+         * peer sees them ahead of the other writers' or before a close
+         * it made without them (repro/cork-program-tcp-cork-dprintf-
+         * after-peer-close), and their quick ACK leaves the other
+         * writers' next small writes behind Nagle
+         * (repro/cork-fork-child-write-after-sendfile-late). */
+        mode = NT_CO_OFF;
+    }
     if (mode == NT_CO_OFF) {
         /* the common case: nothing to set up, and from now on nt_io()'s
          * single branch keeps the connection on the fast path */
@@ -657,7 +670,8 @@ static void stop_coalescing(struct nt_conn *c, int fd, const char *op,
              * library Nagle had held the first write and sent them all in
              * one segment (repro/cork-sendmmsg-last-message-held). */
             co_release(&x, 0);
-            co_uncork(x.fd);
+            if (!co_other_cork(c, x.fd)) /* whose cork holds ours too */
+                co_uncork(x.fd);
         }
         co_flush_deferred(&x, CO_LINGER);
         if (!c->cbuf && !c->flush_err && !(c->co_flags & CO_CORKED))

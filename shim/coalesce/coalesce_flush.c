@@ -357,6 +357,18 @@ void co_release(struct co_call *x, int push)
         c->co_nwr = 0;
     if (!push || (c->co_flags & CO_PROG_CORK))
         return; /* lost anyway (expired), or the program's cork is its own */
+    if (__atomic_load_n(&c->co_mode, __ATOMIC_RELAXED) == NT_CO_PASS) {
+        /* This release ends corking for CO_PASS_WRITES writes: from here
+         * the program's writes meet Nagle as without the library, and so
+         * does what we corked, as when a dup stops coalescing (see
+         * stop_coalescing). Past Nagle, its quick ACK left the next small
+         * writes behind Nagle waiting for a delayed ACK, where without the
+         * library they went out with these bytes
+         * (repro/cork-pass-switch-release-beats-nagle). */
+        if (!co_other_cork(c, x->fd))
+            co_uncork(x->fd);
+        return;
+    }
     co_push(c, x->fd);
 }
 
@@ -367,10 +379,42 @@ void co_push(const struct nt_conn *c, int fd)
 {
     int one = 1, zero = 0, saved = errno;
     uint8_t flags = __atomic_load_n(&c->co_flags, __ATOMIC_RELAXED);
+    /* A TCP_CORK set by another process sharing the socket (a fork
+     * child's parent, or such a child) holds our bytes as the kernel's
+     * would without the library: TCP_NODELAY would push its corked bytes
+     * with ours, and a cork release would end its cork. This process's
+     * own TCP_CORK is CO_PROG_CORK. */
+    if (co_other_cork(c, fd)) {
+        errno = saved;
+        return;
+    }
     real.setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (!(flags & CO_PROG_NODELAY))
         real.setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &zero, sizeof zero);
     errno = saved;
+}
+
+/* This process has forked, or is a fork child: another process may hold
+ * its sockets (see co_push). */
+int co_forked;
+
+/* TCP_CORK is set on the socket (by whoever holds it). */
+static int co_sock_corked(int fd)
+{
+    int v = 0, saved = errno;
+    socklen_t len = sizeof v;
+    int r = real.getsockopt(fd, IPPROTO_TCP, TCP_CORK, &v, &len);
+    errno = saved;
+    return r == 0 && v;
+}
+
+/* Another process sharing the socket holds TCP_CORK on it (see co_push):
+ * only asked where one may (after a fork; inherited sockets are not
+ * corked, see decide()). */
+int co_other_cork(const struct nt_conn *c, int fd)
+{
+    (void)c;
+    return co_forked && co_sock_corked(fd);
 }
 
 /* Release what MSG_MORE held back as the kernel's own cork release does:

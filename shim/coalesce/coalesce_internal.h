@@ -129,6 +129,8 @@ ssize_t co_send(struct co_call *x, const struct iovec *iov, int iovcnt,
 void co_release(struct co_call *x, int push);
 void co_push(const struct nt_conn *c, int fd);
 void co_uncork(int fd);
+extern int co_forked;
+int co_other_cork(const struct nt_conn *c, int fd);
 int co_flush(struct co_call *x, int how);
 int co_flush_deferred(struct co_call *x, int how);
 void co_flush_closing(struct co_call *x, int may_orphan);

@@ -296,6 +296,7 @@ void nt_coalesce_atfork_prepare(void)
 
 void nt_coalesce_atfork_parent(void)
 {
+    co_forked = 1;
     if (!fork_locked)
         return;
     co_pool_unlock_all();
@@ -305,6 +306,7 @@ void nt_coalesce_atfork_parent(void)
 
 void nt_coalesce_atfork_child(void)
 {
+    co_forked = 1;
     co_pool_reset_locks();
     for (int i = 0; i < CO_PEND_SHARDS; i++)
         pshards[i].lock = 0;

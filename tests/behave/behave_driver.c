@@ -32,6 +32,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -756,11 +757,28 @@ static void op_read_family(char **t, int n, struct out *o, int fd, unsigned line
     free(buf);
 }
 
+/* A TCP socket with sent data not yet acknowledged. The kernel keeps a
+ * MSG_MORE send's partial segment back for that call's push only: the
+ * next ACK pushes it under Nagle, so it leaves as soon as nothing is in
+ * flight. Whether an ACK is still due when the program sends is the peer's
+ * delayed-ACK timing (behave.py, program_corks_from). */
+static int tcp_inflight(int fd)
+{
+    struct tcp_info ti;
+    socklen_t l = sizeof ti;
+    int e = errno, r = getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &l) == 0 &&
+                       l >= offsetof(struct tcp_info, tcpi_unacked) + sizeof ti.tcpi_unacked &&
+                       ti.tcpi_unacked > 0;
+    errno = e;
+    return r;
+}
+
 static void op_write_family(char **t, int n, struct out *o, int fd, unsigned line)
 {
     const char *op = t[0];
     size_t len = n >= 3 ? (size_t)atol(t[2]) : 0;
     int flags = parse_flags(n >= 4 ? t[3] : NULL);
+    int inflight = (flags & MSG_MORE) && tcp_inflight(fd);
     unsigned char *buf = malloc(len + 16);
     pattern(buf, len, line);
     ssize_t r = -1;
@@ -806,6 +824,8 @@ static void op_write_family(char **t, int n, struct out *o, int fd, unsigned lin
             outf(o, " ");
         }
         outret(o, rr, err, 0, 0);
+        if (inflight)
+            outf(o, " (inflight)");
         free(buf);
         return;
     } else if (!strcmp(op, "sendfile") || !strcmp(op, "splice")) {
@@ -845,6 +865,8 @@ static void op_write_family(char **t, int n, struct out *o, int fd, unsigned lin
     }
     int err = errno;
     outret(o, r, err, (long)len, (flags & MSG_DONTWAIT) || (fcntl(fd, F_GETFL) & O_NONBLOCK));
+    if (inflight)
+        outf(o, " (inflight)");
     free(buf);
 }
 

@@ -648,6 +648,56 @@ Test(coalesce, program_cork_passes_through)
     close(lfd);
 }
 
+/* A child process (system(), popen(), a spawned or forked helper) shares
+ * the socket and corks its writes, while the parent holds TCP_CORK over a
+ * partial record of its own. The child's cork release must leave that
+ * cork alone: without the library, the kernel holds the parent's record
+ * and the child's later bytes until the parent uncorks (400 ms later
+ * here). A release by TCP_NODELAY pushed them at once. */
+static void shared_cork_case(const char *how, bool preload)
+{
+    struct nt_addr a;
+    int lfd = nt_listen(NT_TCP4, 1, &a);
+    struct nt_spawn_opts o = { .no_preload = !preload,
+                               .env = NT_ENV(opts_env(CORK_OPTS)) };
+    pid_t pid = nt_spawn(NT_ARGV(PROG, "sharedcork", a.str, how), &o);
+    struct pollfd p = { lfd, POLLIN, 0 };
+    cr_assert_eq(poll(&p, 1, 10000), 1, "sharedcork did not connect");
+    int fd = accept(lfd, NULL, NULL);
+    struct stream s = { .fd = fd };
+    char buf[256];
+    int64_t t20 = -1, t40 = -1;
+    ssize_t r;
+    while ((r = read(fd, buf, sizeof buf)) > 0) {
+        stream_add(&s, buf, (size_t)r);
+        if (t20 < 0 && s.len >= 20)
+            t20 = nt_now_ms();
+        if (t40 < 0 && s.len >= 40)
+            t40 = nt_now_ms();
+    }
+    close(fd);
+    close(lfd);
+    int status;
+    cr_assert_eq(nt_wait_timeout(pid, 10000, &status), 0);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "sharedcork %s: status %#x", how, status);
+    const char *want = "aaaaaaaaaabbbbbbbbbbPPPPPPPPPPcccccccccc";
+    cr_assert_eq(s.len, 40, "%s: %zu bytes", how, s.len);
+    cr_assert(memcmp(s.buf, want, 40) == 0, "%s: %.40s", how, s.buf);
+    cr_assert_geq(t40 - t20, 200, "%s child%s: the corked bytes came %lld ms "
+                  "after the first 20, not when the parent uncorked "
+                  "(400 ms)", how, preload ? "" : " (no library)",
+                  (long long)(t40 - t20));
+    free(s.buf);
+}
+
+Test(coalesce, cork_child_release_keeps_parent_tcp_cork)
+{
+    shared_cork_case("exec", false); /* the kernel's own behaviour */
+    shared_cork_case("exec", true);
+    shared_cork_case("fork", true);
+}
+
 /* ---- non-blocking writer, slow reader ------------------------------------ */
 
 Test(coalesce, nonblocking_slow_reader_back_pressure)

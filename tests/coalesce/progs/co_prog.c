@@ -34,6 +34,9 @@
  *       then waits for input only
  *   oob ADDR / sendfile ADDR FILE        order around MSG_OOB and sendfile
  *   usercork ADDR N                      the program corks by itself
+ *   sharedcork ADDR exec|fork            a child process (exec'd or forked)
+ *       writes to the socket before and while the parent holds TCP_CORK
+ *   corkchild FD                         (exec child of sharedcork)
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -883,6 +886,70 @@ static int do_usercork(int argc, char **argv)
     return 0;
 }
 
+/* The child's part of sharedcork: 10 bytes, then (when told, while the
+ * parent holds TCP_CORK) 10 more; each step acknowledged on fd 1. */
+static int corkchild(int fd)
+{
+    char c;
+    if (write(fd, "bbbbbbbbbb", 10) != 10 || write(1, "1", 1) != 1)
+        pc_die("corkchild: first write:");
+    if (read(0, &c, 1) != 1)
+        pc_die("corkchild: no go");
+    if (write(fd, "cccccccccc", 10) != 10 || write(1, "2", 1) != 1)
+        pc_die("corkchild: second write:");
+    while (read(0, &c, 1) > 0) /* until the parent is done */
+        ;
+    return 0;
+}
+
+static int do_corkchild(int argc, char **argv)
+{
+    if (argc != 3)
+        pc_die("corkchild FD");
+    return corkchild((int)pc_num(argv[2]));
+}
+
+static int do_sharedcork(int argc, char **argv)
+{
+    if (argc != 4)
+        pc_die("sharedcork ADDR exec|fork");
+    int fd = pc_connect_or_die(argv[2]);
+    int ctl[2], rep[2], one = 1, zero = 0;
+    char c, fdbuf[16];
+    if (write(fd, "aaaaaaaaaa", 10) != 10 || pipe(ctl) || pipe(rep))
+        pc_die("sharedcork: setup:");
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(ctl[0], 0);
+        dup2(rep[1], 1);
+        close(ctl[1]);
+        close(rep[0]);
+        if (!strcmp(argv[3], "fork"))
+            _exit(corkchild(fd));
+        snprintf(fdbuf, sizeof fdbuf, "%d", fd);
+        execl(self_path, self_path, "corkchild", fdbuf, (char *)NULL);
+        _exit(127);
+    }
+    close(ctl[0]);
+    close(rep[1]);
+    if (read(rep[0], &c, 1) != 1)
+        pc_die("sharedcork: child 1");
+    /* the parent corks its own partial record: nothing of it, nor of what
+     * the child queues behind it, may leave before the cork comes off */
+    setsockopt(fd, IPPROTO_TCP, TCP_CORK, &one, sizeof one);
+    if (write(fd, "PPPPPPPPPP", 10) != 10 || write(ctl[1], "g", 1) != 1)
+        pc_die("sharedcork: corked write:");
+    if (read(rep[0], &c, 1) != 1)
+        pc_die("sharedcork: child 2");
+    sleep_ms(400);
+    setsockopt(fd, IPPROTO_TCP, TCP_CORK, &zero, sizeof zero);
+    close(ctl[1]);
+    int st;
+    waitpid(pid, &st, 0);
+    close(fd);
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     static char path[4096];
@@ -924,5 +991,9 @@ int main(int argc, char **argv)
         return do_sendfile(argc, argv);
     if (!strcmp(m, "usercork"))
         return do_usercork(argc, argv);
+    if (!strcmp(m, "sharedcork"))
+        return do_sharedcork(argc, argv);
+    if (!strcmp(m, "corkchild"))
+        return do_corkchild(argc, argv);
     pc_die("unknown mode %s", m);
 }
