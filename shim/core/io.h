@@ -73,6 +73,21 @@ static inline ssize_t nt_rw_plain(int out, int fd, void *buf, size_t len,
                : real.recv(fd, buf, len, flags);
 }
 
+/* The hook's own call, answered as nt_xfer_try() answers: when another
+ * preloaded library wraps the calls (no raw tries, real.h), it sees the
+ * call the program made, not a send or recv in its place. */
+static inline ssize_t nt_plain_try(nt_plain_fn plain, int fd, void *buf,
+                                   size_t len, int flags)
+{
+    int e = errno;
+    ssize_t r = plain(fd, buf, len, flags);
+    if (r < 0) {
+        r = -errno;
+        errno = e;
+    }
+    return r;
+}
+
 /* c NULL: nothing was done, the engine starts afresh. Otherwise the
  * fast path made one attempt on c: r as nt_xfer_try() returns it when
  * `controlled` (the engine waits for the rest), else the plain call's
@@ -108,8 +123,9 @@ nt_io_fast(int fd, int dir, void *buf, size_t len, int flags,
         if (flags & MSG_WAITALL)
             goto engine;
         nt_signal_seen = NT_SIG_NONE; /* signals from here on interrupt it */
-        r = nt_xfer_try(dir == NT_OUT, fd, buf, len,
-                        flags | extra | MSG_DONTWAIT);
+        r = likely(nt_raw_nowait)
+                ? nt_xfer_try(dir == NT_OUT, fd, buf, len, flags | extra | MSG_DONTWAIT)
+                : nt_plain_try(plain, fd, buf, len, flags | extra | MSG_DONTWAIT);
         if (unlikely(r <= 0) || (dir == NT_OUT && (size_t)r < len)) {
             res->controlled = 1;
             goto resume;

@@ -181,6 +181,35 @@ Test(regress, passed_twin_keeps_connection_open)
     nt_result_free(&without);
 }
 
+/* Another preloaded library after ours that wraps sendto/recvfrom sees
+ * every call the program makes, also when a deadline governs the call
+ * (a review of the fast path: its first try went to send/recv). */
+static void run_stacked(const char *opts, bool preload, struct nt_result *r)
+{
+    char pre[2048], env_opts[256];
+    snprintf(pre, sizeof pre, "LD_PRELOAD=%s%s%s", preload ? nt_preload_value() : "",
+             preload ? ":" : "", NT_PROG("libwrap_counts.so"));
+    snprintf(env_opts, sizeof env_opts, "NETTIMEO_OPTIONS=%s", opts);
+    struct nt_spawn_opts o = { .env = NT_ENV("NETTIMEO_CONFIG=", env_opts, pre) };
+    cr_assert(nt_run(NT_ARGV(NT_PROG("rv_t37_stacked_sendto")), &o, 30000, r) == 0);
+}
+Test(regress, stacked_library_sees_sendto_recvfrom)
+{
+    static const char *const opts[] = {"read_timeout=5s write_timeout=5s", "request_timeout=5s",
+                                       "idle_timeout=5s"};
+    for (size_t i = 0; i < 3; i++) {
+        struct nt_result with, without;
+        run_stacked(opts[i], true, &with);
+        run_stacked(opts[i], false, &without);
+        cr_expect(strstr(without.err, "wrapped: sendto=2 recvfrom=2") != NULL, "%s", without.err);
+        cr_expect(strstr(with.err, "wrapped: sendto=2 recvfrom=2") != NULL, "%s: %s", opts[i],
+                  with.err);
+        nt_assert_same(&with, &without, "t37_stacked_sendto");
+        nt_result_free(&with);
+        nt_result_free(&without);
+    }
+}
+
 /* Defects a review of write coalescing confirmed (tests/progs/review
  * t28-t30): the program's output with coalescing is the kernel's. */
 #define CO_HOLD "coalesce=16KiB coalesce_delay=5s"
