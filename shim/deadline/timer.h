@@ -35,10 +35,14 @@ int nt_timer_is_task(void);
  * (with the caller's credentials, now the new ones) if entries wait. */
 int nt_timer_suspend(void);
 void nt_timer_resume(int token);
-/* The same for a hook (hooks/setid.c): nothing for the library's own
- * calls, a vfork child, or before init. */
-int nt_setid_before(void);
-void nt_setid_after(int token);
+/* After a successful set*id-type call: the timer makes the same raw call
+ * `nr` (a, b, c) on itself, expecting `expect`; `raw`: it came through
+ * syscall() (a pthread timer was not changed by glibc). Signal-safe. */
+void nt_timer_replay(long nr, long a, long b, long c, long expect, int raw);
+/* On the timer, in a wait or spin: make a replay asked for meanwhile. */
+void nt_timer_serve(void);
+/* The same for a hook (hooks/setid.c): nothing before init. */
+void nt_setid_replay(long nr, long a, long b, long c, long expect, int raw);
 /* Stats for tests and benchmarks: entries filed. */
 unsigned nt_timer_pending(void);
 
