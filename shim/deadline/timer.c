@@ -90,7 +90,7 @@ static void lock_take(void)
     static const struct timespec tick = { 0, 1000 * 1000 };
     while (c != 0) {
         if (nt_on_timer)
-            nt_timer_serve();
+            nt_timer_serve(1);
         futex(&lock, FUTEX_WAIT | FUTEX_PRIVATE_FLAG, 2,
               nt_on_timer ? &tick : NULL, 0);
         c = __atomic_exchange_n(&lock, 2, __ATOMIC_ACQUIRE);
@@ -218,9 +218,9 @@ static void remove_at(size_t i)
  * the audit. It is started with every signal blocked (the mask is set in
  * the creator around clone, raw, so glibc's reserved signals are blocked
  * too): the kernel never delivers a program's signal to it. It does not
- * survive fork or exec; set*id calls stop it first and restart it after
- * (nt_timer_suspend), since glibc changes only the calling thread's
- * credentials when it believes it has no other.
+ * survive fork or exec; set*id calls are replayed on it (nt_timer_replay,
+ * below), since glibc changes only the calling thread's credentials when
+ * it believes it has no other.
  *
  * The sanitizer build keeps a pthread: a task unknown to the sanitizer
  * runtime cannot run instrumented code (no shadow stack, no thread
@@ -241,7 +241,8 @@ static void no_timer_warning(void);
 static int own_state(void);
 static int stop_req;       /* the timer must return from timer_loop */
 static int left;           /* the timer left by itself (stale credentials) */
-static int suspended;      /* set*id calls in progress: start no timer */
+static int stop_now;       /* stopped for a seccomp install: leave from any wait */
+static int suspended;      /* seccomp installs in progress: start no timer */
 static int is_task;        /* the timer is the raw task (not a pthread) */
 
 static void *thread_main(void *arg)
@@ -675,7 +676,7 @@ static void timer_loop(void)
     nt_on_timer = 1;
     lock_take();
     for (;;) {
-        nt_timer_serve();
+        nt_timer_serve(0);
         if (__atomic_load_n(&stop_req, __ATOMIC_ACQUIRE))
             break;
         nt_ns now = nt_now();
@@ -777,8 +778,13 @@ static struct { uint32_t version; int pid; } xid_caphdr;
 static struct { uint32_t eff, perm, inh; } xid_capdata[2];
 static NT_TLS int xid_mine; /* this thread holds xid_busy */
 
-void nt_timer_serve(void)
+void nt_timer_serve(int may_leave)
 {
+#if HAVE_TASK
+    if (may_leave && is_task && __atomic_load_n(&stop_now, __ATOMIC_ACQUIRE))
+        raw_syscall6(SYS_exit, 0, 0, 0, 0, 0, 0); /* clears task_tid */
+#endif
+    (void)may_leave;
     uint32_t seq = __atomic_load_n(&xid_req, __ATOMIC_ACQUIRE);
     if (seq == __atomic_load_n(&xid_done, __ATOMIC_RELAXED))
         return;
@@ -880,6 +886,7 @@ int nt_timer_suspend(void)
     suspended++;
     int stop = running, task = is_task;
     if (stop) {
+        __atomic_store_n(&stop_now, 1, __ATOMIC_RELEASE);
         __atomic_store_n(&stop_req, 1, __ATOMIC_RELEASE);
         wake_timer();
     }
@@ -899,6 +906,7 @@ int nt_timer_suspend(void)
         running = 0;
         is_task = 0;
         stop_req = 0;
+        stop_now = 0;
         give();
     }
     return 1;
@@ -934,6 +942,8 @@ void nt_timer_atfork_child(void)
     running = 0;
     is_task = 0;
     stop_req = 0;
+    stop_now = 0;
+    left = 0;
     suspended = 0;
 #if HAVE_TASK
     task_tid = 0;

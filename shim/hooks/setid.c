@@ -24,6 +24,14 @@ void nt_setid_replay(long nr, long a, long b, long c, long expect, int raw)
     nt_timer_replay(nr, a, b, c, expect, raw);
 }
 
+/* glibc's setxid broadcast (a pthread timer's credentials changed with
+ * the caller's) covers these; setfsuid, setfsgid and capset are plain
+ * system calls in glibc too. */
+static int glibc_broadcasts(long nr)
+{
+    return nr != SYS_setfsuid && nr != SYS_setfsgid && nr != SYS_capset;
+}
+
 /* Resolved on first use: these are rare calls, and dlsym at init would
  * cost every exec. `ok`: the call did what the replay repeats; nr, a, b,
  * c: the raw call glibc made (seteuid is setresuid(-1, u, -1)). */
@@ -39,7 +47,8 @@ void nt_setid_replay(long nr, long a, long b, long c, long expect, int raw)
         int r_ = f_ args;                                                  \
         if (ok) {                                                          \
             int e_ = errno;                                                \
-            nt_setid_replay(nr, (long)(a), (long)(b), (long)(c), r_, 0);   \
+            nt_setid_replay(nr, (long)(a), (long)(b), (long)(c), r_,       \
+                            !glibc_broadcasts(nr));                        \
             errno = e_;                                                    \
         }                                                                  \
         return r_;                                                         \
