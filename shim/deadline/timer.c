@@ -229,6 +229,7 @@ static void remove_at(size_t i)
 
 #ifdef NT_SANITIZER_BUILD
 extern int nt_fork_parent_threads; /* core/process.c says why */
+static int no_thread; /* a child made without our atfork handler */
 #define HAVE_TASK 0
 #elif defined(__x86_64__)
 #define HAVE_TASK 1
@@ -527,7 +528,7 @@ static void task_join(void)
 static void start_thread(void)
 {
 #ifdef NT_SANITIZER_BUILD
-    if (nt_fork_epoch && nt_fork_parent_threads > 2)
+    if ((nt_fork_epoch && nt_fork_parent_threads > 2) || no_thread)
         return;
 #endif
     if (nt_sandboxed()) /* sandbox: a filter may forbid every call the timer makes */
@@ -742,6 +743,11 @@ static int own_state(void)
     if (k != 1 && k != 2)
         return 0;
     nt_timer_atfork_child();
+#ifdef NT_SANITIZER_BUILD
+    /* The parent had a pthread timer, and no atfork handler ran here:
+     * the sanitizer runtime's locks may be held by it; no thread. */
+    no_thread = 1;
+#endif
     return 1;
 }
 

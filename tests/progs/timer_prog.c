@@ -521,7 +521,7 @@ static void mode_child(const char *how, const char *what)
     if (k < 0)
         FAIL("%s: %s", how, strerror(errno));
     int st = -1;
-    for (int i = 0; i < 60 && waitpid(k, &st, WNOHANG) != k; i++)
+    for (int i = 0; i < 100 && waitpid(k, &st, WNOHANG) != k; i++)
         nap_ms(100);
     if (waitpid(k, NULL, WNOHANG) == 0) { /* hung */
         kill(k, SIGKILL);
