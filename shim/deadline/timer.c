@@ -505,6 +505,12 @@ static int start_task(void)
                 CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID;
     int r = clone(task_main, task_mem + 4096 + TASK_STACK, flags, NULL,
                   &task_tid, tp, &task_tid);
+    if (r >= 0) {
+        /* Before any handler of this thread can run: a set*id it makes
+         * from now on must be replayed on the task. */
+        __atomic_store_n(&is_task, 1, __ATOMIC_RELEASE);
+        __atomic_store_n(&running, 1, __ATOMIC_RELEASE);
+    }
     raw_syscall6(SYS_rt_sigprocmask, SIG_SETMASK, (long)&old, 0, 8, 0, 0);
     if (r < 0) {
         task_tid = 0;
