@@ -187,8 +187,14 @@ Test(regress, passed_twin_keeps_connection_open)
 static void run_stacked(const char *opts, bool preload, struct nt_result *r)
 {
     char pre[2048], env_opts[256];
-    snprintf(pre, sizeof pre, "LD_PRELOAD=%s%s%s", preload ? nt_preload_value() : "",
-             preload ? ":" : "", NT_PROG("libwrap_counts.so"));
+#ifdef NT_SANITIZE
+    const char *bare = NT_ASAN_LIB; /* the wrapper is instrumented too */
+#else
+    const char *bare = NULL;
+#endif
+    const char *first = preload ? nt_preload_value() : bare;
+    snprintf(pre, sizeof pre, "LD_PRELOAD=%s%s%s", first ? first : "", first ? ":" : "",
+             NT_PROG("libwrap_counts.so"));
     snprintf(env_opts, sizeof env_opts, "NETTIMEO_OPTIONS=%s", opts);
     struct nt_spawn_opts o = { .env = NT_ENV("NETTIMEO_CONFIG=", env_opts, pre) };
     cr_assert(nt_run(NT_ARGV(NT_PROG("rv_t37_stacked_sendto")), &o, 30000, r) == 0);
