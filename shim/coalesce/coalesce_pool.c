@@ -13,7 +13,6 @@
 #include <sys/mman.h>
 #include <time.h>
 
-#include "deadline/timer.h"
 #include "coalesce/coalesce_internal.h"
 #include "core/process.h"
 
@@ -38,8 +37,6 @@ int co_id_live(uint64_t id)
 
 void co_backoff(int round)
 {
-    if (nt_on_timer) /* the holder's handler may wait for a replay */
-        nt_timer_serve(0); /* may hold a lock */
     if (round < 16) {
         sched_yield();
         return;

@@ -146,8 +146,6 @@ int nt_conn_lock(struct nt_conn *c)
                 return 1;
             continue;
         }
-        if (nt_on_timer) /* the holder's handler may wait for a replay */
-            nt_timer_serve(1);
         sched_yield();
     }
 }

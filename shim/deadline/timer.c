@@ -10,8 +10,6 @@
 #include <link.h>
 #include <linux/futex.h>
 #include <pthread.h>
-#include <limits.h>
-#include <linux/kcmp.h>
 #include <sched.h>
 #include <semaphore.h>
 #include <signal.h>
@@ -39,7 +37,6 @@ struct entry {
 static struct entry *heap; /* heap[1..count]; heap[0] unused */
 static size_t count, capacity;
 static int running;        /* the timer exists in this process */
-static int owner_pid;      /* the process whose timer it is (raw getpid) */
 static nt_ns sleeping_until; /* the timer's current wake-up time */
 
 /* ---- the lock and the wake-up: futex words, no pthread ------------------
@@ -49,13 +46,6 @@ static nt_ns sleeping_until; /* the timer's current wake-up time */
  * lock: 0 free, 1 taken, 2 taken with waiters (Drepper's mutex). */
 static uint32_t lock;
 static uint32_t wake_seq;  /* bumped to wake the timer */
-static uint32_t xid_req, xid_done; /* set*id replays asked for, made */
-
-static int replay_pending(void)
-{
-    return __atomic_load_n(&xid_req, __ATOMIC_ACQUIRE) !=
-           __atomic_load_n(&xid_done, __ATOMIC_ACQUIRE);
-}
 
 static inline long raw_syscall6(long n, long a, long b, long c, long d,
                                 long e, long f)
@@ -84,15 +74,8 @@ static void lock_take(void)
         return;
     if (c != 2)
         c = __atomic_exchange_n(&lock, 2, __ATOMIC_ACQUIRE);
-    /* On the timer: the holder may be a thread whose signal handler
-     * waits for the timer to replay a set*id call (below): serve it
-     * while waiting, and never sleep long without looking. */
-    static const struct timespec tick = { 0, 1000 * 1000 };
     while (c != 0) {
-        if (nt_on_timer)
-            nt_timer_serve(1);
-        futex(&lock, FUTEX_WAIT | FUTEX_PRIVATE_FLAG, 2,
-              nt_on_timer ? &tick : NULL, 0);
+        futex(&lock, FUTEX_WAIT | FUTEX_PRIVATE_FLAG, 2, NULL, 0);
         c = __atomic_exchange_n(&lock, 2, __ATOMIC_ACQUIRE);
     }
 }
@@ -121,11 +104,6 @@ static void wake_timer(void)
 static void wait_locked(nt_ns until)
 {
     uint32_t seq = __atomic_load_n(&wake_seq, __ATOMIC_ACQUIRE);
-    /* A replay asked for after the loop looked (it bumps wake_seq after
-     * posting): serve it rather than sleep past it. */
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    if (replay_pending())
-        return;
     sleeping_until = until;
     lock_give();
     struct timespec ts = { .tv_sec = until / 1000000000,
@@ -218,9 +196,9 @@ static void remove_at(size_t i)
  * the audit. It is started with every signal blocked (the mask is set in
  * the creator around clone, raw, so glibc's reserved signals are blocked
  * too): the kernel never delivers a program's signal to it. It does not
- * survive fork or exec; set*id calls are replayed on it (nt_timer_replay,
- * below), since glibc changes only the calling thread's credentials when
- * it believes it has no other.
+ * survive fork or exec; set*id calls stop it first and restart it after
+ * (nt_timer_suspend), since glibc changes only the calling thread's
+ * credentials when it believes it has no other.
  *
  * The sanitizer build keeps a pthread: a task unknown to the sanitizer
  * runtime cannot run instrumented code (no shadow stack, no thread
@@ -229,7 +207,6 @@ static void remove_at(size_t i)
 
 #ifdef NT_SANITIZER_BUILD
 extern int nt_fork_parent_threads; /* core/process.c says why */
-static int no_thread; /* a child made without our atfork handler */
 #define HAVE_TASK 0
 #elif defined(__x86_64__)
 #define HAVE_TASK 1
@@ -238,12 +215,8 @@ static int no_thread; /* a child made without our atfork handler */
 #endif
 
 static void timer_loop(void);
-static void no_timer_warning(void);
-static int own_state(void);
 static int stop_req;       /* the timer must return from timer_loop */
-static int left;           /* the timer left by itself (stale credentials) */
-static int stop_now;       /* stopped for a seccomp install: leave from any wait */
-static int suspended;      /* seccomp installs in progress: start no timer */
+static int suspended;      /* set*id calls in progress: start no timer */
 static int is_task;        /* the timer is the raw task (not a pthread) */
 
 static void *thread_main(void *arg)
@@ -505,12 +478,6 @@ static int start_task(void)
                 CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID;
     int r = clone(task_main, task_mem + 4096 + TASK_STACK, flags, NULL,
                   &task_tid, tp, &task_tid);
-    if (r >= 0) {
-        /* Before any handler of this thread can run: a set*id it makes
-         * from now on must be replayed on the task. */
-        __atomic_store_n(&is_task, 1, __ATOMIC_RELEASE);
-        __atomic_store_n(&running, 1, __ATOMIC_RELEASE);
-    }
     raw_syscall6(SYS_rt_sigprocmask, SIG_SETMASK, (long)&old, 0, 8, 0, 0);
     if (r < 0) {
         task_tid = 0;
@@ -534,7 +501,7 @@ static void task_join(void)
 static void start_thread(void)
 {
 #ifdef NT_SANITIZER_BUILD
-    if ((nt_fork_epoch && nt_fork_parent_threads > 2) || no_thread)
+    if (nt_fork_epoch && nt_fork_parent_threads > 2)
         return;
 #endif
     if (nt_sandboxed()) /* sandbox: a filter may forbid every call the timer makes */
@@ -545,11 +512,7 @@ static void start_thread(void)
         return; /* never from the timer itself (it runs while running is set) */
     int saved = errno;
     stop_req = 0;
-    owner_pid = (int)raw_syscall6(SYS_getpid, 0, 0, 0, 0, 0, 0);
 #if HAVE_TASK
-    /* A task that left by itself (a failed replay, below) may still be
-     * on its stack, which the new one reuses. */
-    task_join();
     if (start_task()) {
         running = 1;
         is_task = 1;
@@ -560,8 +523,6 @@ static void start_thread(void)
     is_task = 0;
     if (start_pthread())
         running = 1;
-    else
-        no_timer_warning();
     errno = saved;
 }
 /* File under the lock; the caller holds it. */
@@ -648,11 +609,6 @@ void nt_timer_arm(struct nt_conn *c, nt_ns due)
         return;
     }
     int saved = errno;
-    /* A child made without our atfork handler (clone, _Fork) inherited a
-     * timer it does not have: own_state resets it. Not on the fast path
-     * above; once the child starts its own, one getpid per filing. */
-    if (__atomic_load_n(&running, __ATOMIC_RELAXED))
-        own_state();
     take();
     file_locked(c, due);
     give();
@@ -683,7 +639,6 @@ static void timer_loop(void)
     nt_on_timer = 1;
     lock_take();
     for (;;) {
-        nt_timer_serve(0);
         if (__atomic_load_n(&stop_req, __ATOMIC_ACQUIRE))
             break;
         nt_ns now = nt_now();
@@ -710,15 +665,6 @@ static void timer_loop(void)
             heap_file(c, next); /* the loop looks at the heap next */
     }
     sleeping_until = 0;
-    if (__atomic_load_n(&left, __ATOMIC_ACQUIRE)) {
-        /* Its credentials are not the process's: gone, and the next arm
-         * starts a new timer from the caller's (start_thread joins it). */
-        running = 0;
-        __atomic_store_n(&left, 0, __ATOMIC_RELEASE);
-        if (!is_task && !__atomic_load_n(&stop_req, __ATOMIC_ACQUIRE))
-            pthread_detach(timer_thread); /* nobody joins it */
-        is_task = 0;
-    }
     lock_give();
 }
 
@@ -732,173 +678,20 @@ unsigned nt_timer_pending(void)
     return (unsigned)count;
 }
 
-/* ---- whose timer ---------------------------------------------------------
- * A child made by clone(), _Fork() or syscall(SYS_clone) runs none of our
- * atfork handlers: it inherits `running` and the task's id, but not the
- * task. 1: this process owns the state (a child with its own memory has it
- * reset here, as at fork, and starts its own timer when it arms); 0: it
- * shares the owner's memory (vfork, CLONE_VM): hands off. Signal-safe. */
-static int own_state(void)
-{
-    int me = (int)raw_syscall6(SYS_getpid, 0, 0, 0, 0, 0, 0);
-    int o = __atomic_load_n(&owner_pid, __ATOMIC_ACQUIRE);
-    if (!o || o == me)
-        return 1;
-    /* kcmp failing (no kcmp, the owner gone): treat as shared. */
-    long k = raw_syscall6(SYS_kcmp, me, o, KCMP_VM, 0, 0, 0);
-    if (k != 1 && k != 2)
-        return 0;
-    nt_timer_atfork_child();
-#ifdef NT_SANITIZER_BUILD
-    /* The parent had a pthread timer, and no atfork handler ran here:
-     * the sanitizer runtime's locks may be held by it; no thread. */
-    no_thread = 1;
-#endif
-    return 1;
-}
-
-/* No timer could be started (EAGAIN under RLIMIT_NPROC, no memory):
- * deadlines cannot fire. Said once, on stderr, raw. */
-static void no_timer_warning(void)
-{
-    static int said;
-    if (__atomic_exchange_n(&said, 1, __ATOMIC_RELAXED))
-        return;
-    static const char msg[] =
-        "nettimeo: cannot start its timer (thread limit?): deadlines will "
-        "not fire\n";
-    raw_syscall6(SYS_write, 2, (long)msg, sizeof msg - 1, 0, 0, 0);
-}
-
 /* ---- credentials ---------------------------------------------------------
  * glibc believes the process single-threaded, so its set*id functions
  * change only the calling thread: a task started while root would stay
- * root. As glibc does for its own threads (nptl's setxid), the hook makes
- * the call, then, if it succeeded, hands the same raw system call to the
- * timer, which makes it on itself and says so; the caller waits for
- * that. The timer serves a request wherever it waits: its sleep, the
- * heap lock, the connection and coalescing locks (nt_timer_serve), so a
- * signal handler that interrupted a lock holder cannot deadlock with it.
- * If the replay gets another result, the timer leaves (no timer with
- * other credentials survives) and the next arm starts a new one from the
- * caller's. Everything here is raw system calls and atomics: set*id is
- * async-signal-safe. */
-static uint32_t xid_busy;  /* one request at a time: 0 free, 1 taken */
-static long xid_nr, xid_arg[3], xid_expect;
-static gid_t xid_groups[65536];    /* NGROUPS_MAX; untouched pages cost nothing */
-static struct { uint32_t version; int pid; } xid_caphdr;
-static struct { uint32_t eff, perm, inh; } xid_capdata[2];
-static NT_TLS int xid_mine; /* this thread holds xid_busy */
-
-void nt_timer_serve(int may_leave)
-{
-#if HAVE_TASK
-    if (may_leave && is_task && __atomic_load_n(&stop_now, __ATOMIC_ACQUIRE))
-        raw_syscall6(SYS_exit, 0, 0, 0, 0, 0, 0); /* clears task_tid */
-#endif
-    (void)may_leave;
-    uint32_t seq = __atomic_load_n(&xid_req, __ATOMIC_ACQUIRE);
-    if (seq == __atomic_load_n(&xid_done, __ATOMIC_RELAXED))
-        return;
-    long r = raw_syscall6(xid_nr, xid_arg[0], xid_arg[1], xid_arg[2], 0, 0, 0);
-    if (r != xid_expect) {
-        __atomic_store_n(&left, 1, __ATOMIC_RELEASE);
-        __atomic_store_n(&stop_req, 1, __ATOMIC_RELEASE);
-    }
-    __atomic_store_n(&xid_done, seq, __ATOMIC_RELEASE);
-    futex(&xid_done, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, INT_MAX, NULL, 0);
-}
-
-static int timer_alive(void)
-{
-#if HAVE_TASK
-    if (__atomic_load_n(&is_task, __ATOMIC_ACQUIRE))
-        return __atomic_load_n(&task_tid, __ATOMIC_ACQUIRE) != 0 &&
-               !__atomic_load_n(&left, __ATOMIC_ACQUIRE);
-#endif
-    return __atomic_load_n(&running, __ATOMIC_ACQUIRE) &&
-           !__atomic_load_n(&left, __ATOMIC_ACQUIRE);
-}
-
-void nt_timer_replay(long nr, long a, long b, long c, long expect, int raw)
-{
-    if (nt_on_timer || !__atomic_load_n(&running, __ATOMIC_ACQUIRE))
-        return; /* no timer: the next one is cloned from these credentials */
-    /* A pthread timer is a thread glibc knows: its set*id changed it
-     * already; only a raw syscall() did not. */
-    if (!__atomic_load_n(&is_task, __ATOMIC_ACQUIRE) && !raw)
-        return;
-    if (own_state() != 1 || !__atomic_load_n(&running, __ATOMIC_ACQUIRE))
-        return;
-    int saved = errno;
-    if (xid_mine) {
-        /* A handler on a thread whose own request is under way: the timer
-         * cannot take both in order; it leaves instead. */
-        __atomic_store_n(&left, 1, __ATOMIC_RELEASE);
-        __atomic_store_n(&stop_req, 1, __ATOMIC_RELEASE);
-        wake_timer();
-        errno = saved;
-        return;
-    }
-    uint32_t z = 0;
-    while (!__atomic_compare_exchange_n(&xid_busy, &z, 1, 0, __ATOMIC_ACQUIRE,
-                                        __ATOMIC_RELAXED)) {
-        futex(&xid_busy, FUTEX_WAIT | FUTEX_PRIVATE_FLAG, z, NULL, 0);
-        z = 0;
-    }
-    xid_mine = 1;
-    __atomic_signal_fence(__ATOMIC_SEQ_CST);
-    xid_nr = nr;
-    xid_expect = expect;
-    xid_arg[0] = a;
-    xid_arg[1] = b;
-    xid_arg[2] = c;
-    if (nr == SYS_setgroups) {
-        size_t n = (size_t)a <= 65536 ? (size_t)a : 65536;
-        if (n && b)
-            memcpy(xid_groups, (const void *)b, n * sizeof(gid_t));
-        xid_arg[1] = (long)xid_groups;
-    } else if (nr == SYS_capset) {
-        memcpy(&xid_caphdr, (const void *)a, sizeof xid_caphdr);
-        xid_caphdr.pid = 0; /* the timer itself */
-        size_t n = xid_caphdr.version == 0x19980330 ? 1 : 2;
-        memcpy(xid_capdata, (const void *)b, n * sizeof xid_capdata[0]);
-        xid_arg[0] = (long)&xid_caphdr;
-        xid_arg[1] = (long)xid_capdata;
-    }
-    uint32_t seq = __atomic_load_n(&xid_req, __ATOMIC_RELAXED) + 1;
-    __atomic_store_n(&xid_req, seq, __ATOMIC_RELEASE);
-    wake_timer();
-    /* A timer waiting for the heap lock sleeps on it, a tick at most. */
-    futex(&lock, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, INT_MAX, NULL, 0);
-    static const struct timespec ms = { 0, 1000 * 1000 };
-    uint32_t d;
-    while ((d = __atomic_load_n(&xid_done, __ATOMIC_ACQUIRE)) != seq &&
-           timer_alive())
-        futex(&xid_done, FUTEX_WAIT | FUTEX_PRIVATE_FLAG, d, &ms, 0);
-    /* Gone before it got to it: it answers no more. */
-    __atomic_store_n(&xid_done, seq, __ATOMIC_RELEASE);
-    __atomic_signal_fence(__ATOMIC_SEQ_CST);
-    xid_mine = 0;
-    __atomic_store_n(&xid_busy, 0, __ATOMIC_RELEASE);
-    futex(&xid_busy, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, 1, NULL, 0);
-    errno = saved;
-}
-
-/* A seccomp filter for the whole process: the task is stopped before the
- * install (the filter may forbid its calls) and none is started after.
- * Only by the process that owns it. */
+ * root. The hooks (hooks/setid.c, and syscall(SYS_set*id)) stop the task
+ * before the call and start a new one, cloned from the caller's new
+ * credentials, after it. No timer is started in between. */
 int nt_timer_suspend(void)
 {
-    if (held || nt_on_timer || xid_mine)
+    if (held || nt_on_timer)
         return 0; /* a handler on a thread inside take()/give() */
-    if (own_state() != 1)
-        return 0; /* a vfork or CLONE_VM child: the timer is its parent's */
     take();
     suspended++;
     int stop = running, task = is_task;
     if (stop) {
-        __atomic_store_n(&stop_now, 1, __ATOMIC_RELEASE);
         __atomic_store_n(&stop_req, 1, __ATOMIC_RELEASE);
         wake_timer();
     }
@@ -918,7 +711,6 @@ int nt_timer_suspend(void)
         running = 0;
         is_task = 0;
         stop_req = 0;
-        stop_now = 0;
         give();
     }
     return 1;
@@ -954,8 +746,6 @@ void nt_timer_atfork_child(void)
     running = 0;
     is_task = 0;
     stop_req = 0;
-    stop_now = 0;
-    left = 0;
     suspended = 0;
 #if HAVE_TASK
     task_tid = 0;

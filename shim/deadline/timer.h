@@ -30,23 +30,15 @@ void nt_timer_atfork_child(void);
 int nt_timer_running(void);
 /* ... and is the raw task (not a pthread). */
 int nt_timer_is_task(void);
-/* Around a whole-process seccomp install (core/sandbox.c): stop the
- * timer and start none until nt_timer_resume(token). 0 (nothing to
- * resume): a handler inside the timer lock, or not the owner process. */
+/* Around a call that changes credentials (set*id, setgroups): stop the
+ * task and start no timer until nt_timer_resume(token), which starts one
+ * (with the caller's credentials, now the new ones) if entries wait. */
 int nt_timer_suspend(void);
 void nt_timer_resume(int token);
-/* After a successful set*id-type call: the timer makes the same raw call
- * `nr` (a, b, c) on itself, expecting `expect`; `raw`: glibc's setxid did
- * not cover it (syscall(), capset, setfsuid), so a pthread timer needs
- * it too. Signal-safe. */
-void nt_timer_replay(long nr, long a, long b, long c, long expect, int raw);
-/* On the timer, in a wait or spin: make a replay asked for meanwhile.
- * `may_leave`: it holds no lock there; a task asked to stop for a
- * seccomp install leaves on the spot (the thread it waits for may be
- * the one whose signal handler installs the filter). */
-void nt_timer_serve(int may_leave);
-/* The same for a hook (hooks/setid.c): nothing before init. */
-void nt_setid_replay(long nr, long a, long b, long c, long expect, int raw);
+/* The same for a hook (hooks/setid.c): nothing for the library's own
+ * calls, a vfork child, or before init. */
+int nt_setid_before(void);
+void nt_setid_after(int token);
 /* Stats for tests and benchmarks: entries filed. */
 unsigned nt_timer_pending(void);
 

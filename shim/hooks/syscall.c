@@ -86,12 +86,9 @@ __attribute__((noinline, cold)) static long setid(syscall_fn next, long nr,
                                                   long a1, long a2, long a3,
                                                   long a4, long a5, long a6)
 {
+    int token = nt_setid_before();
     long r = next(nr, a1, a2, a3, a4, a5, a6);
-    if (r >= 0 || nr == SYS_setfsuid || nr == SYS_setfsgid) {
-        int e = errno;
-        nt_setid_replay(nr, a1, a2, a3, r, 1);
-        errno = e;
-    }
+    nt_setid_after(token);
     return r;
 }
 

@@ -28,19 +28,13 @@ static void expect_out(const struct nt_result *r, const char *want)
               want, r->out ? r->out : "", r->err ? r->err : "");
 }
 
-/* Run timer_prog with these arguments, expect the line. */
-static void check_argv(const char *const argv[], const char *want)
-{
-    struct nt_result r;
-    run_mode(argv, &r);
-    expect_out(&r, want);
-    nt_result_free(&r);
-}
-
 /* Run one mode, expect its line. */
 static void check(const char *mode, const char *want)
 {
-    check_argv(NT_ARGV(NT_PROG("timer_prog"), mode), want);
+    struct nt_result r;
+    run_mode(NT_ARGV(NT_PROG("timer_prog"), mode), &r);
+    expect_out(&r, want);
+    nt_result_free(&r);
 }
 
 /* The point of the task: glibc keeps its single-threaded paths (fails
@@ -150,54 +144,6 @@ Test(timer, capset_reaches_every_task) { drop("capset", "libc", "with_caps=0 cut
 Test(timer, raw_syscall_capset_reaches_every_task)
 {
     drop("capset", "syscall", "with_caps=0 cut=1");
-}
-
-/* A child made by clone(), _Fork() or syscall(SYS_clone) runs no atfork
- * handler: it inherits the parent's timer state but not its task. Its
- * set*id or seccomp install must not wait for that task (hung before),
- * and it gets a timer of its own when it arms. */
-static void child(const char *how, const char *what)
-{
-#ifdef NT_SANITIZE
-    /* The sanitizer build's timer is a real pthread, which such a child
-     * inherits in glibc's thread list: glibc's own setxid broadcast then
-     * waits for it forever (no fork cleanup ran). Nothing of ours. */
-    if (strcmp(what, "seccomp") != 0)
-        cr_skip_test("glibc's setxid after _Fork/clone with a pthread");
-#endif
-    check_argv(NT_ARGV(NT_PROG("timer_prog"), "child", how, what),
-               "child_status=0 parent_cut=1");
-}
-Test(timer, clone_child_setgroups) { child("clone", "setgroups"); }
-Test(timer, _Fork_child_setgroups) { child("_Fork", "setgroups"); }
-Test(timer, rawclone_child_setgroups) { child("rawclone", "setgroups"); }
-Test(timer, _Fork_child_seccomp) { child("_Fork", "seccomp"); }
-Test(timer, rawclone_child_seccomp) { child("rawclone", "seccomp"); }
-
-/* A clone(CLONE_VM | CLONE_VFORK) child shares the parent's memory: its
- * setgroups must leave the parent's timer alone (it was stopped and
- * re-cloned into the child, dying at its exec). */
-Test(timer, vfork_clone_child_setgroups_leaves_parent_timer)
-{
-    check("vforkclone", "vforkclone_status=0 cut=1");
-}
-
-/* set*id is async-signal-safe: from a handler that interrupted the
- * library, every task still gets the new credentials (root only). */
-Test(timer, setgroups_from_signal_handler_reaches_every_task)
-{
-    if (geteuid() != 0)
-        cr_skip_test("needs root");
-    check("sigsetid", "sigsetid checks_gt=1 bad=0");
-}
-
-/* A thread limit and a drop to an unprivileged user: the timer keeps
- * running (a re-clone failed with EAGAIN before; root only). */
-Test(timer, drop_under_nproc_limit_keeps_deadlines)
-{
-    if (geteuid() != 0)
-        cr_skip_test("needs root");
-    check("nproc", "nproc_cut=1");
 }
 
 /* The task has no dtv of glibc's making: nothing in the library may use

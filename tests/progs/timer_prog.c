@@ -31,17 +31,6 @@
  *               uid, and the deadline still fires
  *   capset ARG  (root) drop every capability, keeping uid 0, with
  *               ARG = libc | syscall: no task keeps one
- *   child HOW WHAT  a child made without atfork handlers (HOW = clone |
- *               _Fork | rawclone) calls setgroups or installs a seccomp
- *               filter (WHAT = setgroups | seccomp; setgroups may fail
- *               unprivileged), then arms a deadline of its own: it
- *               neither hangs nor goes without a timer
- *   vforkclone  a clone(CLONE_VM | CLONE_VFORK) child calls setgroups and
- *               execs: the parent's timer still fires
- *   sigsetid    (root) setgroups from a SIGALRM handler while the program
- *               makes and closes connections: every task has the groups
- *   nproc       (root) RLIMIT_NPROC 1, then a drop to uid 65534: the
- *               deadline still fires
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -50,8 +39,6 @@
 #include <grp.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <sched.h>
-#include <sys/resource.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,7 +50,6 @@
 #include <sys/single_threaded.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
-#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -480,145 +466,6 @@ static void mode_capset(const char *how)
     printf("how=%s tasks=%d with_caps=%d cut=%d\n", how, tasks, bad, cut);
 }
 
-static char child_stack[256 * 1024];
-static const char *child_what;
-
-/* In a child made without atfork handlers: the call, then a deadline of
- * its own. Exit 0: it fired; 3: it did not. */
-static int child_body(void *arg)
-{
-    (void)arg;
-    if (strcmp(child_what, "seccomp") == 0) {
-        struct sock_filter allow = BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
-        struct sock_fprog prog = { .len = 1, .filter = &allow };
-        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) ||
-            prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog))
-            _exit(4);
-        _exit(0); /* confined: no deadlines to expect */
-    }
-    setgroups(0, NULL); /* EPERM unprivileged: the hook runs either way */
-    int s, c = pair(&s);
-    _exit(cut_within(s, 3000) && cut_within(c, 1000) ? 0 : 3);
-}
-
-static void mode_child(const char *how, const char *what)
-{
-    int s, c = pair(&s); /* the parent's timer runs */
-    child_what = what;
-    pid_t k;
-    if (strcmp(how, "clone") == 0)
-        k = clone(child_body, child_stack + sizeof child_stack, SIGCHLD, NULL);
-    else if (strcmp(how, "_Fork") == 0) {
-        k = _Fork();
-        if (k == 0)
-            child_body(NULL);
-    } else if (strcmp(how, "rawclone") == 0) {
-        k = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
-        if (k == 0)
-            child_body(NULL);
-    } else
-        FAIL("unknown %s", how);
-    if (k < 0)
-        FAIL("%s: %s", how, strerror(errno));
-    int st = -1;
-    for (int i = 0; i < 100 && waitpid(k, &st, WNOHANG) != k; i++)
-        nap_ms(100);
-    if (waitpid(k, NULL, WNOHANG) == 0) { /* hung */
-        kill(k, SIGKILL);
-        waitpid(k, NULL, 0);
-        st = -1;
-    }
-    int cut = cut_within(s, 3000) && cut_within(c, 1000);
-    printf("child_status=%d parent_cut=%d\n",
-           st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1, cut);
-}
-
-static int vfork_child(void *arg)
-{
-    (void)arg;
-    setgroups(0, NULL); /* EPERM unprivileged: the hook runs either way */
-    execl("/bin/true", "true", (char *)NULL);
-    _exit(127);
-}
-
-static void mode_vforkclone(void)
-{
-    int s, c = pair(&s);
-    pid_t k = clone(vfork_child, child_stack + sizeof child_stack,
-                    CLONE_VM | CLONE_VFORK | SIGCHLD, NULL);
-    if (k < 0)
-        FAIL("clone: %s", strerror(errno));
-    int st;
-    waitpid(k, &st, 0);
-    int cut = cut_within(s, 3000) && cut_within(c, 1000);
-    printf("vforkclone_status=%d cut=%d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1, cut);
-}
-
-static volatile sig_atomic_t group_now = 1000, group_changed;
-
-static void on_alrm(int sig)
-{
-    (void)sig;
-    gid_t g = (gid_t)(group_now + 1);
-    if (setgroups(1, &g) == 0) {
-        group_now = group_now + 1;
-        group_changed = 1;
-    }
-}
-
-static int has_group(const char *st, const void *arg)
-{
-    (void)arg;
-    const char *g = strstr(st, "\nGroups:");
-    return g && atoi(g + 8) == group_now;
-}
-
-static void mode_sigsetid(void)
-{
-    if (getuid() != 0)
-        FAIL("needs root");
-    int s, c = pair(&s);
-    (void)c;
-    signal(SIGALRM, on_alrm);
-    struct itimerval it = { { 0, 2000 }, { 0, 2000 } };
-    setitimer(ITIMER_REAL, &it, NULL);
-    sigset_t al;
-    sigemptyset(&al);
-    sigaddset(&al, SIGALRM);
-    struct timespec t0, t;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    int checks = 0, bad = 0, tasks = 0;
-    do {
-        int s2, c2 = pair(&s2); /* arms and disarms deadlines */
-        close(c2);
-        close(s2);
-        if (group_changed) {
-            sigprocmask(SIG_BLOCK, &al, NULL);
-            group_changed = 0;
-            checks++;
-            bad += tasks_failing(has_group, NULL, &tasks) != 0;
-            sigprocmask(SIG_UNBLOCK, &al, NULL);
-        }
-        clock_gettime(CLOCK_MONOTONIC, &t);
-    } while (!bad && t.tv_sec - t0.tv_sec < 3);
-    struct itimerval off = { { 0, 0 }, { 0, 0 } };
-    setitimer(ITIMER_REAL, &off, NULL);
-    alarm(20); /* the watchdog again (setitimer replaced it) */
-    printf("sigsetid checks_gt=%d bad=%d\n", checks > 10, bad);
-}
-
-static void mode_nproc(void)
-{
-    if (getuid() != 0)
-        FAIL("needs root");
-    int s, c = pair(&s);
-    struct rlimit rl = { 1, 1 };
-    if (setrlimit(RLIMIT_NPROC, &rl) || setgid(65534) || setuid(65534))
-        FAIL("drop: %s", strerror(errno));
-    int cut = cut_within(s, 3000) && cut_within(c, 1000);
-    printf("nproc_cut=%d\n", cut);
-}
-
 int main(int argc, char **argv)
 {
     alarm(20);
@@ -641,10 +488,6 @@ int main(int argc, char **argv)
     else if (!strcmp(m, "seccomp")) mode_seccomp();
     else if (!strcmp(m, "setuid") && argc > 2) mode_setuid(argv[2]);
     else if (!strcmp(m, "capset") && argc > 2) mode_capset(argv[2]);
-    else if (!strcmp(m, "child") && argc > 3) mode_child(argv[2], argv[3]);
-    else if (!strcmp(m, "vforkclone")) mode_vforkclone();
-    else if (!strcmp(m, "sigsetid")) mode_sigsetid();
-    else if (!strcmp(m, "nproc")) mode_nproc();
     else FAIL("unknown mode %s", m);
     return 0;
 }
