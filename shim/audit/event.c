@@ -112,10 +112,6 @@ static void append_frames(struct nt_jbuf *b, const struct nt_event *ev,
                           void *arg)
 {
     const struct frames_opts *o = arg;
-    /* The timer task never unwinds (libunwind allocates and takes glibc's
-     * loader lock, deadline/timer.c); its events have no call site. */
-    if (nt_on_timer)
-        return;
     if (o->single) {
         if (ev->caller)
             nt_backtrace_append_addr(b, ev->caller);

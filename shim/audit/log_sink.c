@@ -210,35 +210,12 @@ static int write_file(const char *line, size_t len)
     return r == (ssize_t)len ? 0 : -1;
 }
 
-/* Decimal, no stdio: the timer task writes events too (timer.c). */
-static char *put_uint(char *p, unsigned v)
-{
-    char tmp[12];
-    int n = 0;
-    do
-        tmp[n++] = (char)('0' + v % 10);
-    while ((v /= 10) != 0);
-    while (n)
-        *p++ = tmp[--n];
-    return p;
-}
-
-static char *put_str(char *p, const char *s)
-{
-    while (*s)
-        *p++ = *s++;
-    return p;
-}
-
 static ssize_t send_syslog(int fd, const char *line, size_t len, int level)
 {
-    char head[64], *p = head; /* "<PRI>nettimeo[PID]: " */
-    p = put_str(p, "<");
-    p = put_uint(p, (unsigned)(NT_SYSLOG_FACILITY | level));
-    p = put_str(p, ">nettimeo[");
-    p = put_uint(p, (unsigned)getpid());
-    p = put_str(p, "]: ");
-    struct iovec iov[2] = { { head, (size_t)(p - head) },
+    char head[64];
+    int n = snprintf(head, sizeof head, "<%d>nettimeo[%d]: ",
+                     NT_SYSLOG_FACILITY | level, (int)getpid());
+    struct iovec iov[2] = { { head, (size_t)n },
                             { (void *)line, len - (len && line[len - 1] == '\n') } };
     struct msghdr m = { .msg_iov = iov, .msg_iovlen = 2 };
     return real.sendmsg(fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);

@@ -74,9 +74,6 @@ extern struct nt_state nt_g;
  * so its own libc calls (syslog, unwinding, config reading) that land in a
  * hook go straight to the real function. */
 extern NT_TLS int nt_in_lib;
-/* Nonzero on the timer (deadline/timer.c): it may run only code that
- * touches no glibc state (no malloc, stdio, unwinding, dlsym). */
-extern NT_TLS int nt_on_timer;
 /* Also in nt_in_lib: this thread called vfork() (core/process.c). */
 #define NT_IN_VFORK 0x40000000
 

@@ -236,10 +236,6 @@ void nt_sandbox_before(const char *op, int strict, int tsync, void *caller,
         release_all();
         nt_in_lib--;
     }
-    /* The timer has nothing left to do: stop it before the filter can
-     * cover it (TSYNC) or leave it the one unconfined thread; none is
-     * started under the filter (start_thread checks nt_sandboxed). */
-    t->timer_token = whole ? nt_timer_suspend() : 0;
     if (tsync) {
         /* Other threads may be a few instructions away from a call of
          * ours (they re-check the flag before each one, and after every
@@ -252,14 +248,11 @@ void nt_sandbox_before(const char *op, int strict, int tsync, void *caller,
 
 void nt_sandbox_after(int ok, const struct nt_sb_install *t)
 {
-    if (ok) {
-        nt_timer_resume(t->timer_token); /* starts none: confined */
+    if (ok)
         return;
-    }
     /* Refused (no NoNewPrivs, bad program, TSYNC blocked): nothing is
      * confined after all. The connections let go are classified again
      * on their next call. */
     nt_sb_self = t->prev_self;
     __atomic_store_n(&nt_sb_all, t->prev_all, __ATOMIC_RELAXED);
-    nt_timer_resume(t->timer_token);
 }

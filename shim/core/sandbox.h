@@ -76,7 +76,6 @@ int nt_sandbox_init(void);
 struct nt_sb_install {
     uint8_t prev_self;
     int prev_all;
-    int timer_token; /* nt_timer_suspend() around a whole-process install */
 };
 void nt_sandbox_before(const char *op, int strict, int tsync, void *caller,
                        struct nt_sb_install *t);

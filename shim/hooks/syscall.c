@@ -15,7 +15,6 @@
 #include "core/fdtable.h"
 #include "core/nt.h"
 #include "core/sandbox.h"
-#include "deadline/timer.h"
 
 #if !defined(__x86_64__) && !defined(__aarch64__)
 #error "check the variadic calling convention before building here"
@@ -70,28 +69,6 @@ static int governed_close(long nr, long a1)
 int close(int fd);
 int close_range(unsigned lo, unsigned hi, int flags);
 
-/* set*id, setgroups, capset: one thread's credentials (hooks/setid.c). */
-#define SETID_BIT(n) (1ULL << ((n) - SYS_setuid))
-#define SETID_MASK                                                          \
-    (SETID_BIT(SYS_setuid) | SETID_BIT(SYS_setgid) | SETID_BIT(SYS_setreuid) | \
-     SETID_BIT(SYS_setregid) | SETID_BIT(SYS_setgroups) |                    \
-     SETID_BIT(SYS_setresuid) | SETID_BIT(SYS_setresgid) |                   \
-     SETID_BIT(SYS_setfsuid) | SETID_BIT(SYS_setfsgid) | SETID_BIT(SYS_capset))
-_Static_assert(SYS_setfsgid - SYS_setuid < 64 && SYS_capset - SYS_setuid < 64 &&
-               SYS_capset > SYS_setuid && SYS_setgroups > SYS_setuid &&
-               SYS_setresgid > SYS_setuid && SYS_setgid > SYS_setuid,
-               "the set*id numbers fit one mask");
-
-__attribute__((noinline, cold)) static long setid(syscall_fn next, long nr,
-                                                  long a1, long a2, long a3,
-                                                  long a4, long a5, long a6)
-{
-    int token = nt_setid_before();
-    long r = next(nr, a1, a2, a3, a4, a5, a6);
-    nt_setid_after(token);
-    return r;
-}
-
 NT_EXPORT long syscall(long nr, long a1, long a2, long a3, long a4, long a5,
                        long a6)
 {
@@ -109,9 +86,6 @@ NT_EXPORT long syscall(long nr, long a1, long a2, long a3, long a4, long a5,
     /* Probes are not installs: libseccomp 2.5 asks whether the call
      * exists with strict mode and flags 1 (EINVAL), and which flags the
      * kernel knows with a filter mode and no program (EFAULT). */
-    if (unlikely((unsigned long)(nr - SYS_setuid) < 64 &&
-                 (SETID_MASK >> (nr - SYS_setuid) & 1)))
-        return setid(next, nr, a1, a2, a3, a4, a5, a6);
     if (likely(nr != SYS_seccomp) ||
         (a1 != SECCOMP_SET_MODE_FILTER && a1 != SECCOMP_SET_MODE_STRICT) ||
         (a1 == SECCOMP_SET_MODE_FILTER && !a3) ||
