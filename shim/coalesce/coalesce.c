@@ -174,8 +174,8 @@ static void decide(struct nt_conn *c, int fd)
     if (tcp) {
         if (tcp_opt(fd, TCP_CORK))
             flags |= CO_PROG_CORK;
-        if (mode == NT_CO_CORK && tcp_opt(fd, TCP_NODELAY))
-            flags |= CO_PROG_NODELAY; /* what the release restores */
+        if (tcp_opt(fd, TCP_NODELAY)) /* what a push restores */
+            flags |= CO_PROG_NODELAY;
     }
     if (!ready) {
         /* Bytes are buffered only on an established connection: before,
@@ -700,7 +700,7 @@ int nt_coalesce_setsockopt(struct nt_conn *c, int fd, int opt,
         !co_enter(&x, c, fd, "setsockopt", __builtin_return_address(0)))
         return real.setsockopt(fd, IPPROTO_TCP, opt, val, len);
     if (opt == TCP_CORK && co_wait_idle(&x))
-        co_flush_deferred(&x, c->nonblock ? CO_TRY : CO_BLOCK);
+        co_flush_quiet(&x, c->nonblock ? CO_TRY : CO_BLOCK);
     int r = real.setsockopt(fd, IPPROTO_TCP, opt, val, len);
     int e = errno;
     if (r == 0 && val && len >= (socklen_t)sizeof(int)) {
