@@ -28,7 +28,8 @@
  *   a zero-length send as the release, 2.5 with TCP_CORK 0 as the release
  *   (still subject to Nagle), 2 with the TCP_NODELAY release (the response
  *   and the next request). Unix stream sockets ignore MSG_MORE: cork mode
- *   leaves them alone.
+ *   leaves them alone. In both modes a connection's first bytes go to
+ *   the kernel as written (first_bytes(): the peer's ACK pacing).
  *
  * Flush points (both modes; in cork mode a flush is the release): the
  * buffer is full; coalesce_delay has passed since the first byte (the
