@@ -801,8 +801,6 @@ def program_corks_from(text, lib_trace='', bare_trace=''):
         elif t[0] == 'cork' and len(t) >= 3:
             ok = re.match(r'^ret=0$', results.get(i, ''))
             events.setdefault(root(t[1]), []).append((i, 'cork', (t[2] != '0') if ok else None))
-        elif t[0] in ('pwrite', 'pdribble'):
-            events.setdefault(root(t[1]), []).append((i, 'peer', None))
 
     def tcp_corked(h, line):
         """Bytes written while the program's TCP_CORK is on, up to line
@@ -811,8 +809,6 @@ def program_corks_from(text, lib_trace='', bare_trace=''):
         for at, corked, n in events.get(root(h), []):
             if at >= line:
                 break
-            if corked == 'peer':
-                continue
             if corked == 'cork':
                 held = 0 if n else None
             elif held is not None:
@@ -826,20 +822,6 @@ def program_corks_from(text, lib_trace='', bare_trace=''):
             if at >= line:
                 break
             if corked == 'cork':
-                continue
-            if corked == 'peer':
-                # A segment from the peer while MSG_MORE bytes are held:
-                # the kernel's slow path (tcp_rcv_established: header
-                # prediction missed, e.g. the peer's window changed) calls
-                # tcp_data_snd_check for any segment and pushes them under
-                # Nagle; the fast path only for one that ACKs new data.
-                # Which path it takes depends on the window updates the
-                # peer sent, which coalescing changes (fewer segments):
-                # either run's kernel may push them, or keep them as
-                # MSG_MORE asks (SPEC 6: MSG_MORE keeps its meaning;
-                # repro/cork-program-more-pushed-by-peer-segment).
-                if state:
-                    lib_acked = bare_acked = True
                 continue
             if corked and not state:
                 limit = written
@@ -1165,32 +1147,6 @@ def signature(diff):
     return (diff or '').split('\n')[0]
 
 
-BARE_WINDOW_TRIES = 4
-
-
-def bare_window_timing(env, text, got, allow, config, sig):
-    """A mismatch in a peer's timed window (pread/pdrain) that a bare run
-    of the same scenario also produces is the kernel's timing, not the
-    library's (SPEC 7 compares against the run without the library, and
-    that run has more than one outcome here). The mechanism: a small write
-    behind an unACKed segment waits for Nagle's ACK, and whether the peer
-    sends it at once (quick-ACK budget, ICSK_ACK_PUSHED when its read
-    empties the queue) or after its 40 ms delayed-ACK timer decides whether
-    the bytes land inside the 25 ms window; measured on pread-fewer-56654b
-    (bare alone: 250 or 1000 of a 4 x 250 sendmmsg, 6:2) and
-    pread-fewer-7e087e (bare alone: 4000 or 7000, 24:6). One rerun agreeing
-    with the first bare run says little at such odds: up to
-    BARE_WINDOW_TRIES more bare runs; any whose trace the library run
-    matches in full (every call, END lines) makes the scenario flaky."""
-    if not re.match(r'(?:pread|pdrain)[<>~]$', sig):
-        return False
-    for _ in range(BARE_WINDOW_TRIES):
-        bare = run_once(env, text, None)
-        if bare[1] != 'hang' and compare(bare, got, allow, text, config) is None:
-            return True
-    return False
-
-
 def mismatch(env, text, config, allow, timeout=RUN_TIMEOUT):
     base = run_once(env, text, None, timeout)
     if base[1] == 'hang':
@@ -1439,9 +1395,6 @@ def cmd_run(args):
             # confirm: the bare run must be deterministic, the mismatch repeat
             b2 = run_once(env, text, None)
             if compare(base, b2, allow, text, config) is not None:
-                flaky += 1
-                break
-            if bare_window_timing(env, text, got, allow, config, sig):
                 flaky += 1
                 break
             if sig in found:
