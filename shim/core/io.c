@@ -453,8 +453,8 @@ io_direct(struct nt_conn *c, int fd, const struct nt_op *op)
     }
     if (unlikely(!op->total)) /* zero length: exactly the program's call */
         return finish(c, fd, op, op->attempt(fd, op, op->flags, 0), 0);
-    if (op->dir == NT_OUT && !op->flagless && !(op->flags & MSG_NOSIGNAL))
-        extra = MSG_NOSIGNAL;
+    if (!op->flagless)
+        extra = nt_nosignal_for(op->dir, op->flags);
     if (unlikely(nt_deadline_controls(c, op->dir)) && !c->nonblock &&
         !(op->flags & NT_ONE_SHOT)) {
         nt_signal_seen = NT_SIG_NONE; /* signals from here on interrupt it */
@@ -516,8 +516,7 @@ NT_NO_CANARY ssize_t nt_io_resume(int fd, const struct nt_op *op,
     if (!res || !res->c)
         return nt_io_call(fd, op);
     struct nt_conn *c = res->c;
-    int extra = op->dir == NT_OUT && !(op->flags & MSG_NOSIGNAL)
-                    ? MSG_NOSIGNAL : 0;
+    int extra = nt_nosignal_for(op->dir, op->flags);
     if (!res->controlled)
         return finish(c, fd, op, res->r, extra);
     /* the try left errno alone: the program's errno is still there */

@@ -43,6 +43,13 @@ ssize_t nt_io_call(int fd, const struct nt_op *op);
  * would mean: made as the program made them. */
 #define NT_ONE_SHOT (MSG_DONTWAIT | MSG_ERRQUEUE | MSG_OOB)
 
+/* MSG_NOSIGNAL on the library's own write attempts: a SIGPIPE is raised
+ * by the engine only when the program's own call would have raised it. */
+static inline int nt_nosignal_for(int dir, int flags)
+{
+    return dir == NT_OUT && !(flags & MSG_NOSIGNAL) ? MSG_NOSIGNAL : 0;
+}
+
 /* ---- the fast path of the plain buffer calls --------------------------
  * read, recv, write, send (and the fortified forms; recvfrom/sendto
  * without an address) on a governed connection with nothing special
@@ -73,7 +80,7 @@ static inline ssize_t nt_rw_plain(int out, int fd, void *buf, size_t len,
                : real.recv(fd, buf, len, flags);
 }
 
-/* The hook's own call, answered as nt_xfer_try() answers: when another
+/* The hook's own call, answered as nt_xfer_raw() answers: when another
  * preloaded library wraps the calls (no raw tries, real.h), it sees the
  * call the program made, not a send or recv in its place. */
 static inline ssize_t nt_plain_try(nt_plain_fn plain, int fd, void *buf,
@@ -89,7 +96,7 @@ static inline ssize_t nt_plain_try(nt_plain_fn plain, int fd, void *buf,
 }
 
 /* c NULL: nothing was done, the engine starts afresh. Otherwise the
- * fast path made one attempt on c: r as nt_xfer_try() returns it when
+ * fast path made one attempt on c: r as nt_xfer_raw() returns it when
  * `controlled` (the engine waits for the rest), else the plain call's
  * result with errno as it left it. */
 struct nt_resume {
@@ -117,14 +124,14 @@ nt_io_fast(int fd, int dir, void *buf, size_t len, int flags,
         !(c = nt_conn_peek(fd, &kind)) || unlikely(c->expired) ||
         c->co_mode != NT_CO_OFF || unlikely(c->t_connect) || unlikely(!len))
         goto engine;
-    int extra = dir == NT_OUT && !(flags & MSG_NOSIGNAL) ? MSG_NOSIGNAL : 0;
+    int extra = nt_nosignal_for(dir, flags);
     if (nt_deadline_controls(c, dir) && !c->nonblock &&
         !(flags & NT_ONE_SHOT)) {
         if (flags & MSG_WAITALL)
             goto engine;
         nt_signal_seen = NT_SIG_NONE; /* signals from here on interrupt it */
         r = likely(nt_raw_nowait)
-                ? nt_xfer_try(dir == NT_OUT, fd, buf, len, flags | extra | MSG_DONTWAIT)
+                ? nt_xfer_raw(dir == NT_OUT, fd, buf, len, flags | extra | MSG_DONTWAIT)
                 : nt_plain_try(plain, fd, buf, len, flags | extra | MSG_DONTWAIT);
         if (unlikely(r <= 0) || (dir == NT_OUT && (size_t)r < len)) {
             res->controlled = 1;

@@ -101,15 +101,3 @@ ssize_t nt_send_nowait(int fd, const void *buf, size_t len, int flags)
 #endif
     return real.send(fd, buf, len, flags);
 }
-
-ssize_t nt_xfer_try_slow(int out, int fd, void *buf, size_t len, int flags)
-{
-    int e = errno;
-    ssize_t r = out ? real.send(fd, buf, len, flags)
-                    : real.recv(fd, buf, len, flags);
-    if (r < 0) {
-        r = -errno;
-        errno = e;
-    }
-    return r;
-}

@@ -159,22 +159,23 @@ extern int nt_raw_nowait;
 ssize_t nt_recv_nowait(int fd, void *buf, size_t len, int flags);
 ssize_t nt_send_nowait(int fd, const void *buf, size_t len, int flags);
 
-/* The same call (out: send, else recv) as the kernel answers it: the
- * count, or -errno with errno left alone, so that a blocking call that
- * succeeds after a wait leaves the program's errno as it was without
- * reading it first. Inline: the I/O fast path's try (io.h). */
-ssize_t nt_xfer_try_slow(int out, int fd, void *buf, size_t len, int flags);
-static inline ssize_t nt_xfer_try(int out, int fd, const void *buf,
+/* The same call (out: send, else recv) as a raw system call, answered
+ * as the kernel answers it: the count, or -errno with errno left alone,
+ * so that a blocking call that succeeds after a wait leaves the program's
+ * errno as it was without reading it first. Only where nt_raw_nowait is
+ * set (x86_64; io.h makes the hook's own call otherwise). Inline: the
+ * I/O fast path's try. */
+static inline ssize_t nt_xfer_raw(int out, int fd, const void *buf,
                                   size_t len, int flags)
 {
 #if defined(__x86_64__)
-    if (__builtin_expect(nt_raw_nowait, 1)) {
-        pthread_testcancel();
-        return nt_raw6(out ? SYS_sendto : SYS_recvfrom, fd, (long)buf,
-                       (long)len, flags, 0, 0);
-    }
+    pthread_testcancel();
+    return nt_raw6(out ? SYS_sendto : SYS_recvfrom, fd, (long)buf, (long)len,
+                   flags, 0, 0);
+#else
+    (void)out, (void)fd, (void)buf, (void)len, (void)flags;
+    return -ENOSYS; /* never called: nt_raw_nowait stays 0 */
 #endif
-    return nt_xfer_try_slow(out, fd, (void *)buf, len, flags);
 }
 
 #endif
