@@ -6,6 +6,7 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <pty.h>
 #include <stdarg.h>
 #include <sys/syscall.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include "coalesce/coalesce.h"
 #include "audit/event.h"
 #include "core/conn.h"
+#include "core/libc_threads.h"
 #include "core/process.h"
 #include "core/real.h"
 #include "core/sandbox.h"
@@ -98,6 +100,7 @@ static void atfork_child(void)
     __atomic_add_fetch(&nt_fork_epoch, 1, __ATOMIC_RELAXED);
     nt_pid = (pid_t)syscall(SYS_getpid);
     nt_tid_reset();
+    nt_libc_threads_atfork_child();
     nt_coalesce_atfork_child();
     nt_timer_atfork_child();
     nt_event_atfork_child();
@@ -193,6 +196,8 @@ void nt_process_init(void)
 {
     nt_pid = (pid_t)syscall(SYS_getpid);
     nt_real_vfork = dlsym(RTLD_NEXT, "vfork");
+    nt_libc_threads_init();
+    nt_timer_init();
     pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
     const struct nt_global *g = nt_g.global;
     if (g && !g->inherit && !nt_g.disabled)
@@ -204,11 +209,36 @@ __attribute__((destructor)) static void nt_destructor(void)
     nt_process_flush();
 }
 
+/* glibc's fork takes its locks and hands the child a clean thread list
+ * only when it counts other threads: it must see the timer thread
+ * (core/libc_threads.c), also in the forks glibc makes itself. */
 NT_EXPORT pid_t fork(void)
 {
     nt_init();
     NT_KEEP_ERRNO(nt_process_flush()); /* no byte may be sent twice */
-    return real.fork();
+    int token = nt_libc_reveal();
+    pid_t pid = real.fork();
+    nt_libc_rehide(token);
+    return pid;
+}
+
+NT_EXPORT int daemon(int nochdir, int noclose)
+{
+    nt_init();
+    int token = nt_libc_reveal();
+    int ret = real.daemon(nochdir, noclose);
+    nt_libc_rehide(token);
+    return ret;
+}
+
+NT_EXPORT pid_t forkpty(int *amaster, char *name, const struct termios *termp,
+                        const struct winsize *winp)
+{
+    nt_init();
+    int token = nt_libc_reveal();
+    pid_t pid = real.forkpty(amaster, name, termp, winp);
+    nt_libc_rehide(token);
+    return pid;
 }
 
 NT_EXPORT void exit(int status)

@@ -18,6 +18,8 @@
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <termios.h>
+#include <sys/ioctl.h>
 #include <wordexp.h>
 
 /* X(return type, name, (parameter list)) */
@@ -74,6 +76,19 @@
     X(int, epoll_pwait2, (int, struct epoll_event *, int,                    \
                           const struct timespec *, const sigset_t *))        \
     X(pid_t, fork, (void))                                                   \
+    X(int, daemon, (int, int))                                               \
+    X(pid_t, forkpty, (int *, char *, const struct termios *,                \
+                       const struct winsize *))                              \
+    X(int, setuid, (uid_t))                                                  \
+    X(int, setgid, (gid_t))                                                  \
+    X(int, seteuid, (uid_t))                                                 \
+    X(int, setegid, (gid_t))                                                 \
+    X(int, setreuid, (uid_t, uid_t))                                         \
+    X(int, setregid, (gid_t, gid_t))                                         \
+    X(int, setresuid, (uid_t, uid_t, uid_t))                                 \
+    X(int, setresgid, (gid_t, gid_t, gid_t))                                 \
+    X(int, setgroups, (size_t, const gid_t *))                               \
+    X(int, initgroups, (const char *, gid_t))                                \
     X(int, execve, (const char *, char *const[], char *const[]))             \
     X(int, execv, (const char *, char *const[]))                             \
     X(int, execvp, (const char *, char *const[]))                            \

@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <string.h>
 
+#include "core/libc_threads.h"
 #include "core/process.h"
 #include "deadline/deadline.h"
 #include "deadline/timer.h"
@@ -21,7 +22,10 @@ struct entry {
     uint32_t gen;
 };
 
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+/* Process-shared: glibc takes a private mutex without an atomic while it
+ * believes the process single-threaded, and it is told so while the
+ * timer runs (core/libc_threads.c). */
+static pthread_mutex_t lock;
 static pthread_cond_t wake;
 static struct entry *heap; /* heap[1..count]; heap[0] unused */
 static size_t count, capacity;
@@ -128,11 +132,13 @@ static void start_thread(void)
      * caught it there would leave the child's allocator locked. After
      * start-up the thread never allocates, and fork holds its lock. */
     sem_init(&started, 0, 0);
+    int single = nt_libc_single();
     pthread_t t;
     if (pthread_create(&t, &attr, timer_main, NULL) == 0) {
         running = 1;
         while (sem_wait(&started) != 0 && errno == EINTR)
             ;
+        nt_libc_hide_timer(single);
     }
     sem_destroy(&started);
     pthread_attr_destroy(&attr);
@@ -289,9 +295,23 @@ unsigned nt_timer_pending(void)
  * work: every inherited connection is dormant until the child touches it
  * (conn.h), so the heap starts empty and the child starts its own thread
  * when it first arms. */
+static void init_lock(void)
+{
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
+    pthread_mutex_init(&lock, &ma);
+    pthread_mutexattr_destroy(&ma);
+}
+
+void nt_timer_init(void)
+{
+    init_lock();
+}
+
 void nt_timer_atfork_child(void)
 {
-    pthread_mutex_init(&lock, NULL);
+    init_lock();
     running = 0;
     sleeping_until = 0;
     count = 0;

@@ -20,6 +20,8 @@
 void nt_timer_arm(struct nt_conn *c, nt_ns due);
 /* Drop the connection's entry, if any (it is being retired). */
 void nt_timer_disarm(struct nt_conn *c);
+/* At library init, before anything arms. */
+void nt_timer_init(void);
 /* fork child: an empty heap, a fresh lock, no thread. */
 void nt_timer_atfork_child(void);
 /* The timer thread exists in this process. */

@@ -169,3 +169,55 @@ Test(lifecycle, inherit_no_for_system_and_popen)
     expect_out(&r, "system=preloaded", "inherit = yes (default)");
     nt_result_free(&r);
 }
+
+/* ---- the timer thread and glibc (core/libc_threads.c) ----------------
+ * With deadlines armed the library runs a timer thread. A single-threaded
+ * program must still be one to glibc (its fast paths; libstdc++ reads
+ * __libc_single_threaded too), and what needs glibc to know every thread
+ * must still see the timer: the program's own threads, fork, set*id.
+ * Each runs with and without the library: same stdout. */
+
+#include <gnu/libc-version.h>
+
+static void check_libc_threads(const char *mode)
+{
+    if (strcmp(gnu_get_libc_version(), "2.36") != 0)
+        cr_skip_test("the timer is hidden from glibc 2.36 only (this is %s)",
+                     gnu_get_libc_version());
+    struct nt_spawn_opts o = {
+        .env = NT_ENV("NETTIMEO_OPTIONS=connect_timeout=10s read_timeout=8s "
+                      "write_timeout=8s idle_timeout=20s max_lifetime=60s")};
+    struct nt_result with, without;
+    cr_assert(nt_run_both(NT_ARGV(NT_PROG("libc_threads_prog"), mode), &o, 60000,
+                          &with, &without) == 0, "%s: not started", mode);
+    if (nt_exited(&without, 77))
+        cr_skip_test("%s: %s", mode, without.out);
+    nt_assert_exit(&with, 0, mode);
+    cr_assert(with.err && strstr(with.err, "tasks=2"),
+              "%s: the timer thread did not start:\n%s", mode, with.err ? with.err : "");
+    nt_assert_same(&with, &without, mode);
+    nt_result_free(&with);
+    nt_result_free(&without);
+}
+
+Test(lifecycle, glibc_counts_one_thread_while_timer_runs)
+{
+    check_libc_threads("flag");
+}
+
+Test(lifecycle, program_threads_after_timer_started)
+{
+    check_libc_threads("threads");
+}
+
+Test(lifecycle, fork_child_after_timer_started)
+{
+    check_libc_threads("fork");
+}
+
+/* A timer left with the old credentials would keep root in a program
+ * that dropped it. */
+Test(lifecycle, dropped_privileges_reach_timer_thread)
+{
+    check_libc_threads("setid");
+}

@@ -1,0 +1,182 @@
+/* What glibc believes about the process's threads, with deadlines armed
+ * (core_lifecycle, issue 17). The library's timer thread must not change
+ * it: a single-threaded program stays one to glibc (its fast paths, and
+ * what libstdc++ reads in __libc_single_threaded), and every pattern that
+ * needs glibc to know all threads still works: the program's own threads,
+ * fork, set*id.
+ *
+ *   libc_threads_prog flag      one governed connection, then the flag
+ *   libc_threads_prog threads   then 4 threads racing malloc and a mutex
+ *   libc_threads_prog fork      then a fork child that makes a thread
+ *   libc_threads_prog setid     (root) then drop to nobody: every task
+ *                               must hold the new credentials
+ *
+ * stdout is the same with and without the library; stderr says how many
+ * tasks the process has (the timer makes it 2). */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <grp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/single_threaded.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common.h"
+
+static int conn_fd, peer_fd;
+
+/* A loopback connection with one round trip: every deadline armed. */
+static void governed_connection(void)
+{
+    char shown[64], addr[80];
+    int l = pc_listen("127.0.0.1:0", 4, shown, sizeof shown);
+    snprintf(addr, sizeof addr, "127.0.0.1:%s", shown);
+    conn_fd = pc_connect_or_die(addr);
+    peer_fd = accept(l, NULL, NULL);
+    if (peer_fd < 0)
+        pc_die("accept:");
+    close(l);
+}
+
+static void round_trip(void)
+{
+    char c = 'x';
+    if (write(conn_fd, &c, 1) != 1 || read(peer_fd, &c, 1) != 1 ||
+        write(peer_fd, &c, 1) != 1 || read(conn_fd, &c, 1) != 1)
+        pc_die("round trip:");
+}
+
+static int count_tasks(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    int n = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        n += e->d_name[0] != '.';
+    if (d)
+        closedir(d);
+    return n;
+}
+
+#define THREADS 4
+#define ROUNDS 200000
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static long counter;
+
+static void *churn(void *arg)
+{
+    unsigned seed = (unsigned)(uintptr_t)arg;
+    void *keep[16] = { 0 };
+    for (int i = 0; i < ROUNDS; i++) {
+        int k = rand_r(&seed) % 16;
+        free(keep[k]);
+        keep[k] = malloc((size_t)(rand_r(&seed) % 512) + 1);
+        pthread_mutex_lock(&mu);
+        counter++;
+        pthread_mutex_unlock(&mu);
+    }
+    for (int k = 0; k < 16; k++)
+        free(keep[k]);
+    return NULL;
+}
+
+static void run_threads(const char *who)
+{
+    pthread_t t[THREADS];
+    for (int i = 0; i < THREADS; i++)
+        if (pthread_create(&t[i], NULL, churn, (void *)(uintptr_t)(i + 1)) != 0)
+            pc_die("pthread_create:");
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(t[i], NULL);
+    printf("%s: counter=%ld single=%d\n", who, counter, __libc_single_threaded);
+}
+
+/* Uid, Gid and Groups of every task; 1 when all tasks agree. */
+static int creds_agree(char *first, size_t len)
+{
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    int agree = 1, seen = 0;
+    while (d && (e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[300], buf[4096], creds[512] = "";
+        snprintf(path, sizeof path, "/proc/self/task/%s/status", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        while (fgets(buf, sizeof buf, f))
+            if (!strncmp(buf, "Uid:", 4) || !strncmp(buf, "Gid:", 4) ||
+                !strncmp(buf, "Groups:", 7))
+                strncat(creds, buf, sizeof creds - strlen(creds) - 1);
+        fclose(f);
+        if (!seen++)
+            snprintf(first, len, "%s", creds);
+        else if (strcmp(first, creds) != 0) {
+            agree = 0;
+            fprintf(stderr, "task %s differs:\n%s", e->d_name, creds);
+        }
+    }
+    if (d)
+        closedir(d);
+    return agree;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2)
+        pc_die("usage: libc_threads_prog flag|threads|fork|setid");
+    const char *mode = argv[1];
+    setvbuf(stdout, NULL, _IONBF, 0);
+    if (!strcmp(mode, "setid") && geteuid() != 0) {
+        printf("skip: not root\n");
+        return PC_EXIT_SKIP;
+    }
+    governed_connection();
+    round_trip();
+    fprintf(stderr, "tasks=%d\n", count_tasks());
+    printf("single=%d\n", __libc_single_threaded);
+
+    if (!strcmp(mode, "flag")) {
+        round_trip();
+        printf("single=%d\n", __libc_single_threaded);
+    } else if (!strcmp(mode, "threads")) {
+        run_threads("threads");
+        round_trip();
+    } else if (!strcmp(mode, "fork")) {
+        pid_t pid = fork();
+        if (pid < 0)
+            pc_die("fork:");
+        if (pid == 0) {
+            printf("child: single=%d\n", __libc_single_threaded);
+            run_threads("child");
+            _exit(0);
+        }
+        int st;
+        waitpid(pid, &st, 0);
+        printf("child exit=%d parent: single=%d\n",
+               WIFEXITED(st) ? WEXITSTATUS(st) : -1, __libc_single_threaded);
+        round_trip();
+        run_threads("parent");
+    } else if (!strcmp(mode, "setid")) {
+        gid_t g = 65534;
+        if (initgroups("nobody", g) != 0 || setgroups(1, &g) != 0 ||
+            setresgid(g, g, g) != 0 || setresuid(65534, 65534, 65534) != 0)
+            pc_die("dropping to nobody:");
+        char creds[512];
+        int agree = creds_agree(creds, sizeof creds);
+        printf("every task: %s\n%s", agree ? "same credentials" : "DIFFERENT", creds);
+        printf("single=%d\n", __libc_single_threaded);
+        round_trip();
+        if (!agree)
+            return PC_EXIT_FAIL;
+    } else {
+        pc_die("unknown mode %s", mode);
+    }
+    return 0;
+}
