@@ -111,11 +111,14 @@ ssize_t nt_io_resume(int fd, const struct nt_op *op,
                      const struct nt_resume *res);
 
 /* 1: the call is done, its result in *out; 0: hand `res` and the call's
- * nt_op to nt_io_resume(). dir, flags' constant parts and `plain` are
- * constants where it is inlined. */
+ * nt_op to nt_io_resume(). dir, flags' constant parts, `plain` and
+ * `vector` are constants where it is inlined. `vector`: buf is the
+ * hook's own argument block (an iovec array and its count) that only
+ * `plain` reads, len the total, and no raw try stands in for the call. */
 static inline __attribute__((always_inline)) int
 nt_io_fast(int fd, int dir, void *buf, size_t len, int flags,
-           nt_plain_fn plain, ssize_t *out, struct nt_resume *res)
+           nt_plain_fn plain, int vector, ssize_t *out,
+           struct nt_resume *res)
 {
     struct nt_conn *c;
     ssize_t r;
@@ -130,7 +133,7 @@ nt_io_fast(int fd, int dir, void *buf, size_t len, int flags,
         if (flags & MSG_WAITALL)
             goto engine;
         nt_signal_seen = NT_SIG_NONE; /* signals from here on interrupt it */
-        r = likely(nt_raw_nowait)
+        r = likely(nt_raw_nowait) && !vector
                 ? nt_xfer_raw(dir == NT_OUT, fd, buf, len, flags | extra | MSG_DONTWAIT)
                 : nt_plain_try(plain, fd, buf, len, flags | extra | MSG_DONTWAIT);
         if (unlikely(r <= 0) || (dir == NT_OUT && (size_t)r < len)) {

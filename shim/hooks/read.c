@@ -64,7 +64,7 @@ read_gov(int fd, void *buf, size_t len, void *caller)
 {
     ssize_t r;
     struct nt_resume res;
-    if (nt_io_fast(fd, NT_IN, buf, len, 0, read_plain, &r, &res))
+    if (nt_io_fast(fd, NT_IN, buf, len, 0, read_plain, 0, &r, &res))
         return r;
     return read_buf(fd, "read", attempt_read, buf, len, 0, NULL, NULL, caller,
                     &res);
@@ -76,7 +76,7 @@ recv_gov(int fd, const char *name, void *buf, size_t len, int flags,
 {
     ssize_t r;
     struct nt_resume res;
-    if (nt_io_fast(fd, NT_IN, buf, len, flags, recv_plain, &r, &res))
+    if (nt_io_fast(fd, NT_IN, buf, len, flags, recv_plain, 0, &r, &res))
         return r;
     return read_buf(fd, name, attempt_recvfrom, buf, len, flags, NULL, NULL,
                     caller, &res);

@@ -70,7 +70,7 @@ write_gov(int fd, const void *buf, size_t len, void *caller)
 {
     ssize_t r;
     struct nt_resume res;
-    if (nt_io_fast(fd, NT_OUT, (void *)buf, len, 0, write_plain, &r, &res))
+    if (nt_io_fast(fd, NT_OUT, (void *)buf, len, 0, write_plain, 0, &r, &res))
         return r;
     return write_buf(fd, "write", attempt_write, buf, len, 0, NULL, 0, caller,
                      &res);
@@ -82,7 +82,7 @@ send_gov(int fd, const char *name, const void *buf, size_t len, int flags,
 {
     ssize_t r;
     struct nt_resume res;
-    if (nt_io_fast(fd, NT_OUT, (void *)buf, len, flags, send_plain, &r, &res))
+    if (nt_io_fast(fd, NT_OUT, (void *)buf, len, flags, send_plain, 0, &r, &res))
         return r;
     return write_buf(fd, name, attempt_sendto, buf, len, flags, NULL, 0,
                      caller, &res);
@@ -167,12 +167,25 @@ static ssize_t send_skipped(int fd, const struct msghdr *msg, int flags,
     return real.sendmsg(fd, &m, flags);
 }
 
+/* writev as the program called it, or sendmsg once flags are added.
+ * `args`: the hook's struct vec_args (io.h's vectored fast path). */
+static inline ssize_t writev_plain(int fd, void *args, size_t len, int flags)
+{
+    const struct vec_args *a = args;
+    (void)len;
+    if (!flags)
+        return real.writev(fd, a->iov, a->iovcnt);
+    struct msghdr m = { .msg_iov = (struct iovec *)a->iov,
+                        .msg_iovlen = (size_t)a->iovcnt };
+    return real.sendmsg(fd, &m, flags);
+}
+
 static ssize_t attempt_writev(int fd, const struct nt_op *op, int flags,
                               size_t skip)
 {
     const struct vec_args *a = op->args;
-    if (!flags && !skip)
-        return real.writev(fd, a->iov, a->iovcnt);
+    if (!skip)
+        return writev_plain(fd, (void *)a, 0, flags);
     struct msghdr m = { .msg_iov = (struct iovec *)a->iov,
                         .msg_iovlen = (size_t)a->iovcnt };
     return send_skipped(fd, &m, flags, skip);
@@ -186,10 +199,12 @@ static ssize_t attempt_sendmsg(int fd, const struct nt_op *op, int flags,
 }
 
 /* Coalescing sees the bytes of a plain vectored write: not those of a
- * message with an address or control data. */
+ * message with an address or control data. `res`: what io.h's fast path
+ * did (NULL: not tried). */
 __attribute__((noinline)) NT_NO_CANARY static ssize_t
 write_vec(int fd, const char *name, nt_attempt_fn fn, const struct iovec *iov,
-          int iovcnt, const struct msghdr *msg, int flags, void *caller)
+          int iovcnt, const struct msghdr *msg, int flags, void *caller,
+          const struct nt_resume *res)
 {
     struct vec_args a = { iov, iovcnt, msg };
     if (msg) {
@@ -201,7 +216,21 @@ write_vec(int fd, const char *name, nt_attempt_fn fn, const struct iovec *iov,
     struct nt_op op = { .name = name, .dir = NT_OUT, .flags = flags,
                         .total = total, .attempt = fn, .args = &a,
                         .caller = caller, .iov = iov, .iovcnt = iovcnt };
-    return nt_io_call(fd, &op);
+    return nt_io_resume(fd, &op, res);
+}
+
+/* writev (nginx's responses): the fast path first. */
+__attribute__((noinline)) NT_NO_CANARY static ssize_t
+writev_gov(int fd, const struct iovec *iov, int iovcnt, void *caller)
+{
+    ssize_t r;
+    struct nt_resume res;
+    struct vec_args a = { iov, iovcnt, NULL };
+    if (nt_io_fast(fd, NT_OUT, &a, nt_iov_total(iov, iovcnt), 0,
+                   writev_plain, 1, &r, &res))
+        return r;
+    return write_vec(fd, "writev", attempt_writev, iov, iovcnt, NULL, 0,
+                     caller, &res);
 }
 
 NT_EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
@@ -211,8 +240,7 @@ NT_EXPORT ssize_t writev(int fd, const struct iovec *iov, int iovcnt)
             return writev_held(fd, iov, iovcnt);
         return real.writev(fd, iov, iovcnt);
     }
-    return write_vec(fd, "writev", attempt_writev, iov, iovcnt, NULL, 0,
-                     NT_CALLER());
+    return writev_gov(fd, iov, iovcnt, NT_CALLER());
 }
 
 NT_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
@@ -223,7 +251,7 @@ NT_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
         return real.sendmsg(fd, msg, flags);
     }
     return write_vec(fd, "sendmsg", attempt_sendmsg, NULL, 0, msg, flags,
-                     NT_CALLER());
+                     NT_CALLER(), NULL);
 }
 
 /* A blocking sendmmsg sends every message in full, as the kernel's
@@ -239,7 +267,7 @@ write_mmsg(int fd, struct mmsghdr *vec, unsigned n, int flags, void *caller)
         const struct msghdr *m = &vec[i].msg_hdr;
         size_t want = nt_iov_total(m->msg_iov, (int)m->msg_iovlen);
         ssize_t r = write_vec(fd, "sendmmsg", attempt_sendmsg, NULL, 0, m,
-                              flags, caller);
+                              flags, caller, NULL);
         if (r < 0) {
             if (i)
                 errno = saved; /* the kernel reports it on the next call */

@@ -5,6 +5,7 @@
  *   dl_client ADDR keepalive N GAP_MS    N requests on one connection, GAP_MS apart
  *   dl_client ADDR slowloris GAP_MS      one byte every GAP_MS, never a newline
  *   dl_client ADDR write BYTES           write BYTES in one call (peer never reads)
+ *   dl_client ADDR writev BYTES          the same in one writev of three parts
  *   dl_client ADDR alarm MS restart|norestart
  *                                        blocking read, SIGALRM after MS
  *   dl_client ADDR reuse IDLE_MS         the close/reuse race (see below)
@@ -19,6 +20,7 @@
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -69,6 +71,16 @@ static int do_write(int fd, long bytes)
 {
     char *buf = calloc(1, (size_t)bytes);
     ssize_t r = write(fd, buf, (size_t)bytes);
+    return report(r, r, errno);
+}
+
+static int do_writev(int fd, long bytes)
+{
+    char *buf = calloc(1, (size_t)bytes);
+    size_t third = (size_t)bytes / 3;
+    struct iovec v[3] = { { buf, third }, { buf + third, third },
+                          { buf + 2 * third, (size_t)bytes - 2 * third } };
+    ssize_t r = writev(fd, v, 3);
     return report(r, r, errno);
 }
 
@@ -131,6 +143,8 @@ int main(int argc, char **argv)
         return do_slowloris(fd, atoi(argv[3]));
     if (strcmp(mode, "write") == 0 && argc > 3)
         return do_write(fd, pc_num(argv[3]));
+    if (strcmp(mode, "writev") == 0 && argc > 3)
+        return do_writev(fd, pc_num(argv[3]));
     if (strcmp(mode, "alarm") == 0 && argc > 4)
         return do_alarm(fd, atoi(argv[3]), strcmp(argv[4], "restart") == 0);
     pc_die("bad mode or arguments");

@@ -160,6 +160,21 @@ Test(deadline, write_timeout_returns_what_was_sent)
     nt_peer_stop(p);
 }
 
+/* The same through writev: its fast path tries without blocking, then
+ * the engine waits for the rest of the vector. */
+Test(deadline, writev_timeout_returns_what_was_sent)
+{
+    struct nt_peer_opts po = { .rcvbuf = 4096 };
+    struct nt_peer *p = nt_peer_start(NT_PEER_NOREAD, NT_TCP4, &po);
+    struct outcome o = cut_but_hangs_without(
+        NT_ARGV(NT_PROG("dl_client"), nt_peer_addr(p)->str, "writev", "64m"),
+        "write_timeout=1s");
+    cr_assert_str_eq(o.result, "ok", "a writev that sent bytes returns them");
+    cr_assert(o.n > 0 && o.n < 64L * 1024 * 1024, "sent %ld", o.n);
+    nt_assert_elapsed(o.elapsed_ms, DEADLINE_MS, SLACK_MS);
+    nt_peer_stop(p);
+}
+
 Test(deadline, python_client)
 {
     struct nt_peer *p = nt_peer_start(NT_PEER_SILENT, NT_TCP4, NULL);
