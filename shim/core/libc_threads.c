@@ -1,13 +1,15 @@
-/* glibc's single-threaded paths, kept while the timer thread runs.
+/* What glibc knows of the timer thread.
  *
  * glibc 2.36 skips work while its flag __libc_single_threaded is true:
  * the cancellation bookkeeping of every blocking wrapper (read, write,
  * poll, ...), malloc's arena lock, the atomic of a private mutex.
  * pthread_create clears the flag for good, so the library's timer thread
  * alone would tax every call of a single-threaded program (+45
- * instructions on a pipe write). Once the timer has started in a process
- * glibc saw as single-threaded, the library sets the flag back: glibc
- * does not count the timer.
+ * instructions on a pipe write). And glibc counts live threads
+ * (__nptl_nthreads) to end the process when the last one leaves through
+ * pthread_exit: counted, the timer kept such a process alive for ever.
+ * So once the timer has started, glibc stops counting it, and in a
+ * process glibc saw as single-threaded the library sets the flag back.
  *
  * Safe because nothing glibc guards only in multi-threaded mode is
  * shared with the timer thread: after start-up it never allocates, uses
@@ -16,10 +18,12 @@
  * glibc must see every thread, the flag is cleared around the call: fork
  * (the locks it takes and the thread list it gives the child) and the
  * set*id family (whose new credentials glibc hands to every thread). The
- * program's own pthread_create clears it for good, as it would without
- * us. The flag goes back only while the process has exactly two threads
- * (glibc's own count), and only on the glibc whose shortcuts were read
- * for this (2.36); elsewhere the timer stays counted. */
+ * flag goes back only if no thread was created meanwhile (an atfork
+ * handler, an NSS module, a signal handler may create one; it may still
+ * be on its way out, in free(), when glibc's count has dropped). The
+ * program's own pthread_create clears it for good, as without us.
+ * Only on the glibc whose internals were read for this (2.36); elsewhere
+ * glibc counts the timer like any thread. */
 #include <dlfcn.h>
 #include <gnu/libc-version.h>
 #include <string.h>
@@ -27,20 +31,25 @@
 
 #include "core/libc_threads.h"
 
-static char *flag_libc;         /* glibc's own flag */
-static char *flag_global;       /* the one programs read (a copy, if copy-relocated) */
-static const unsigned *nthreads; /* glibc's count of live threads */
-static int hidden;              /* the timer runs and glibc does not count it */
+static char *flag_libc;   /* glibc's own flag */
+static char *flag_global; /* the one programs read (a copy, if copy-relocated) */
+static unsigned *nthreads; /* glibc's count of live threads */
+static int hidden;        /* the timer runs and the flag says single */
+static unsigned created;  /* threads the program created (hooks/thread.c) */
+/* The reveal window: one at a time (the process has one program thread;
+ * a signal handler's set*id inside another window changes nothing). */
+static int revealed;
+static unsigned created_before;
 
 void nt_libc_threads_init(void)
 {
     if (strcmp(gnu_get_libc_version(), "2.36") != 0)
         return;
-    flag_libc = dlsym(RTLD_NEXT, "__libc_single_threaded");
-    flag_global = &__libc_single_threaded;
+    char *flag = dlsym(RTLD_NEXT, "__libc_single_threaded");
     nthreads = dlvsym(RTLD_NEXT, "__nptl_nthreads", "GLIBC_PRIVATE");
-    if (!flag_libc || !nthreads)
-        flag_libc = NULL;
+    flag_global = &__libc_single_threaded;
+    if (flag && nthreads)
+        flag_libc = flag;
 }
 
 static void set_flag(char v)
@@ -49,49 +58,55 @@ static void set_flag(char v)
     __atomic_store_n(flag_global, v, __ATOMIC_SEQ_CST);
 }
 
-static int threads_are(unsigned n)
-{
-    return __atomic_load_n(nthreads, __ATOMIC_SEQ_CST) == n;
-}
-
 int nt_libc_single(void)
 {
     return flag_libc && __atomic_load_n(flag_libc, __ATOMIC_SEQ_CST);
 }
 
-void nt_libc_hide_timer(int was_single)
+void nt_libc_timer_started(int was_single)
 {
-    if (!was_single || !threads_are(2))
+    if (!flag_libc)
         return;
-    set_flag(1);
-    __atomic_store_n(&hidden, 1, __ATOMIC_RELAXED);
+    __atomic_sub_fetch(nthreads, 1, __ATOMIC_SEQ_CST);
+    if (was_single && __atomic_load_n(nthreads, __ATOMIC_SEQ_CST) == 1) {
+        set_flag(1);
+        __atomic_store_n(&hidden, 1, __ATOMIC_RELAXED);
+    }
+}
+
+void nt_libc_thread_created(void)
+{
+    __atomic_add_fetch(&created, 1, __ATOMIC_SEQ_CST);
 }
 
 int nt_libc_reveal(void)
 {
-    if (!__atomic_load_n(&hidden, __ATOMIC_RELAXED))
+    if (!__atomic_load_n(&hidden, __ATOMIC_RELAXED) || revealed)
         return 0;
     if (!__atomic_load_n(flag_libc, __ATOMIC_SEQ_CST)) {
         /* the program created a thread: glibc counts threads for good */
         __atomic_store_n(&hidden, 0, __ATOMIC_RELAXED);
         return 0;
     }
+    revealed = 1;
+    created_before = __atomic_load_n(&created, __ATOMIC_SEQ_CST);
     set_flag(0);
     return 1;
 }
 
-/* In a fork child (no timer, `hidden` cleared by the atfork handler)
- * glibc leaves the flag as it found it in the parent: the child of a
- * process glibc saw single-threaded is single-threaded to it too. */
+/* Also in a fork child (no timer; the atfork handler cleared `hidden`):
+ * the child of a process glibc saw single-threaded is single-threaded to
+ * it too, which glibc's fork does not say. */
 void nt_libc_rehide(int token)
 {
     if (!token)
         return;
-    int parent = __atomic_load_n(&hidden, __ATOMIC_RELAXED);
-    if (threads_are(parent ? 2 : 1))
+    if (__atomic_load_n(&created, __ATOMIC_SEQ_CST) == created_before &&
+        __atomic_load_n(nthreads, __ATOMIC_SEQ_CST) == 1)
         set_flag(1);
     else
         __atomic_store_n(&hidden, 0, __ATOMIC_RELAXED);
+    revealed = 0;
 }
 
 void nt_libc_threads_atfork_child(void)

@@ -19,6 +19,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <termios.h>
+#include <threads.h>
 #include <sys/ioctl.h>
 #include <wordexp.h>
 
@@ -89,6 +90,9 @@
     X(int, setresgid, (gid_t, gid_t, gid_t))                                 \
     X(int, setgroups, (size_t, const gid_t *))                               \
     X(int, initgroups, (const char *, gid_t))                                \
+    X(int, pthread_create, (pthread_t *, const pthread_attr_t *,             \
+                            void *(*)(void *), void *))                      \
+    X(int, thrd_create, (thrd_t *, thrd_start_t, void *))                    \
     X(int, execve, (const char *, char *const[], char *const[]))             \
     X(int, execv, (const char *, char *const[]))                             \
     X(int, execvp, (const char *, char *const[]))                            \

@@ -179,7 +179,7 @@ Test(lifecycle, inherit_no_for_system_and_popen)
 
 #include <gnu/libc-version.h>
 
-static void check_libc_threads(const char *mode)
+static void check_libc_threads_in(const char *mode, int timeout_ms)
 {
     if (strcmp(gnu_get_libc_version(), "2.36") != 0)
         cr_skip_test("the timer is hidden from glibc 2.36 only (this is %s)",
@@ -188,7 +188,7 @@ static void check_libc_threads(const char *mode)
         .env = NT_ENV("NETTIMEO_OPTIONS=connect_timeout=10s read_timeout=8s "
                       "write_timeout=8s idle_timeout=20s max_lifetime=60s")};
     struct nt_result with, without;
-    cr_assert(nt_run_both(NT_ARGV(NT_PROG("libc_threads_prog"), mode), &o, 60000,
+    cr_assert(nt_run_both(NT_ARGV(NT_PROG("libc_threads_prog"), mode), &o, timeout_ms,
                           &with, &without) == 0, "%s: not started", mode);
     if (nt_exited(&without, 77))
         cr_skip_test("%s: %s", mode, without.out);
@@ -198,6 +198,11 @@ static void check_libc_threads(const char *mode)
     nt_assert_same(&with, &without, mode);
     nt_result_free(&with);
     nt_result_free(&without);
+}
+
+static void check_libc_threads(const char *mode)
+{
+    check_libc_threads_in(mode, 60000);
 }
 
 Test(lifecycle, glibc_counts_one_thread_while_timer_runs)
@@ -220,4 +225,20 @@ Test(lifecycle, fork_child_after_timer_started)
 Test(lifecycle, dropped_privileges_reach_timer_thread)
 {
     check_libc_threads("setid");
+}
+
+/* A thread made inside fork (an atfork handler's helper) may still be on
+ * its way out, in free(), when glibc's count has dropped: telling glibc
+ * the process is single-threaded then corrupted the heap (review of
+ * 26de2ea: SIGABRT in about a second). */
+Test(lifecycle, fork_whose_atfork_handler_runs_a_thread)
+{
+    check_libc_threads("atfork-thread");
+}
+
+/* glibc ends the process when its last counted thread leaves through
+ * pthread_exit; counted, the timer kept it alive for ever. */
+Test(lifecycle, main_pthread_exit_ends_the_process)
+{
+    check_libc_threads_in("main-exit", 15000);
 }

@@ -10,14 +10,21 @@
  *   libc_threads_prog fork      then a fork child that makes a thread
  *   libc_threads_prog setid     (root) then drop to nobody: every task
  *                               must hold the new credentials
+ *   libc_threads_prog atfork-thread  forks whose atfork handler runs a
+ *                               short-lived thread, malloc after each
+ *   libc_threads_prog main-exit main leaves with pthread_exit: the
+ *                               process ends (atexit handlers run)
  *
  * stdout is the same with and without the library; stderr says how many
  * tasks the process has (the timer makes it 2). */
 #define _GNU_SOURCE
+#include <alloca.h>
 #include <dirent.h>
 #include <errno.h>
 #include <grp.h>
 #include <pthread.h>
+#include <semaphore.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,10 +134,73 @@ static int creds_agree(char *first, size_t len)
     return agree;
 }
 
+/* An atfork handler that hands work to a detached helper thread and
+ * waits for it; the helper exits while fork carries on. Its stack
+ * alternates 48 and 8 MiB, so that its exit trims glibc's stack cache
+ * (free() in the exiting thread). */
+static sem_t helper_done;
+static int fork_round;
+
+static void *helper(void *arg)
+{
+    size_t n = (size_t)(uintptr_t)arg;
+    char *p = alloca(n); /* its work: pages its exit gives back */
+    memset(p, 1, n);
+    __asm__ volatile("" : : "r"(p) : "memory");
+    sem_post(&helper_done);
+    return NULL;
+}
+
+static void prepare_with_helper(void)
+{
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    int big = fork_round++ % 2 == 0;
+    pthread_attr_setstacksize(&at, big ? 48u << 20 : 8u << 20);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    pthread_t t;
+    if (pthread_create(&t, &at, helper, (void *)(uintptr_t)(big ? 24u << 20 : 6u << 20)) != 0)
+        pc_die("pthread_create:");
+    pthread_attr_destroy(&at);
+    while (sem_wait(&helper_done) != 0)
+        ;
+}
+
+static void forks_with_helper(void)
+{
+    sem_init(&helper_done, 0, 0);
+    pthread_atfork(prepare_with_helper, NULL, NULL);
+    void *keep[64] = { 0 };
+    unsigned seed = 1;
+    unsigned long sum = 0;
+    for (int r = 0; r < 60; r++) {
+        pid_t p = fork();
+        if (p < 0)
+            pc_die("fork:");
+        if (p == 0)
+            _exit(0);
+        for (int i = 0; i < 50000; i++) {
+            int k = rand_r(&seed) % 64;
+            free(keep[k]);
+            size_t n = (size_t)(rand_r(&seed) % 3000) + 1100;
+            keep[k] = malloc(n);
+            memset(keep[k], k, n);
+            sum += n;
+        }
+        waitpid(p, NULL, 0);
+    }
+    printf("forks=60 sum=%lu single=%d\n", sum, __libc_single_threaded);
+}
+
+static void at_exit(void)
+{
+    printf("atexit ran\n");
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2)
-        pc_die("usage: libc_threads_prog flag|threads|fork|setid");
+        pc_die("usage: libc_threads_prog flag|threads|fork|setid|atfork-thread|main-exit");
     const char *mode = argv[1];
     setvbuf(stdout, NULL, _IONBF, 0);
     if (!strcmp(mode, "setid") && geteuid() != 0) {
@@ -175,6 +245,13 @@ int main(int argc, char **argv)
         round_trip();
         if (!agree)
             return PC_EXIT_FAIL;
+    } else if (!strcmp(mode, "atfork-thread")) {
+        forks_with_helper();
+        round_trip();
+    } else if (!strcmp(mode, "main-exit")) {
+        atexit(at_exit);
+        printf("main leaves\n");
+        pthread_exit(NULL);
     } else {
         pc_die("unknown mode %s", mode);
     }
