@@ -1101,42 +1101,62 @@ def more_reset(x, y, judge):
     return 0 < bare - lib <= corked[2]
 
 
+READ_OPS = ('read', 'recv', 'recvfrom', 'readv', 'recvmsg')
+
+
 def late_bytes_reset(x, y, text, b, i, bare_status):
     """Coalescing configurations: the program wrote to a connection after
     its peer's last read and before the peer closed it. Bare, Nagle held
     those bytes behind an unacknowledged segment (the peer delays its
     ACK), the peer's close found nothing unread and sent FIN, the held
     bytes left with the FIN's ACK and met the closed peer's RST in
-    CLOSE_WAIT, where the kernel reports EPIPE (tcp_reset). The library
-    sends them within coalesce_delay without waiting for Nagle (SPEC 6),
-    so they are unread at the peer's close, which then sends RST to an
-    established socket: ECONNRESET (tcpdump on repro/cork-late-bytes-
-    unread-at-peer-close: bare seq 2:102 unACKed 25 ms until the FIN,
-    then 102:202 and RST). Accepts only the program's next output call on
-    that connection getting ECONNRESET where bare got EPIPE (or, bare,
-    the SIGPIPE of that EPIPE ended the run there: the line is missing);
-    every other line stays exact. Returns the library trace to go on with,
-    or None."""
+    CLOSE_WAIT, where the kernel reports EPIPE (tcp_reset), and a read
+    sees the FIN (0). The library sends them within coalesce_delay
+    without waiting for Nagle (SPEC 6), so they are unread at the peer's
+    close, which then sends RST to an established socket: ECONNRESET
+    (tcpdump on repro/cork-late-bytes-unread-at-peer-close: bare seq
+    2:102 unACKed 25 ms until the FIN, then 102:202 and RST;
+    repro/cork-late-bytes-reset-read-on-passed-twin). Accepts only the
+    program's next call on that socket (any of its handles) getting
+    ECONNRESET where bare got EPIPE from a write, or, bare, that EPIPE's
+    SIGPIPE ended the run there (the line is missing), or 0 from a read;
+    every other line stays exact. Returns the library trace to go on
+    with, or None."""
     m = re.match(r'^(\d+) M (\S+) (\S+) .* -> ret=-1 errno=ECONNRESET$', y)
-    if not m or m.group(2) not in WRITE_OPS:
+    if not m or m.group(2) not in WRITE_OPS + READ_OPS:
         return None
-    line, h = int(m.group(1)), m.group(3)
-    lines = text.splitlines()
-    closed = last_read = wrote = None
-    for j, ln in enumerate(lines[:line - 1], 1):
+    line, op, h = int(m.group(1)), m.group(2), m.group(3)
+    parent = {}
+
+    def root(k):
+        while parent.get(k, k) != k:
+            k = parent[k]
+        return k
+    events = []
+    for j, ln in enumerate(text.splitlines()[:line - 1], 1):
         t = ln.split()
         if t and t[0].startswith('@'):
             t = t[1:]
-        if len(t) < 2 or t[1] != h:
+        if len(t) < 2 or ln.startswith('#'):
             continue
-        if t[0] in ('pread', 'pdrain'):
+        if t[0] in ('dup', 'dup2', 'dup3', 'fdupfd', 'sendfd') and len(t) >= 3:
+            parent[root(t[1])] = root(t[2])
+        events.append((j, t[0], t[1]))
+    closed = last_read = wrote = None
+    for j, kind, k in events:
+        if root(k) != root(h):
+            continue
+        if kind in ('pread', 'pdrain'):
             last_read = j
-        elif t[0] == 'pclose':
+        elif kind == 'pclose':
             closed = j
-        elif t[0] in WRITE_OPS and closed is None:
+        elif kind in WRITE_OPS and closed is None:
             wrote = j
     if closed is None or wrote is None or (last_read or 0) > wrote:
         return None
+    if op in READ_OPS:
+        return b[:i] + [x] + b[i + 1:] if x == y.replace('ret=-1 errno=ECONNRESET', 'ret=0') \
+            else None
     if x == y.replace('errno=ECONNRESET', 'errno=EPIPE'):
         return b[:i] + [x] + b[i + 1:]
     bare_died = bare_status == -signal.SIGPIPE and not re.match(r'^%d ' % line, x)
