@@ -174,8 +174,8 @@ static void decide(struct nt_conn *c, int fd)
     if (tcp) {
         if (tcp_opt(fd, TCP_CORK))
             flags |= CO_PROG_CORK;
-        if (mode == NT_CO_CORK && tcp_opt(fd, TCP_NODELAY))
-            flags |= CO_PROG_NODELAY; /* what the release restores */
+        if (tcp_opt(fd, TCP_NODELAY)) /* what a push restores */
+            flags |= CO_PROG_NODELAY;
     }
     if (!ready) {
         /* Bytes are buffered only on an established connection: before,
@@ -640,10 +640,12 @@ void nt_coalesce_close(struct nt_conn *c, int fd, int how)
     }
     /* Another thread is sending: it finds the fd gone and stops there. */
     if (!co_busy_other(c)) {
-        if (how < 0) /* close_range/closefrom may close a duplicate too */
+        if (how < 0) { /* close_range/closefrom may close a duplicate too */
             co_flush_closing(&x, how == NT_CO_CLOSE);
-        else
+        } else {
+            x.push = how != SHUT_RD; /* the program's writes end here */
             co_flush_deferred(&x, CO_LINGER);
+        }
     }
     co_leave(&x);
     errno = saved;
@@ -700,7 +702,7 @@ int nt_coalesce_setsockopt(struct nt_conn *c, int fd, int opt,
         !co_enter(&x, c, fd, "setsockopt", __builtin_return_address(0)))
         return real.setsockopt(fd, IPPROTO_TCP, opt, val, len);
     if (opt == TCP_CORK && co_wait_idle(&x))
-        co_flush_deferred(&x, c->nonblock ? CO_TRY : CO_BLOCK);
+        co_flush_quiet(&x, c->nonblock ? CO_TRY : CO_BLOCK);
     int r = real.setsockopt(fd, IPPROTO_TCP, opt, val, len);
     int e = errno;
     if (r == 0 && val && len >= (socklen_t)sizeof(int)) {
