@@ -810,6 +810,8 @@ def program_corks_from(text, lib_trace='', bare_trace=''):
         elif t[0] == 'cork' and len(t) >= 3:
             ok = re.match(r'^ret=0$', results.get(i, ''))
             events.setdefault(root(t[1]), []).append((i, 'cork', (t[2] != '0') if ok else None))
+        elif t[0] in ('pwrite', 'pdribble'):
+            events.setdefault(root(t[1]), []).append((i, 'peer', None))
 
     def tcp_corked(h, line):
         """Bytes written while the program's TCP_CORK is on, up to line
@@ -818,6 +820,8 @@ def program_corks_from(text, lib_trace='', bare_trace=''):
         for at, corked, n in events.get(root(h), []):
             if at >= line:
                 break
+            if corked == 'peer':
+                continue
             if corked == 'cork':
                 held = 0 if n else None
             elif held is not None:
@@ -831,6 +835,20 @@ def program_corks_from(text, lib_trace='', bare_trace=''):
             if at >= line:
                 break
             if corked == 'cork':
+                continue
+            if corked == 'peer':
+                # A segment from the peer while MSG_MORE bytes are held:
+                # the kernel's slow path (tcp_rcv_established: header
+                # prediction missed, e.g. the peer's window changed) calls
+                # tcp_data_snd_check for any segment and pushes them under
+                # Nagle; the fast path only for one that ACKs new data.
+                # Which path it takes depends on the window updates the
+                # peer sent, which coalescing changes (fewer segments):
+                # either run's kernel may push them, or keep them as
+                # MSG_MORE asks (SPEC 6: MSG_MORE keeps its meaning;
+                # repro/cork-program-more-pushed-by-peer-segment).
+                if state:
+                    lib_acked = bare_acked = True
                 continue
             if corked and not state:
                 limit, run = written, 0
