@@ -28,7 +28,8 @@
  *   a zero-length send as the release, 2.5 with TCP_CORK 0 as the release
  *   (still subject to Nagle), 2 with the TCP_NODELAY release (the response
  *   and the next request). Unix stream sockets ignore MSG_MORE: cork mode
- *   leaves them alone.
+ *   leaves them alone. In both modes a connection's first bytes go to
+ *   the kernel as written (first_bytes(): the peer's ACK pacing).
  *
  * Flush points (both modes; in cork mode a flush is the release): the
  * buffer is full; coalesce_delay has passed since the first byte (the
@@ -174,8 +175,8 @@ static void decide(struct nt_conn *c, int fd)
     if (tcp) {
         if (tcp_opt(fd, TCP_CORK))
             flags |= CO_PROG_CORK;
-        if (tcp_opt(fd, TCP_NODELAY)) /* what a push restores */
-            flags |= CO_PROG_NODELAY;
+        if (mode == NT_CO_CORK && tcp_opt(fd, TCP_NODELAY))
+            flags |= CO_PROG_NODELAY; /* what the release restores */
     }
     if (!ready) {
         /* Bytes are buffered only on an established connection: before,
@@ -290,6 +291,24 @@ static void arm_delay(struct co_call *x)
 
 static int co_health(struct nt_conn *c, int fd);
 
+/* The connection's first bytes go to the kernel as the program wrote
+ * them, in both modes. The peer's TCP sizes its quick-ACK budget from the
+ * first data segment it gets (tcp_incr_quickack: rcv_wnd / (2 * rcv_mss),
+ * at most 16): a small first write leaves it 16 immediate ACKs, a first
+ * segment the library merged (1 + 20000 bytes) only 1 or 2. From then on
+ * the peer delays its ACKs (40 ms), and the program's later small writes
+ * (after a dup stopped coalescing, another process's, a flushed tail) meet
+ * Nagle behind an unACKed segment and wait for that delayed ACK, where
+ * without the library the peer had ACKed at once: a Nagle/delayed-ACK
+ * stall (SPEC 6) that a peer window or an exit's reset turns into bytes
+ * missing (repro/buffer-merged-first-segment-delays-peer-acks). One
+ * syscall more per connection. (bytes_out is read as a hint: two threads
+ * writing first at once both go straight, in order of their calls.) */
+static inline int first_bytes(const struct nt_conn *c)
+{
+    return __atomic_load_n(&c->bytes_out, __ATOMIC_RELAXED) == 0;
+}
+
 static ssize_t output_cork(struct nt_conn *c, int fd, const struct nt_op *op)
 {
     /* Nothing to cork: the kernel answers the call exactly as made (a
@@ -315,7 +334,7 @@ static ssize_t output_cork(struct nt_conn *c, int fd, const struct nt_op *op)
         if (e)
             return fail_out(c, fd, op, e);
     }
-    if (!corkable || (c->co_flags & CO_PROG_CORK))
+    if (!corkable || (c->co_flags & CO_PROG_CORK) || first_bytes(c))
         return nt_io_direct(c, fd, op);
     if (!(c->co_flags & CO_CORKED)) { /* a cork starts: see co_health */
         int e = co_health(c, fd);
@@ -499,6 +518,7 @@ static ssize_t output_buffer(struct nt_conn *c, int fd,
     int how = c->nonblock || (op->flags & MSG_DONTWAIT) ? CO_TRY : CO_BLOCK;
     if (!plain(op) || shared(c) || (c->co_flags & CO_PROG_CORK) ||
         !c->co_ready || c->self_closed || c->co_mode != NT_CO_BUFFER ||
+        first_bytes(c) ||
         (how == CO_TRY && c->co_full)) {
         /* Not to be coalesced: after what is buffered, as it is. A full
          * socket's write gets the kernel's own answer: nothing is
@@ -640,12 +660,10 @@ void nt_coalesce_close(struct nt_conn *c, int fd, int how)
     }
     /* Another thread is sending: it finds the fd gone and stops there. */
     if (!co_busy_other(c)) {
-        if (how < 0) { /* close_range/closefrom may close a duplicate too */
+        if (how < 0) /* close_range/closefrom may close a duplicate too */
             co_flush_closing(&x, how == NT_CO_CLOSE);
-        } else {
-            x.push = how != SHUT_RD; /* the program's writes end here */
+        else
             co_flush_deferred(&x, CO_LINGER);
-        }
     }
     co_leave(&x);
     errno = saved;
@@ -702,7 +720,7 @@ int nt_coalesce_setsockopt(struct nt_conn *c, int fd, int opt,
         !co_enter(&x, c, fd, "setsockopt", __builtin_return_address(0)))
         return real.setsockopt(fd, IPPROTO_TCP, opt, val, len);
     if (opt == TCP_CORK && co_wait_idle(&x))
-        co_flush_quiet(&x, c->nonblock ? CO_TRY : CO_BLOCK);
+        co_flush_deferred(&x, c->nonblock ? CO_TRY : CO_BLOCK);
     int r = real.setsockopt(fd, IPPROTO_TCP, opt, val, len);
     int e = errno;
     if (r == 0 && val && len >= (socklen_t)sizeof(int)) {

@@ -62,7 +62,6 @@
  * call (a write that did not fit, a read), that call fails instead.
  */
 #include <fcntl.h>
-#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -442,53 +441,14 @@ int co_flush(struct co_call *x, int how)
     return co_send(x, NULL, 0, 0, how) < 0 ? -1 : 0;
 }
 
-/* As co_flush_deferred, without the push: for a flush the program's own
- * cork follows (setsockopt TCP_CORK), which keeps its meaning. */
-int co_flush_quiet(struct co_call *x, int how)
+/* A flush no program call on this connection is waiting for (a wait, the
+ * timer, close, fork, ...): a failure is remembered for its next call.
+ * Returns 0 or the failure's errno; errno itself is left alone. */
+int co_flush_deferred(struct co_call *x, int how)
 {
     x->defer = 1;
     int saved = errno;
     int e = co_flush(x, how) < 0 ? errno : 0;
-    errno = saved;
-    return e;
-}
-
-/* A flush no program call on this connection is waiting for (a wait, the
- * timer, a message to another process, close, fork, exit, ...): a failure
- * is remembered for its next call. Returns 0 or the failure's errno; errno
- * itself is left alone.
- *   What it sent must not then wait behind Nagle for the peer's delayed
- * ACK (SPEC 6: no Nagle stall). These bytes were written earlier: without
- * the library each write met Nagle when it was made and left at the next
- * ACK. With it, the merged segments change the peer's ACK pacing (its
- * receive-MSS estimate grows and it stops quick-ACKing a smaller
- * segment), so a late small tail sat behind another writer's unACKed
- * segment (a fork child's) until the program's exit closed the socket
- * with unread input, and the reset discarded it
- * (repro/buffer-flushed-tail-held-by-nagle-until-reset). So when the
- * kernel still holds part of what was sent (SIOCOUTQNSD), the flush
- * pushes it as the cork release does (co_push). Not under the program's
- * own TCP_CORK or TCP_NODELAY (nothing to push), nor on unix sockets.
- *   Only where nothing of this process's may follow on the socket soon
- * (x->push: exit, fork, exec, a message to another process, a SIGPIPE
- * that kills, close). At a wait, the timer or a dup the program goes on
- * writing, and a pushed segment makes its next small writes wait behind
- * it for the peer's ACK, where without the library Nagle sent them all
- * with the one ACK the earlier write waited for: the CI gate's seed 11
- * (buffer) lost 50 bytes from a small-window peer's timed read that way
- * when the dup's flush pushed (repro/buffer-dup-flush-push-splits-nagle). */
-int co_flush_deferred(struct co_call *x, int how)
-{
-    struct nt_conn *c = x->c;
-    uint64_t before = c->bytes_out;
-    int e = co_flush_quiet(x, how);
-    if (!x->push || c->gen != x->gen || c->bytes_out == before ||
-        c->family == AF_UNIX ||
-        (c->co_flags & (CO_PROG_CORK | CO_PROG_NODELAY)))
-        return e;
-    int unsent = 0, saved = errno;
-    if (real.ioctl(x->fd, SIOCOUTQNSD, &unsent) == 0 && unsent > 0)
-        co_push(c, x->fd);
     errno = saved;
     return e;
 }
@@ -569,7 +529,6 @@ void co_retire(struct co_call *x)
 void co_flush_closing(struct co_call *x, int may_orphan)
 {
     struct nt_conn *c = x->c;
-    x->push = 1;
     /* The release pushes: a close pushes nothing while another descriptor
      * (a fork child's, a parent's) keeps the socket open, and a close with
      * unread input resets the connection, discarding what is unsent. */

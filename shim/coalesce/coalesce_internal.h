@@ -91,7 +91,6 @@ struct co_call {
     int retire;          /* an orphan's buffer is gone: close its fd */
     uint64_t lost;
     nt_ns limit;         /* CO_LINGER: wait at most this long (0: default) */
-    int push;            /* co_flush_deferred may push (see there) */
 };
 
 /* Lock the slot for coalescing work; 0: not here (a signal handler). */
@@ -134,7 +133,6 @@ extern int co_forked;
 int co_other_cork(const struct nt_conn *c, int fd);
 int co_flush(struct co_call *x, int how);
 int co_flush_deferred(struct co_call *x, int how);
-int co_flush_quiet(struct co_call *x, int how);
 void co_flush_closing(struct co_call *x, int may_orphan);
 /* Single-write flushes in a row before a connection goes pass-through,
  * and the writes it then passes through before trying again. */

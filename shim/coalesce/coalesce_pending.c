@@ -149,8 +149,8 @@ static void reap_stale(const struct co_pend *e, const char *op,
  * lo <= fd <= hi. Walks each shard from the end in batches: removals move
  * only the last entry, so every entry present at the start is visited. */
 static void flush_shard(struct co_pend_shard *sh, int how, int closing,
-                        int push, const char *op, void *caller,
-                        unsigned lo, unsigned hi)
+                        const char *op, void *caller, unsigned lo,
+                        unsigned hi)
 {
     enum { BATCH = 64 };
     struct co_pend batch[BATCH];
@@ -197,7 +197,6 @@ static void flush_shard(struct co_pend_shard *sh, int how, int closing,
                 co_leave(&x);
                 continue;
             }
-            x.push = push || closing; /* see co_flush_deferred */
             if (!co_busy_other(c)) {
                 if (closing)
                     co_flush_closing(&x, 0);
@@ -209,25 +208,21 @@ static void flush_shard(struct co_pend_shard *sh, int how, int closing,
     }
 }
 
-/* push: the flush comes before the end of this process's writing on the
- * socket for now (exit, fork, exec, a message to another process, a
- * SIGPIPE that kills): see co_flush_deferred. */
-static void flush_pending(int how, int closing, int push, const char *op,
-                          void *caller, unsigned lo, unsigned hi)
+static void flush_pending(int how, int closing, const char *op, void *caller,
+                          unsigned lo, unsigned hi)
 {
     if (co_spin)
         return; /* a signal handler: this thread holds a shard's lock */
     for (int i = 0; i < CO_PEND_SHARDS; i++)
         if (__atomic_load_n(&pshards[i].n, __ATOMIC_RELAXED))
-            flush_shard(&pshards[i], how, closing, push, op, caller, lo,
-                        hi);
+            flush_shard(&pshards[i], how, closing, op, caller, lo, hi);
 }
 
 void nt_coalesce_flush_for_wait(void)
 {
     if (nt_in_lib)
         return; /* the library's own poll */
-    flush_pending(CO_TRY, 0, 0, "wait", __builtin_return_address(0),
+    flush_pending(CO_TRY, 0, "wait", __builtin_return_address(0),
                   CO_ALL_FDS);
 }
 
@@ -238,7 +233,7 @@ void nt_coalesce_flush_for_read(int fd)
     int saved = errno;
     struct pollfd p = { .fd = fd, .events = POLLIN };
     if (real.poll(&p, 1, 0) == 0) /* nothing to read: it would block */
-        flush_pending(CO_TRY, 0, 0, "wait", __builtin_return_address(0),
+        flush_pending(CO_TRY, 0, "wait", __builtin_return_address(0),
                       CO_ALL_FDS);
     errno = saved;
 }
@@ -250,7 +245,7 @@ void nt_coalesce_flush_for_send(int fd)
     int saved = errno;
     struct stat st;
     if (fstat(fd, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)))
-        flush_pending(CO_TRY, 0, 1, "wait", __builtin_return_address(0),
+        flush_pending(CO_TRY, 0, "wait", __builtin_return_address(0),
                       CO_ALL_FDS);
     errno = saved;
 }
@@ -258,7 +253,7 @@ void nt_coalesce_flush_for_send(int fd)
 void nt_coalesce_flush_all(void)
 {
     if (__atomic_load_n(&nt_coalesce_pending, __ATOMIC_RELAXED))
-        flush_pending(CO_LINGER, 0, 1, "flush", __builtin_return_address(0),
+        flush_pending(CO_LINGER, 0, "flush", __builtin_return_address(0),
                       CO_ALL_FDS);
 }
 
@@ -273,7 +268,7 @@ void nt_coalesce_before_sigpipe(void)
         !(sa.sa_flags & SA_SIGINFO) &&
         pthread_sigmask(SIG_BLOCK, NULL, &blocked) == 0 &&
         sigismember(&blocked, SIGPIPE) != 1)
-        flush_pending(CO_LINGER, 0, 1, "flush", __builtin_return_address(0),
+        flush_pending(CO_LINGER, 0, "flush", __builtin_return_address(0),
                       CO_ALL_FDS);
     errno = saved;
 }
