@@ -28,7 +28,7 @@
  *   a zero-length send as the release, 2.5 with TCP_CORK 0 as the release
  *   (still subject to Nagle), 2 with the TCP_NODELAY release (the response
  *   and the next request). Unix stream sockets ignore MSG_MORE: cork mode
- *   leaves them alone. In both modes a connection's first bytes go to
+ *   leaves them alone. In buffer mode a connection's first bytes go to
  *   the kernel as written (first_bytes(): the peer's ACK pacing).
  *
  * Flush points (both modes; in cork mode a flush is the release): the
@@ -292,7 +292,7 @@ static void arm_delay(struct co_call *x)
 static int co_health(struct nt_conn *c, int fd);
 
 /* The connection's first bytes go to the kernel as the program wrote
- * them, in both modes. The peer's TCP sizes its quick-ACK budget from the
+ * them (buffer mode). The peer's TCP sizes its quick-ACK budget from the
  * first data segment it gets (tcp_incr_quickack: rcv_wnd / (2 * rcv_mss),
  * at most 16): a small first write leaves it 16 immediate ACKs, a first
  * segment the library merged (1 + 20000 bytes) only 1 or 2. From then on
@@ -303,7 +303,14 @@ static int co_health(struct nt_conn *c, int fd);
  * stall (SPEC 6) that a peer window or an exit's reset turns into bytes
  * missing (repro/buffer-merged-first-segment-delays-peer-acks). One
  * syscall more per connection. (bytes_out is read as a hint: two threads
- * writing first at once both go straight, in order of their calls.) */
+ * writing first at once both go straight, in order of their calls.)
+ *   Not in cork mode: there the release pushes what follows the first
+ * segment at once, where without the library Nagle held it for that
+ * segment's ACK and sent it with the next small write; a first segment
+ * of its own spends the peer's quick ACK on itself (65483 / (2 * 20000)
+ * = 1), so that next write waited for the delayed ACK of the pushed
+ * segment (repro/cork-first-bytes-alone-then-release-delays-tail). The
+ * cork's merged first segment leaves the peer 2 quick ACKs. */
 static inline int first_bytes(const struct nt_conn *c)
 {
     return __atomic_load_n(&c->bytes_out, __ATOMIC_RELAXED) == 0;
@@ -334,7 +341,7 @@ static ssize_t output_cork(struct nt_conn *c, int fd, const struct nt_op *op)
         if (e)
             return fail_out(c, fd, op, e);
     }
-    if (!corkable || (c->co_flags & CO_PROG_CORK) || first_bytes(c))
+    if (!corkable || (c->co_flags & CO_PROG_CORK))
         return nt_io_direct(c, fd, op);
     if (!(c->co_flags & CO_CORKED)) { /* a cork starts: see co_health */
         int e = co_health(c, fd);

@@ -1119,7 +1119,7 @@ def more_reset(x, y, judge):
     return 0 < bare - lib <= corked[2]
 
 
-READ_OPS = ('read', 'recv', 'recvfrom', 'readv', 'recvmsg')
+READ_OPS = ('read', 'recv', 'recvfrom', 'readv', 'recvmsg', 'recvmmsg')
 
 
 def late_bytes_reset(x, y, text, b, i, bare_status):
@@ -1129,7 +1129,8 @@ def late_bytes_reset(x, y, text, b, i, bare_status):
     ACK), the peer's close found nothing unread and sent FIN, the held
     bytes left with the FIN's ACK and met the closed peer's RST in
     CLOSE_WAIT, where the kernel reports EPIPE (tcp_reset), and a read
-    sees the FIN (0). The library sends them within coalesce_delay
+    sees the FIN (0) or, once the RST is in, that EPIPE
+    (repro/cork-late-bytes-reset-recvmmsg-epipe). The library sends them within coalesce_delay
     without waiting for Nagle (SPEC 6), so they are unread at the peer's
     close, which then sends RST to an established socket: ECONNRESET
     (tcpdump on repro/cork-late-bytes-unread-at-peer-close: bare seq
@@ -1137,7 +1138,8 @@ def late_bytes_reset(x, y, text, b, i, bare_status):
     repro/cork-late-bytes-reset-read-on-passed-twin). Accepts only the
     program's next call on that socket (any of its handles) getting
     ECONNRESET where bare got EPIPE from a write, or, bare, that EPIPE's
-    SIGPIPE ended the run there (the line is missing), or 0 from a read;
+    SIGPIPE ended the run there (the line is missing), or 0 or EPIPE from
+    a read;
     every other line stays exact. Returns the library trace to go on
     with, or None."""
     m = re.match(r'^(\d+) M (\S+) (\S+) .* -> ret=-1 errno=ECONNRESET$', y)
@@ -1173,8 +1175,9 @@ def late_bytes_reset(x, y, text, b, i, bare_status):
     if closed is None or wrote is None or (last_read or 0) > wrote:
         return None
     if op in READ_OPS:
-        return b[:i] + [x] + b[i + 1:] if x == y.replace('ret=-1 errno=ECONNRESET', 'ret=0') \
-            else None
+        return b[:i] + [x] + b[i + 1:] if x in (
+            y.replace('ret=-1 errno=ECONNRESET', 'ret=0'),
+            y.replace('errno=ECONNRESET', 'errno=EPIPE')) else None
     if x == y.replace('errno=ECONNRESET', 'errno=EPIPE'):
         return b[:i] + [x] + b[i + 1:]
     bare_died = bare_status == -signal.SIGPIPE and not re.match(r'^%d ' % line, x)
