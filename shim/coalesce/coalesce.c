@@ -28,7 +28,8 @@
  *   a zero-length send as the release, 2.5 with TCP_CORK 0 as the release
  *   (still subject to Nagle), 2 with the TCP_NODELAY release (the response
  *   and the next request). Unix stream sockets ignore MSG_MORE: cork mode
- *   leaves them alone.
+ *   leaves them alone. In buffer mode a connection's first bytes go to
+ *   the kernel as written (first_bytes(): the peer's ACK pacing).
  *
  * Flush points (both modes; in cork mode a flush is the release): the
  * buffer is full; coalesce_delay has passed since the first byte (the
@@ -290,6 +291,31 @@ static void arm_delay(struct co_call *x)
 
 static int co_health(struct nt_conn *c, int fd);
 
+/* The connection's first bytes go to the kernel as the program wrote
+ * them (buffer mode). The peer's TCP sizes its quick-ACK budget from the
+ * first data segment it gets (tcp_incr_quickack: rcv_wnd / (2 * rcv_mss),
+ * at most 16): a small first write leaves it 16 immediate ACKs, a first
+ * segment the library merged (1 + 20000 bytes) only 1 or 2. From then on
+ * the peer delays its ACKs (40 ms), and the program's later small writes
+ * (after a dup stopped coalescing, another process's, a flushed tail) meet
+ * Nagle behind an unACKed segment and wait for that delayed ACK, where
+ * without the library the peer had ACKed at once: a Nagle/delayed-ACK
+ * stall (SPEC 6) that a peer window or an exit's reset turns into bytes
+ * missing (repro/buffer-merged-first-segment-delays-peer-acks). One
+ * syscall more per connection. (bytes_out is read as a hint: two threads
+ * writing first at once both go straight, in order of their calls.)
+ *   Not in cork mode: there the release pushes what follows the first
+ * segment at once, where without the library Nagle held it for that
+ * segment's ACK and sent it with the next small write; a first segment
+ * of its own spends the peer's quick ACK on itself (65483 / (2 * 20000)
+ * = 1), so that next write waited for the delayed ACK of the pushed
+ * segment (repro/cork-first-bytes-alone-then-release-delays-tail). The
+ * cork's merged first segment leaves the peer 2 quick ACKs. */
+static inline int first_bytes(const struct nt_conn *c)
+{
+    return __atomic_load_n(&c->bytes_out, __ATOMIC_RELAXED) == 0;
+}
+
 static ssize_t output_cork(struct nt_conn *c, int fd, const struct nt_op *op)
 {
     /* Nothing to cork: the kernel answers the call exactly as made (a
@@ -499,6 +525,7 @@ static ssize_t output_buffer(struct nt_conn *c, int fd,
     int how = c->nonblock || (op->flags & MSG_DONTWAIT) ? CO_TRY : CO_BLOCK;
     if (!plain(op) || shared(c) || (c->co_flags & CO_PROG_CORK) ||
         !c->co_ready || c->self_closed || c->co_mode != NT_CO_BUFFER ||
+        first_bytes(c) ||
         (how == CO_TRY && c->co_full)) {
         /* Not to be coalesced: after what is buffered, as it is. A full
          * socket's write gets the kernel's own answer: nothing is

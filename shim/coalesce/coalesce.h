@@ -61,6 +61,11 @@ void nt_coalesce_flush_all(void);
  * action, not blocked), what other connections hold goes out first, as
  * the kernel already had it in the run without the library. */
 void nt_coalesce_before_sigpipe(void);
+/* A call about to reach the kernel without MSG_NOSIGNAL (sendfile,
+ * splice, a zero-length send made exactly as the program made it) while
+ * something is held: if fd's output has hung up, the kernel's own SIGPIPE
+ * may follow, so nt_coalesce_before_sigpipe() first. errno is kept. */
+void nt_coalesce_guard_sigpipe(int fd);
 
 /* io.c: nt_io() hands every call on a connection whose co_mode is not
  * NT_CO_OFF to this function, which buffers, flushes first, or passes the

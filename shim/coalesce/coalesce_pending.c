@@ -273,6 +273,17 @@ void nt_coalesce_before_sigpipe(void)
     errno = saved;
 }
 
+void nt_coalesce_guard_sigpipe(int fd)
+{
+    int saved = errno;
+    /* a reset or a shutdown peer answers at once (POLLHUP, POLLERR,
+     * POLLRDHUP); a reset that arrives during the call is not covered */
+    struct pollfd p = { .fd = fd, .events = POLLRDHUP };
+    if (real.poll(&p, 1, 0) == 1 &&
+        (p.revents & (POLLHUP | POLLERR | POLLRDHUP)))
+        nt_coalesce_before_sigpipe();
+    errno = saved;
+}
 
 /* ---- fork --------------------------------------------------------------- */
 

@@ -451,8 +451,16 @@ io_direct(struct nt_conn *c, int fd, const struct nt_op *op)
         errno = nt_deadline_errno(c);
         return -1;
     }
-    if (unlikely(!op->total)) /* zero length: exactly the program's call */
+    if (unlikely(!op->total)) { /* zero length: exactly the program's call */
+        /* so no MSG_NOSIGNAL: on a reset socket the kernel's SIGPIPE may
+         * kill before what other connections hold leaves, which without
+         * the library was in the kernel already
+         * (repro/buffer-zero-length-send-sigpipe-loses-other-connection) */
+        if (op->dir == NT_OUT && !(op->flags & MSG_NOSIGNAL) &&
+            nt_coalesce_held())
+            nt_coalesce_guard_sigpipe(fd);
         return finish(c, fd, op, op->attempt(fd, op, op->flags, 0), 0);
+    }
     if (!op->flagless)
         extra = nt_nosignal_for(op->dir, op->flags);
     if (unlikely(nt_deadline_controls(c, op->dir)) && !c->nonblock &&

@@ -5,7 +5,6 @@
  * the kernel as usual (coalesced bytes go out first when the output has
  * hung up: xfer_guarded). */
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
@@ -311,20 +310,14 @@ static ssize_t xfer_once(const struct xfer_args *a)
  * or shut down (or a pipe without reader) the kernel's own SIGPIPE may
  * kill the process before other connections' held bytes leave, which
  * without the library were already in the kernel. While something is
- * held, a transfer whose output has hung up (POLLHUP, POLLERR, POLLRDHUP:
- * the reset comes back at once) flushes them first, if that SIGPIPE would
- * kill (nt_coalesce_before_sigpipe). The signal mask is left alone: a
- * handler, or a SIGPIPE sent to the process, sees the program's own. A
- * reset that arrives during the transfer is not covered. */
+ * held, a transfer whose output has hung up flushes them first, if that
+ * SIGPIPE would kill (nt_coalesce_guard_sigpipe). The signal mask is left
+ * alone: a handler, or a SIGPIPE sent to the process, sees the program's
+ * own. */
 __attribute__((noinline, cold)) static ssize_t
 xfer_guarded(const struct xfer_args *a)
 {
-    int saved = errno;
-    struct pollfd p = { .fd = a->out_fd, .events = POLLRDHUP };
-    if (real.poll(&p, 1, 0) == 1 &&
-        (p.revents & (POLLHUP | POLLERR | POLLRDHUP)))
-        nt_coalesce_before_sigpipe();
-    errno = saved;
+    nt_coalesce_guard_sigpipe(a->out_fd);
     return xfer_once(a);
 }
 

@@ -49,6 +49,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -797,10 +798,20 @@ def program_corks_from(text, lib_trace='', bare_trace=''):
         elif t[0] in WRITE_OPS or (t[0] == 'spawn' and len(t) >= 3 and t[2] != '-'):
             h = t[2] if t[0] == 'spawn' else t[1]
             corked = t[0] != 'spawn' and bool(PROGRAM_CORK_RE.match(' '.join(t)))
-            events.setdefault(root(h), []).append((i, corked, bytes_written(t, results.get(i))))
+            n = bytes_written(t, results.get(i))
+            if n == 0 and t[0] != 'spawn':
+                # Nothing copied, nothing pushed: tcp_sendmsg_locked calls
+                # tcp_push only 'if (copied)', so a zero-length (or failed)
+                # send neither ends the program's MSG_MORE run nor starts
+                # one (coalesce.c: "A zero-length send does not release
+                # it"; repro/cork-zero-length-send-keeps-program-more).
+                continue
+            events.setdefault(root(h), []).append((i, corked, n))
         elif t[0] == 'cork' and len(t) >= 3:
             ok = re.match(r'^ret=0$', results.get(i, ''))
             events.setdefault(root(t[1]), []).append((i, 'cork', (t[2] != '0') if ok else None))
+        elif t[0] in ('pwrite', 'pdribble'):
+            events.setdefault(root(t[1]), []).append((i, 'peer', None))
 
     def tcp_corked(h, line):
         """Bytes written while the program's TCP_CORK is on, up to line
@@ -809,6 +820,8 @@ def program_corks_from(text, lib_trace='', bare_trace=''):
         for at, corked, n in events.get(root(h), []):
             if at >= line:
                 break
+            if corked == 'peer':
+                continue
             if corked == 'cork':
                 held = 0 if n else None
             elif held is not None:
@@ -817,19 +830,36 @@ def program_corks_from(text, lib_trace='', bare_trace=''):
 
     def judge(h, line):
         state = lib_acked = bare_acked = False
-        written, limit = 0, None
+        written, limit, run = 0, None, None
         for at, corked, n in events.get(root(h), []):
             if at >= line:
                 break
             if corked == 'cork':
                 continue
+            if corked == 'peer':
+                # A segment from the peer while MSG_MORE bytes are held:
+                # the kernel's slow path (tcp_rcv_established: header
+                # prediction missed, e.g. the peer's window changed) calls
+                # tcp_data_snd_check for any segment and pushes them under
+                # Nagle; the fast path only for one that ACKs new data.
+                # Which path it takes depends on the window updates the
+                # peer sent, which coalescing changes (fewer segments):
+                # either run's kernel may push them, or keep them as
+                # MSG_MORE asks (SPEC 6: MSG_MORE keeps its meaning;
+                # repro/cork-program-more-pushed-by-peer-segment).
+                if state:
+                    lib_acked = bare_acked = True
+                continue
             if corked and not state:
-                limit = written
+                limit, run = written, 0
             lib_acked = corked and (lib_acked or at in lib_inflight)
             bare_acked = corked and (bare_acked or at in bare_inflight)
             state = corked
             written = None if written is None or n is None else written + n
-        run = None if written is None or limit is None else written - limit
+            # the run's own bytes, known even when an earlier count is not
+            # (a spawned writer that failed part-way: exit=3;
+            # repro/cork-spawn-failed-write-then-program-more)
+            run = None if not corked or run is None or n is None else run + n
         if state and lib_acked and bare_acked:
             return ('both-acked', limit, run)
         if not state or lib_acked:
@@ -1042,11 +1072,24 @@ def window_reset(x, y, text, a, b):
     k = mx.group(1)
     if k not in small_conns(text):
         return False
-    for tr in (a, b):
-        wins = [ln for ln in tr if WINDOW_RE.match(ln) and WINDOW_RE.match(ln).group(1) == k]
+    # Earlier windows identical in both runs (same count, same state, no
+    # reset yet) drained the same bytes at the same points: what the peer
+    # holds at the reset is then what came after them, and the same flow
+    # control decides it (a window that got nothing drained nothing:
+    # repro/buffer-empty-window-then-merged-burst-reset; one that drained
+    # the same 22000 bytes: repro/cork-drained-window-then-reset-acks-later).
+    wa = [ln for ln in a if WINDOW_RE.match(ln) and WINDOW_RE.match(ln).group(1) == k]
+    wb = [ln for ln in b if WINDOW_RE.match(ln) and WINDOW_RE.match(ln).group(1) == k]
+    drained = 0
+    while wa and wb and wa[0] == wb[0] and WINDOW_RE.match(wa[0]).group(3) == '0':
+        drained += int(WINDOW_RE.match(wa[0]).group(2))
+        wa, wb = wa[1:], wb[1:]
+    for wins in (wa, wb):
         if len(wins) > 1 or any(WINDOW_RE.match(ln).group(3) != '2' for ln in wins):
             return False
     bare, lib = int(mx.group(2)), int(my.group(2))
+    if x.startswith('END '):
+        bare, lib = bare - drained, lib - drained
     return SMALL_WINDOW // 2 < lib < bare < lib + SMALL_WINDOW
 
 
@@ -1076,6 +1119,71 @@ def more_reset(x, y, judge):
     return 0 < bare - lib <= corked[2]
 
 
+READ_OPS = ('read', 'recv', 'recvfrom', 'readv', 'recvmsg', 'recvmmsg')
+
+
+def late_bytes_reset(x, y, text, b, i, bare_status):
+    """Coalescing configurations: the program wrote to a connection after
+    its peer's last read and before the peer closed it. Bare, Nagle held
+    those bytes behind an unacknowledged segment (the peer delays its
+    ACK), the peer's close found nothing unread and sent FIN, the held
+    bytes left with the FIN's ACK and met the closed peer's RST in
+    CLOSE_WAIT, where the kernel reports EPIPE (tcp_reset), and a read
+    sees the FIN (0) or, once the RST is in, that EPIPE
+    (repro/cork-late-bytes-reset-recvmmsg-epipe). The library sends them within coalesce_delay
+    without waiting for Nagle (SPEC 6), so they are unread at the peer's
+    close, which then sends RST to an established socket: ECONNRESET
+    (tcpdump on repro/cork-late-bytes-unread-at-peer-close: bare seq
+    2:102 unACKed 25 ms until the FIN, then 102:202 and RST;
+    repro/cork-late-bytes-reset-read-on-passed-twin). Accepts only the
+    program's next call on that socket (any of its handles) getting
+    ECONNRESET where bare got EPIPE from a write, or, bare, that EPIPE's
+    SIGPIPE ended the run there (the line is missing), or 0 or EPIPE from
+    a read;
+    every other line stays exact. Returns the library trace to go on
+    with, or None."""
+    m = re.match(r'^(\d+) M (\S+) (\S+) .* -> ret=-1 errno=ECONNRESET$', y)
+    if not m or m.group(2) not in WRITE_OPS + READ_OPS:
+        return None
+    line, op, h = int(m.group(1)), m.group(2), m.group(3)
+    parent = {}
+
+    def root(k):
+        while parent.get(k, k) != k:
+            k = parent[k]
+        return k
+    events = []
+    for j, ln in enumerate(text.splitlines()[:line - 1], 1):
+        t = ln.split()
+        if t and t[0].startswith('@'):
+            t = t[1:]
+        if len(t) < 2 or ln.startswith('#'):
+            continue
+        if t[0] in ('dup', 'dup2', 'dup3', 'fdupfd', 'sendfd') and len(t) >= 3:
+            parent[root(t[1])] = root(t[2])
+        events.append((j, t[0], t[1]))
+    closed = last_read = wrote = None
+    for j, kind, k in events:
+        if root(k) != root(h):
+            continue
+        if kind in ('pread', 'pdrain'):
+            last_read = j
+        elif kind == 'pclose':
+            closed = j
+        elif kind in WRITE_OPS and closed is None:
+            wrote = j
+    if closed is None or wrote is None or (last_read or 0) > wrote:
+        return None
+    if op in READ_OPS:
+        return b[:i] + [x] + b[i + 1:] if x in (
+            y.replace('ret=-1 errno=ECONNRESET', 'ret=0'),
+            y.replace('errno=ECONNRESET', 'errno=EPIPE')) else None
+    if x == y.replace('errno=ECONNRESET', 'errno=EPIPE'):
+        return b[:i] + [x] + b[i + 1:]
+    bare_died = bare_status == -signal.SIGPIPE and not re.match(r'^%d ' % line, x)
+    return b[:i] + b[i + 1:] if bare_died else None
+
+
 def compare(base, got, allow, text='', config=None):
     """Returns None if transparent, else a short description of the first
     difference (its operation is the mismatch's signature)."""
@@ -1094,9 +1202,16 @@ def compare(base, got, allow, text='', config=None):
     judge = program_corks_from(text, tr, btr)
     if not window_tolerant(config):
         a, b = sooner_windows(a, b, judge)
-    for i in range(max(len(a), len(b))):
+    i = 0
+    while i < max(len(a), len(b)):
         x = a[i] if i < len(a) else '<missing>'
         y = b[i] if i < len(b) else '<missing>'
+        i += 1
+        if x != y and not window_tolerant(config):
+            late = late_bytes_reset(x, y, text, b, i - 1, bst)
+            if late is not None and late != b:
+                b, i = late, i - 1
+                continue
         if x != y:
             # The program exited with unread input, so its close sent RST,
             # which discards whatever was still unsent: how much got out
@@ -1114,12 +1229,12 @@ def compare(base, got, allow, text='', config=None):
             # timing in the bare run too.
             if mx and my and (int(my.group(1)) > int(mx.group(1)) or
                               window_tolerant(config)):
-                return 'rst-race:line:%s\n  bare: %s\n  lib:  %s' % (i, x, y)
+                return 'rst-race:line:%s\n  bare: %s\n  lib:  %s' % (i - 1, x, y)
             if not window_tolerant(config) and window_reset(x, y, text, a, b):
                 continue   # the rest is still compared
             if not window_tolerant(config) and more_reset(x, y, judge):
                 continue
-            return 'line:%s\n  bare: %s\n  lib:  %s' % (i, x, y)
+            return 'line:%s\n  bare: %s\n  lib:  %s' % (i - 1, x, y)
     for bad in BAD_EVENTS:
         if bad in lg:
             return 'event:' + bad.split(':')[1].strip('"')
@@ -1145,6 +1260,34 @@ def signature(diff):
             op += '<' if int(b.group(1)) < int(a.group(1)) else '>' if int(b.group(1)) > int(a.group(1)) else '~'
         return op
     return (diff or '').split('\n')[0]
+
+
+BARE_WINDOW_TRIES = 4
+
+
+def bare_window_timing(env, text, got, allow, config, sig):
+    """A mismatch in a peer's timed window (pread/pdrain) that a bare run
+    of the same scenario also produces is the kernel's timing, not the
+    library's (SPEC 7 compares against the run without the library, and
+    that run has more than one outcome here). The mechanism: a small write
+    behind an unACKed segment waits for Nagle's ACK, and whether the peer
+    sends it at once (quick-ACK budget, ICSK_ACK_PUSHED when its read
+    empties the queue) or after its 40 ms delayed-ACK timer decides whether
+    the bytes land inside the 25 ms window; measured on pread-fewer-56654b
+    (bare alone: 250 or 1000 of a 4 x 250 sendmmsg, 6:2),
+    pread-fewer-7e087e (bare alone: 4000 or 7000, 24:6) and
+    pread-more-1b146d (bare alone: 1002 or 1008, 1:9; the library's 1008
+    is the common one). One rerun agreeing with the first bare run says
+    little at such odds: up to BARE_WINDOW_TRIES more bare runs; any whose
+    trace the library run matches in full (every call, END lines) makes
+    the scenario flaky."""
+    if not re.match(r'(?:pread|pdrain)[<>~]$', sig):
+        return False
+    for _ in range(BARE_WINDOW_TRIES):
+        bare = run_once(env, text, None)
+        if bare[1] != 'hang' and compare(bare, got, allow, text, config) is None:
+            return True
+    return False
 
 
 def mismatch(env, text, config, allow, timeout=RUN_TIMEOUT):
@@ -1395,6 +1538,9 @@ def cmd_run(args):
             # confirm: the bare run must be deterministic, the mismatch repeat
             b2 = run_once(env, text, None)
             if compare(base, b2, allow, text, config) is not None:
+                flaky += 1
+                break
+            if bare_window_timing(env, text, got, allow, config, sig):
                 flaky += 1
                 break
             if sig in found:
