@@ -14,20 +14,30 @@
  * Safe because nothing glibc guards only in multi-threaded mode is
  * shared with the timer thread: after start-up it never allocates, uses
  * no stdio, resolves no symbol and is never cancelled, and its one mutex
- * is process-shared (glibc's shortcut covers private mutexes only). Where
- * glibc must see every thread, the flag is cleared around the call: fork
- * (the locks it takes and the thread list it gives the child) and the
- * set*id family (whose new credentials glibc hands to every thread). The
- * flag goes back only if no thread was created meanwhile (an atfork
- * handler, an NSS module, a signal handler may create one; it may still
- * be on its way out, in free(), when glibc's count has dropped). The
- * program's own pthread_create clears it for good, as without us.
- * Only on the glibc whose internals were read for this (2.36); elsewhere
- * glibc counts the timer like any thread. */
+ * is process-shared (glibc's shortcut covers private mutexes only).
+ * fork then takes glibc's single-threaded path, as the same program's
+ * fork does without us: it takes no lock the timer could hold, and the
+ * child (no timer) is single-threaded. Only the set*id family needs glibc
+ * to see the timer (it hands new credentials to every thread it knows):
+ * there the flag is cleared around the call, with the program's signals
+ * blocked (a handler's own set*id must not find the window half open),
+ * and set back only if the program made no thread meanwhile (NSS modules
+ * run inside initgroups) and the kernel counts two tasks: a thread may be
+ * on its way out, still in free(), when glibc's count has dropped. The
+ * program's own pthread_create clears it for good, as without us. Only
+ * on the glibc whose internals were read for this (2.36); elsewhere glibc
+ * counts the timer like any thread. */
 #include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <gnu/libc-version.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/single_threaded.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "core/libc_threads.h"
 
@@ -36,10 +46,8 @@ static char *flag_global; /* the one programs read (a copy, if copy-relocated) *
 static unsigned *nthreads; /* glibc's count of live threads */
 static int hidden;        /* the timer runs and the flag says single */
 static unsigned created;  /* threads the program created (hooks/thread.c) */
-/* The reveal window: one at a time (the process has one program thread;
- * a signal handler's set*id inside another window changes nothing). */
-static int revealed;
-static unsigned created_before;
+static unsigned created_before; /* at the reveal */
+static sigset_t mask_before;
 
 void nt_libc_threads_init(void)
 {
@@ -79,34 +87,54 @@ void nt_libc_thread_created(void)
     __atomic_add_fetch(&created, 1, __ATOMIC_SEQ_CST);
 }
 
+/* Raw calls: no hook, no stdio, errno left to the caller. */
+int nt_kernel_tasks(void)
+{
+    char buf[2048];
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/status",
+                          O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    long n = syscall(SYS_read, fd, buf, sizeof buf - 1);
+    syscall(SYS_close, fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    const char *t = strstr(buf, "\nThreads:");
+    return t ? atoi(t + 9) : 0;
+}
+
 int nt_libc_reveal(void)
 {
-    if (!__atomic_load_n(&hidden, __ATOMIC_RELAXED) || revealed)
+    if (!__atomic_load_n(&hidden, __ATOMIC_RELAXED))
         return 0;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &mask_before);
     if (!__atomic_load_n(flag_libc, __ATOMIC_SEQ_CST)) {
         /* the program created a thread: glibc counts threads for good */
         __atomic_store_n(&hidden, 0, __ATOMIC_RELAXED);
+        pthread_sigmask(SIG_SETMASK, &mask_before, NULL);
         return 0;
     }
-    revealed = 1;
     created_before = __atomic_load_n(&created, __ATOMIC_SEQ_CST);
     set_flag(0);
     return 1;
 }
 
-/* Also in a fork child (no timer; the atfork handler cleared `hidden`):
- * the child of a process glibc saw single-threaded is single-threaded to
- * it too, which glibc's fork does not say. */
 void nt_libc_rehide(int token)
 {
     if (!token)
         return;
+    int saved = errno;
     if (__atomic_load_n(&created, __ATOMIC_SEQ_CST) == created_before &&
-        __atomic_load_n(nthreads, __ATOMIC_SEQ_CST) == 1)
+        __atomic_load_n(nthreads, __ATOMIC_SEQ_CST) == 1 &&
+        nt_kernel_tasks() == 2)
         set_flag(1);
     else
         __atomic_store_n(&hidden, 0, __ATOMIC_RELAXED);
-    revealed = 0;
+    pthread_sigmask(SIG_SETMASK, &mask_before, NULL);
+    errno = saved;
 }
 
 void nt_libc_threads_atfork_child(void)

@@ -9,13 +9,17 @@ int nt_libc_single(void);
 /* The timer thread has started (`was_single`: nt_libc_single() before):
  * glibc stops counting it. */
 void nt_libc_timer_started(int was_single);
-/* Around a call for which glibc must see every thread (fork, set*id):
- * reveal returns a token for rehide, which hides the timer again only if
- * no thread was created meanwhile. */
+/* Around a set*id call, for which glibc must see every thread: reveal
+ * (the program's signals blocked) returns a token for rehide, which hides
+ * the timer again only if no other thread appeared meanwhile and lets
+ * the signals through (errno untouched). */
 int nt_libc_reveal(void);
 void nt_libc_rehide(int token);
 /* The program creates a thread (hooks/thread.c). */
 void nt_libc_thread_created(void);
+/* The kernel's count of this process's tasks (/proc/self/status), or 0
+ * if /proc cannot say. */
+int nt_kernel_tasks(void);
 /* Fork child: no timer thread, nothing hidden. */
 void nt_libc_threads_atfork_child(void);
 

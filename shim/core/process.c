@@ -6,7 +6,6 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <pty.h>
 #include <stdarg.h>
 #include <sys/syscall.h>
 #include <stdlib.h>
@@ -54,27 +53,12 @@ void nt_process_flush(void)
  * a child of a multi-threaded parent (deadline/timer.c); release builds,
  * on glibc's malloc, are not affected. */
 int nt_fork_parent_threads;
-
-static int count_threads(void)
-{
-    char buf[2048];
-    int fd = (int)syscall(SYS_open, "/proc/self/status", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t n = syscall(SYS_read, fd, buf, sizeof buf - 1);
-    syscall(SYS_close, fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = 0;
-    const char *t = strstr(buf, "\nThreads:");
-    return t ? atoi(t + 9) : 0;
-}
 #endif
 
 static void atfork_prepare(void)
 {
 #ifdef NT_SANITIZER_BUILD
-    nt_fork_parent_threads = count_threads();
+    nt_fork_parent_threads = nt_kernel_tasks();
 #endif
     /* fork() flushed already; this catches forks glibc makes internally
      * (daemon()), whose parent then leaves with _exit */
@@ -209,36 +193,11 @@ __attribute__((destructor)) static void nt_destructor(void)
     nt_process_flush();
 }
 
-/* glibc's fork takes its locks and hands the child a clean thread list
- * only when it counts other threads: it must see the timer thread
- * (core/libc_threads.c), also in the forks glibc makes itself. */
 NT_EXPORT pid_t fork(void)
 {
     nt_init();
     NT_KEEP_ERRNO(nt_process_flush()); /* no byte may be sent twice */
-    int token = nt_libc_reveal();
-    pid_t pid = real.fork();
-    nt_libc_rehide(token);
-    return pid;
-}
-
-NT_EXPORT int daemon(int nochdir, int noclose)
-{
-    nt_init();
-    int token = nt_libc_reveal();
-    int ret = real.daemon(nochdir, noclose);
-    nt_libc_rehide(token);
-    return ret;
-}
-
-NT_EXPORT pid_t forkpty(int *amaster, char *name, const struct termios *termp,
-                        const struct winsize *winp)
-{
-    nt_init();
-    int token = nt_libc_reveal();
-    pid_t pid = real.forkpty(amaster, name, termp, winp);
-    nt_libc_rehide(token);
-    return pid;
+    return real.fork();
 }
 
 NT_EXPORT void exit(int status)

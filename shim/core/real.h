@@ -18,9 +18,7 @@
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/uio.h>
-#include <termios.h>
 #include <threads.h>
-#include <sys/ioctl.h>
 #include <wordexp.h>
 
 /* X(return type, name, (parameter list)) */
@@ -77,9 +75,6 @@
     X(int, epoll_pwait2, (int, struct epoll_event *, int,                    \
                           const struct timespec *, const sigset_t *))        \
     X(pid_t, fork, (void))                                                   \
-    X(int, daemon, (int, int))                                               \
-    X(pid_t, forkpty, (int *, char *, const struct termios *,                \
-                       const struct winsize *))                              \
     X(int, setuid, (uid_t))                                                  \
     X(int, setgid, (gid_t))                                                  \
     X(int, seteuid, (uid_t))                                                 \

@@ -242,3 +242,11 @@ Test(lifecycle, main_pthread_exit_ends_the_process)
 {
     check_libc_threads_in("main-exit", 15000);
 }
+
+/* A signal handler's set*id that lands while the library lets glibc see
+ * the timer must reach the timer too (review of 39f474a: a handler at the
+ * window's edge left the timer with the old egid, 8 runs in 10). */
+Test(lifecycle, setid_in_signal_handlers_reaches_timer_thread)
+{
+    check_libc_threads("setid-signals");
+}
