@@ -19,11 +19,16 @@
  * fork does without us: it takes no lock the timer could hold, and the
  * child (no timer) is single-threaded. Only the set*id family needs glibc
  * to see the timer (it hands new credentials to every thread it knows):
- * there the flag is cleared around the call, with the program's signals
- * blocked (a handler's own set*id must not find the window half open),
- * and set back only if the program made no thread meanwhile (NSS modules
- * run inside initgroups) and the kernel counts two tasks: a thread may be
- * on its way out, still in free(), when glibc's count has dropped. The
+ * there the flag is cleared around the one system call, with the
+ * program's signals blocked, so nothing else runs meanwhile (a handler's
+ * own set*id must not find the window half open, nor make a thread in
+ * it). Any thread made elsewhere, by any path (a libpthread handle,
+ * glibc's AIO or timer_create helpers), goes through glibc's
+ * pthread_create, which clears the flag: the next reveal sees it and
+ * glibc counts threads for good, as it would without us. initgroups runs
+ * NSS modules, which may block: it is not revealed, and the groups it set
+ * on the calling thread are then handed out with one setgroups
+ * (hooks/setid.c). The
  * program's own pthread_create clears it for good, as without us. Only
  * on the glibc whose internals were read for this (2.36); elsewhere glibc
  * counts the timer like any thread. */
@@ -45,8 +50,6 @@ static char *flag_libc;   /* glibc's own flag */
 static char *flag_global; /* the one programs read (a copy, if copy-relocated) */
 static unsigned *nthreads; /* glibc's count of live threads */
 static int hidden;        /* the timer runs and the flag says single */
-static unsigned created;  /* threads the program created (hooks/thread.c) */
-static unsigned created_before; /* at the reveal */
 static sigset_t mask_before;
 
 void nt_libc_threads_init(void)
@@ -82,11 +85,6 @@ void nt_libc_timer_started(int was_single)
     }
 }
 
-void nt_libc_thread_created(void)
-{
-    __atomic_add_fetch(&created, 1, __ATOMIC_SEQ_CST);
-}
-
 /* Raw calls: no hook, no stdio, errno left to the caller. */
 int nt_kernel_tasks(void)
 {
@@ -117,7 +115,6 @@ int nt_libc_reveal(void)
         pthread_sigmask(SIG_SETMASK, &mask_before, NULL);
         return 0;
     }
-    created_before = __atomic_load_n(&created, __ATOMIC_SEQ_CST);
     set_flag(0);
     return 1;
 }
@@ -126,15 +123,8 @@ void nt_libc_rehide(int token)
 {
     if (!token)
         return;
-    int saved = errno;
-    if (__atomic_load_n(&created, __ATOMIC_SEQ_CST) == created_before &&
-        __atomic_load_n(nthreads, __ATOMIC_SEQ_CST) == 1 &&
-        nt_kernel_tasks() == 2)
-        set_flag(1);
-    else
-        __atomic_store_n(&hidden, 0, __ATOMIC_RELAXED);
+    set_flag(1);
     pthread_sigmask(SIG_SETMASK, &mask_before, NULL);
-    errno = saved;
 }
 
 void nt_libc_threads_atfork_child(void)

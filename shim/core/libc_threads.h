@@ -9,14 +9,12 @@ int nt_libc_single(void);
 /* The timer thread has started (`was_single`: nt_libc_single() before):
  * glibc stops counting it. */
 void nt_libc_timer_started(int was_single);
-/* Around a set*id call, for which glibc must see every thread: reveal
- * (the program's signals blocked) returns a token for rehide, which hides
- * the timer again only if no other thread appeared meanwhile and lets
- * the signals through (errno untouched). */
+/* Around one set*id system call, for which glibc must see every thread:
+ * reveal (the program's signals blocked) returns a token for rehide,
+ * which hides the timer again and lets the signals through (errno
+ * untouched). */
 int nt_libc_reveal(void);
 void nt_libc_rehide(int token);
-/* The program creates a thread (hooks/thread.c). */
-void nt_libc_thread_created(void);
 /* The kernel's count of this process's tasks (/proc/self/status), or 0
  * if /proc cannot say. */
 int nt_kernel_tasks(void);

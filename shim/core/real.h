@@ -18,7 +18,6 @@
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/uio.h>
-#include <threads.h>
 #include <wordexp.h>
 
 /* X(return type, name, (parameter list)) */
@@ -85,9 +84,6 @@
     X(int, setresgid, (gid_t, gid_t, gid_t))                                 \
     X(int, setgroups, (size_t, const gid_t *))                               \
     X(int, initgroups, (const char *, gid_t))                                \
-    X(int, pthread_create, (pthread_t *, const pthread_attr_t *,             \
-                            void *(*)(void *), void *))                      \
-    X(int, thrd_create, (thrd_t *, thrd_start_t, void *))                    \
     X(int, execve, (const char *, char *const[], char *const[]))             \
     X(int, execv, (const char *, char *const[]))                             \
     X(int, execvp, (const char *, char *const[]))                            \

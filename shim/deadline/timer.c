@@ -134,9 +134,6 @@ static void start_thread(void)
     sem_init(&started, 0, 0);
     int single = nt_libc_single();
     pthread_t t;
-    /* Through the first definition, not real.pthread_create: a sanitizer
-     * runtime preloaded before us must see the thread. (Our own hook
-     * counts it, harmlessly: no reveal window is open.) */
     if (pthread_create(&t, &attr, timer_main, NULL) == 0) {
         running = 1;
         while (sem_wait(&started) != 0 && errno == EINTR)

@@ -17,6 +17,10 @@
  *   libc_threads_prog setid-signals  (root) set*id from main and from a
  *                               signal handler every 0.5 ms, with forks:
  *                               every task ends with the same credentials
+ *   libc_threads_prog initgroups-alarm  initgroups whose group lookup
+ *                               blocks (the test puts a FIFO over
+ *                               /etc/group): SIGALRM after 1 s still
+ *                               interrupts it
  *   libc_threads_prog main-exit main leaves with pthread_exit: the
  *                               process ends (atexit handlers run)
  *
@@ -245,6 +249,14 @@ static void setid_under_signals(void)
         exit(PC_EXIT_FAIL);
 }
 
+static volatile sig_atomic_t alarmed;
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+    alarmed = 1;
+}
+
 static void at_exit(void)
 {
     printf("atexit ran\n");
@@ -253,10 +265,11 @@ static void at_exit(void)
 int main(int argc, char **argv)
 {
     if (argc != 2)
-        pc_die("usage: libc_threads_prog flag|threads|fork|setid|atfork-thread|setid-signals|main-exit");
+        pc_die("usage: libc_threads_prog flag|threads|fork|setid|atfork-thread|setid-signals|initgroups-alarm|main-exit");
     const char *mode = argv[1];
     setvbuf(stdout, NULL, _IONBF, 0);
-    if ((!strcmp(mode, "setid") || !strcmp(mode, "setid-signals")) && geteuid() != 0) {
+    if ((!strcmp(mode, "setid") || !strcmp(mode, "setid-signals") ||
+         !strcmp(mode, "initgroups-alarm")) && geteuid() != 0) {
         printf("skip: not root\n");
         return PC_EXIT_SKIP;
     }
@@ -304,6 +317,12 @@ int main(int argc, char **argv)
     } else if (!strcmp(mode, "setid-signals")) {
         setid_under_signals();
         round_trip();
+    } else if (!strcmp(mode, "initgroups-alarm")) {
+        struct sigaction sa = { .sa_handler = on_alarm }; /* no SA_RESTART */
+        sigaction(SIGALRM, &sa, NULL);
+        alarm(1);
+        int r = initgroups("root", 0);
+        printf("initgroups=%d %s alarm=%d\n", r, r ? strerror(errno) : "", (int)alarmed);
     } else if (!strcmp(mode, "main-exit")) {
         atexit(at_exit);
         printf("main leaves\n");
