@@ -28,12 +28,9 @@
  * glibc counts threads for good, as it would without us. initgroups runs
  * NSS modules, which may block: it is not revealed, and the groups it set
  * on the calling thread are then handed out with one setgroups
- * (hooks/setid.c). The
- * program's own pthread_create clears it for good, as without us. Only
- * on the glibc whose internals were read for this (2.36); elsewhere glibc
+ * (hooks/setid.c). Only on the glibc whose internals were read for this (2.36); elsewhere glibc
  * counts the timer like any thread. */
 #include <dlfcn.h>
-#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <gnu/libc-version.h>
