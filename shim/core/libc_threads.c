@@ -31,15 +31,11 @@
  * (hooks/setid.c). Only on the glibc whose internals were read for this (2.36); elsewhere glibc
  * counts the timer like any thread. */
 #include <dlfcn.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <gnu/libc-version.h>
 #include <signal.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/single_threaded.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include "core/libc_threads.h"
 
@@ -80,23 +76,6 @@ void nt_libc_timer_started(int was_single)
         set_flag(1);
         __atomic_store_n(&hidden, 1, __ATOMIC_RELAXED);
     }
-}
-
-/* Raw calls: no hook, no stdio, errno left to the caller. */
-int nt_kernel_tasks(void)
-{
-    char buf[2048];
-    int fd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/status",
-                          O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    long n = syscall(SYS_read, fd, buf, sizeof buf - 1);
-    syscall(SYS_close, fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = 0;
-    const char *t = strstr(buf, "\nThreads:");
-    return t ? atoi(t + 9) : 0;
 }
 
 int nt_libc_reveal(void)

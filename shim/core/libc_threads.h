@@ -15,9 +15,6 @@ void nt_libc_timer_started(int was_single);
  * untouched). */
 int nt_libc_reveal(void);
 void nt_libc_rehide(int token);
-/* The kernel's count of this process's tasks (/proc/self/status), or 0
- * if /proc cannot say. */
-int nt_kernel_tasks(void);
 /* Fork child: no timer thread, nothing hidden. */
 void nt_libc_threads_atfork_child(void);
 

@@ -53,12 +53,27 @@ void nt_process_flush(void)
  * a child of a multi-threaded parent (deadline/timer.c); release builds,
  * on glibc's malloc, are not affected. */
 int nt_fork_parent_threads;
+
+static int count_threads(void)
+{
+    char buf[2048];
+    int fd = (int)syscall(SYS_open, "/proc/self/status", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = syscall(SYS_read, fd, buf, sizeof buf - 1);
+    syscall(SYS_close, fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    const char *t = strstr(buf, "\nThreads:");
+    return t ? atoi(t + 9) : 0;
+}
 #endif
 
 static void atfork_prepare(void)
 {
 #ifdef NT_SANITIZER_BUILD
-    nt_fork_parent_threads = nt_kernel_tasks();
+    nt_fork_parent_threads = count_threads();
 #endif
     /* fork() flushed already; this catches forks glibc makes internally
      * (daemon()), whose parent then leaves with _exit */
