@@ -27,9 +27,17 @@
  *   stalls with MSG_MORE and no release (the 200 ms cork ceiling), 26 with
  *   a zero-length send as the release, 2.5 with TCP_CORK 0 as the release
  *   (still subject to Nagle), 2 with the TCP_NODELAY release (the response
- *   and the next request). Unix stream sockets ignore MSG_MORE: cork mode
- *   leaves them alone. In buffer mode a connection's first bytes go to
- *   the kernel as written (first_bytes(): the peer's ACK pacing).
+ *   and the next request). In buffer mode a connection's first bytes go
+ *   to the kernel as written (first_bytes(): the peer's ACK pacing).
+ *
+ * Unix stream sockets are never coalesced. Each write is one skb there,
+ * charged (its truesize) to the sender until the peer reads it, and
+ * poll's POLLOUT, EAGAIN, SIOCOUTQ and where a blocking write sleeps all
+ * follow that charge: merged writes are fewer skbs, so the program would
+ * see a socket more writable than without the library
+ * (repro/buffer-unix-merged-writes-poll-writable). No merge keeps that
+ * accounting, and there are no segments or Nagle to gain from; they also
+ * ignore MSG_MORE.
  *
  * Flush points (both modes; in cork mode a flush is the release): the
  * buffer is full; coalesce_delay has passed since the first byte (the
@@ -45,8 +53,8 @@
  * yet connected too (the kernel's EAGAIN/ECONNREFUSED is the program's).
  *   Health: nothing is acknowledged that the kernel would refuse. Before
  * the first byte of a buffer or of our cork, co_health() asks the kernel
- * (TCP: ESTABLISHED; unix: a zero-length send); otherwise the write goes
- * to the kernel as made. A
+ * (TCP_INFO: ESTABLISHED); otherwise the write goes to the kernel as
+ * made. A
  * zero-length write is never held: the kernel answers it. On a
  * non-blocking socket a buffer also holds no more than the send buffer is
  * sure to take (send_room()): what does not fit gets the kernel's answer.
@@ -139,13 +147,10 @@ static void decide(struct nt_conn *c, int fd)
 {
     const struct nt_settings *s = c->set;
     uint8_t mode = NT_CO_OFF, flags = 0;
+    /* TCP only: see "Unix stream sockets" above */
     int tcp = c->family == AF_INET || c->family == AF_INET6;
-    if (s && s->coalesce > 0 && !c->dup_shared) {
-        if (s->coalesce_mode == NT_COALESCE_CORK)
-            mode = tcp ? NT_CO_CORK : NT_CO_OFF;
-        else
-            mode = NT_CO_BUFFER;
-    }
+    if (s && s->coalesce > 0 && !c->dup_shared && tcp)
+        mode = s->coalesce_mode == NT_COALESCE_CORK ? NT_CO_CORK : NT_CO_BUFFER;
     if (mode != NT_CO_OFF && c->role == NT_ROLE_INHERITED) {
         int saved = errno;
         if (stdio_socket(c, fd))
@@ -289,7 +294,7 @@ static void arm_delay(struct co_call *x)
     nt_timer_arm(x->c, x->c->t_cflush);
 }
 
-static int co_health(struct nt_conn *c, int fd);
+static int co_health(int fd);
 
 /* The connection's first bytes go to the kernel as the program wrote
  * them (buffer mode). The peer's TCP sizes its quick-ACK budget from the
@@ -343,13 +348,8 @@ static ssize_t output_cork(struct nt_conn *c, int fd, const struct nt_op *op)
     }
     if (!corkable || (c->co_flags & CO_PROG_CORK))
         return nt_io_direct(c, fd, op);
-    if (!(c->co_flags & CO_CORKED)) { /* a cork starts: see co_health */
-        int e = co_health(c, fd);
-        if (e > 0 && e != EAGAIN && e != EINTR && e != ENOTSOCK && e != EBADF)
-            return fail_out(c, fd, op, e);
-        if (e)
-            return nt_io_direct(c, fd, op);
-    }
+    if (!(c->co_flags & CO_CORKED) && co_health(fd)) /* a cork starts */
+        return nt_io_direct(c, fd, op);
     struct nt_op more = *op;
     more.flags |= MSG_MORE;
     ssize_t r = nt_io_direct(c, fd, &more);
@@ -396,21 +396,6 @@ static inline void copy_in(struct co_buf *b, const struct nt_op *op)
     }
 }
 
-/* Before the first byte of a buffer is acknowledged, the kernel says
- * whether it would take a write at all: a zero-length send fails exactly
- * as the program's write would (ECONNRESET after a reset, else EPIPE
- * after a shutdown of ours, inherited or not, or a Unix peer gone) and
- * sends nothing. 0: healthy; else the errno (sk_err is consumed: the
- * program's call must then fail with it). */
-static int probe_send(int fd)
-{
-    struct msghdr m = { 0 };
-    int saved = errno;
-    int e = real.sendmsg(fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 ? errno : 0;
-    errno = saved;
-    return e;
-}
-
 /* How much a non-blocking socket's send buffer is sure to take in one
  * write now: its free space (SO_MEMINFO: the limit and what is queued
  * against it, TCP's queue or a unix socket's skbs in flight), halved and
@@ -442,18 +427,15 @@ static uint32_t send_room(int fd, uint32_t cap)
 
 /* May bytes be held back on this connection now (a buffer or our cork
  * starts)? 0: yes. -1: no, the write goes to the kernel as made and gets
- * its exact answer. >0: a unix socket's probe consumed this error, which
- * the program's call must report. TCP says it in one call: ESTABLISHED
- * means no reset, no FIN from the peer and no shutdown of ours (made here,
- * in another process or before an exec). A peer that has sent FIN resets
- * what arrives, and on loopback the program's next write already sees the
+ * its exact answer. TCP says it in one call: ESTABLISHED means no reset,
+ * no FIN from the peer and no shutdown of ours (made here, in another
+ * process or before an exec). A peer that has sent FIN resets what
+ * arrives, and on loopback the program's next write already sees the
  * reset: holding bytes would move that to a later call (or spare the
  * program a SIGPIPE). A peer closing while bytes are held stays a
  * flush_error (SPEC 6). */
-static int co_health(struct nt_conn *c, int fd)
+static int co_health(int fd)
 {
-    if (c->family == AF_UNIX)
-        return probe_send(fd);
     struct tcp_info ti;
     socklen_t len = sizeof ti;
     int saved = errno;
@@ -554,13 +536,7 @@ static ssize_t output_buffer(struct nt_conn *c, int fd,
     if (total < cap && co_held(b) + total <= fits) {
         if (!b) {
             /* never acknowledge what the kernel would refuse */
-            int e = co_health(c, fd);
-            if (e > 0 && e != EAGAIN && e != EINTR) {
-                co_leave(&x);
-                if (e == ENOTSOCK || e == EBADF)
-                    return nt_io_direct(c, fd, op);
-                return fail_out(c, fd, op, e);
-            }
+            int e = co_health(fd);
             uint32_t room = e || (how == CO_TRY && (c->co_flags & CO_PROG_LOWAT))
                                 ? 0
                             : how == CO_TRY ? send_room(fd, cap)
