@@ -177,8 +177,26 @@ int nt_io_error_pending(struct nt_conn *c, int fd, int dir);
 int nt_io_wait(struct nt_conn *c, int fd, int dir, nt_ns start,
                size_t moved, const char *op, void *caller);
 
-/* Total length of an iovec array. */
+/* Total length of an iovec array. Only for a vector the kernel would
+ * import (nt_iov_importable): the program's array is read here. */
 size_t nt_iov_total(const struct iovec *iov, int n);
+
+/* Would the kernel import this vector (import_iovec, copy_msghdr_from_user)?
+ * It refuses more than UIO_MAXIOV entries (EINVAL, EMSGSIZE for a
+ * message) and an array it cannot read (EFAULT) before it moves a byte,
+ * so a vectored hook hands such a call to the kernel as made instead of
+ * reading the array to size it (t38_bad_vectors). Caught here: the counts
+ * and a NULL array or message; a non-NULL pointer to memory that is not
+ * readable is not (telling would cost a system call). */
+#define NT_UIO_MAXIOV 1024
+static inline int nt_iov_importable(const struct iovec *iov, long n)
+{
+    return (unsigned long)n <= NT_UIO_MAXIOV && (iov || !n);
+}
+static inline int nt_msg_importable(const struct msghdr *m)
+{
+    return m && m->msg_iovlen <= NT_UIO_MAXIOV && (m->msg_iov || !m->msg_iovlen);
+}
 /* Copy of iov (at most NT_IOV_MAX entries) with the first `skip` bytes
  * removed; returns the new count. */
 #define NT_IOV_MAX 1024

@@ -208,6 +208,8 @@ static ssize_t attempt_recvmsg(int fd, const struct nt_op *op, int flags,
 __attribute__((noinline)) NT_NO_CANARY static ssize_t
 read_vec(int fd, const struct iovec *iov, int iovcnt, void *caller)
 {
+    if (unlikely(!nt_iov_importable(iov, iovcnt)))
+        return real.readv(fd, iov, iovcnt); /* refused whole: see io.h */
     struct vec_args a = { iov, iovcnt, NULL };
     struct nt_op op = { .name = "readv", .dir = NT_IN,
                         .total = nt_iov_total(iov, iovcnt),
@@ -260,7 +262,9 @@ read_msg(int fd, struct msghdr *msg, int flags, const char *name,
          void *caller)
 {
     ssize_t r;
-    if (nt_fd_passes(fd)) {
+    if (unlikely(!nt_msg_importable(msg))) {
+        return real.recvmsg(fd, msg, flags); /* refused whole: see io.h */
+    } else if (nt_fd_passes(fd)) {
         if (unlikely(nt_coalesce_held()))
             held_recv(fd, flags);
         r = real.recvmsg(fd, msg, flags);
@@ -285,8 +289,6 @@ NT_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
             return recvmsg_held(fd, msg, flags);
         return real.recvmsg(fd, msg, flags);
     }
-    if (!msg)
-        return real.recvmsg(fd, msg, flags);
     return read_msg(fd, msg, flags, "recvmsg", NT_CALLER());
 }
 

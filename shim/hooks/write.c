@@ -206,6 +206,8 @@ write_vec(int fd, const char *name, nt_attempt_fn fn, const struct iovec *iov,
           const struct nt_resume *res)
 {
     struct vec_args a = { iov, iovcnt, msg };
+    if (msg && unlikely(!nt_msg_importable(msg)))
+        return real.sendmsg(fd, msg, flags); /* refused whole: see io.h */
     if (msg) {
         iov = msg->msg_name || msg->msg_controllen ? NULL : msg->msg_iov;
         iovcnt = (int)msg->msg_iovlen;
@@ -225,6 +227,8 @@ writev_gov(int fd, const struct iovec *iov, int iovcnt, void *caller)
     ssize_t r;
     struct nt_resume res;
     struct vec_args a = { iov, iovcnt, NULL };
+    if (unlikely(!nt_iov_importable(iov, iovcnt)))
+        return real.writev(fd, iov, iovcnt); /* refused whole: see io.h */
     if (nt_io_fast(fd, NT_OUT, &a, nt_iov_total(iov, iovcnt), 0,
                    writev_plain, 1, &r, &res))
         return r;
@@ -264,7 +268,6 @@ write_mmsg(int fd, struct mmsghdr *vec, unsigned n, int flags, void *caller)
     int saved = errno;
     for (unsigned i = 0; i < n; i++) {
         const struct msghdr *m = &vec[i].msg_hdr;
-        size_t want = nt_iov_total(m->msg_iov, (int)m->msg_iovlen);
         ssize_t r = write_vec(fd, "sendmmsg", attempt_sendmsg, NULL, 0, m,
                               flags, caller, NULL);
         if (r < 0) {
@@ -274,7 +277,8 @@ write_mmsg(int fd, struct mmsghdr *vec, unsigned n, int flags, void *caller)
         }
         vec[i].msg_len = (unsigned)r;
         errno = saved;
-        if ((size_t)r < want)
+        /* the kernel took the message: its vector is readable */
+        if ((size_t)r < nt_iov_total(m->msg_iov, (int)m->msg_iovlen))
             return (int)i + 1;
     }
     return (int)n;

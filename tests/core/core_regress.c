@@ -291,3 +291,16 @@ Test(regress, sendfile_keeps_the_signal_mask)
     same("t34_sigpipe_mask_in_handler", NULL, CO_FAST);
     same("t35_sigpipe_during_sendfile", NULL, CO_FAST);
 }
+
+/* Vectored calls the kernel refuses whole (a NULL array or message, a
+ * count out of range) go to it as made: the library read the array to
+ * size the call and crashed (SIGSEGV), or turned writev's EINVAL into
+ * sendmsg's EMSGSIZE. Coalescing copies what it holds, so its run leaves
+ * out the unmapped buffers (a documented limit). */
+Test(regress, refused_vectors_get_the_kernels_answer)
+{
+    same("t38_bad_vectors", NULL, "");
+    same("t38_bad_vectors", NULL, FAR);
+    same("t38_bad_vectors", NULL, FAR " coalesce=16KiB coalesce_mode=cork");
+    same("t38_bad_vectors", "vectors", FAR " coalesce=16KiB");
+}
