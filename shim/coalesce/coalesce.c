@@ -57,7 +57,8 @@
  * made. A
  * zero-length write is never held: the kernel answers it. On a
  * non-blocking socket a buffer also holds no more than the send buffer is
- * sure to take (send_room()): what does not fit gets the kernel's answer.
+ * sure to take (nt_send_room(), core/io.c): what does not fit gets the
+ * kernel's answer.
  * Bytes appended to an open buffer (within coalesce_delay) are not
  * re-checked for health: a reset arriving then is a flush_error, as for a
  * kernel write whose segments meet the reset.
@@ -98,7 +99,6 @@
  * blocking write would (close does not: see "Closing" in
  * coalesce_flush.c).
  */
-#include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -396,35 +396,6 @@ static inline void copy_in(struct co_buf *b, const struct nt_op *op)
     }
 }
 
-/* How much a non-blocking socket's send buffer is sure to take in one
- * write now: its free space (SO_MEMINFO: the limit and what is queued
- * against it, TCP's queue or a unix socket's skbs in flight), halved and
- * less a slack for the kernel's per-skb overhead. Held bytes never exceed
- * it, so nothing is acknowledged that the kernel would refuse (EAGAIN),
- * and nothing acknowledged can be stranded at close. Space only grows
- * while the buffer is open (the peer drains; ours are the only writes
- * that pass the hooks). Conservative: a write that does not fit goes to
- * the kernel, which answers it exactly. */
-#define CO_ROOM_SLACK 2048u
-static uint32_t send_room(int fd, uint32_t cap)
-{
-    uint32_t mi[SK_MEMINFO_VARS];
-    socklen_t len = sizeof mi;
-    int saved = errno;
-    int r = real.getsockopt(fd, SOL_SOCKET, SO_MEMINFO, mi, &len);
-    errno = saved;
-    if (r != 0 || len < sizeof(uint32_t) * (SK_MEMINFO_WMEM_QUEUED + 1))
-        return 0;
-    uint32_t used = mi[SK_MEMINFO_WMEM_QUEUED] > mi[SK_MEMINFO_WMEM_ALLOC]
-                        ? mi[SK_MEMINFO_WMEM_QUEUED]
-                        : mi[SK_MEMINFO_WMEM_ALLOC];
-    uint32_t limit = mi[SK_MEMINFO_SNDBUF];
-    if (used >= limit || (limit - used) / 2 <= CO_ROOM_SLACK)
-        return 0;
-    uint32_t room = (limit - used) / 2 - CO_ROOM_SLACK;
-    return room < cap ? room : cap;
-}
-
 /* May bytes be held back on this connection now (a buffer or our cork
  * starts)? 0: yes. -1: no, the write goes to the kernel as made and gets
  * its exact answer. TCP says it in one call: ESTABLISHED means no reset,
@@ -530,7 +501,7 @@ static ssize_t output_buffer(struct nt_conn *c, int fd,
         co_leave(&x);
         return nt_io_direct(c, fd, op);
     }
-    /* a non-blocking write joins only a buffer sized for one (send_room):
+    /* a non-blocking write joins only a buffer sized for one (nt_send_room):
      * after O_NONBLOCK was set it goes with what is held to the kernel */
     uint32_t fits = !b ? cap : how == CO_TRY && b->blocking ? 0 : b->room;
     if (total < cap && co_held(b) + total <= fits) {
@@ -539,7 +510,7 @@ static ssize_t output_buffer(struct nt_conn *c, int fd,
             int e = co_health(fd);
             uint32_t room = e || (how == CO_TRY && (c->co_flags & CO_PROG_LOWAT))
                                 ? 0
-                            : how == CO_TRY ? send_room(fd, cap)
+                            : how == CO_TRY ? nt_send_room(fd, cap)
                                             : cap;
             if (total > room || !(b = start_buf(&x, cap, room))) {
                 co_leave(&x);

@@ -12,12 +12,43 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
+#include <linux/sock_diag.h>
+
 #include "audit/event.h"
 #include "coalesce/coalesce.h"
 #include "core/io.h"
 #include "core/real.h"
 #include "core/sandbox.h"
 #include "core/signals.h"
+
+/* How much a socket's send buffer is sure to take in one write now: its
+ * free space (SO_MEMINFO: the limit and what is queued against it, TCP's
+ * queue or a unix socket's skbs in flight), halved and less a slack for
+ * the kernel's per-skb overhead. Conservative: a write of that size does
+ * not block. Coalescing holds no more than this on a non-blocking socket,
+ * so nothing is acknowledged that the kernel would refuse (EAGAIN) and
+ * nothing acknowledged can be stranded at close (space only grows while
+ * a buffer is open: the peer drains, and ours are the only writes that
+ * pass the hooks); bounded_xfer() sends no more than this at a time. */
+#define ROOM_SLACK 2048u
+uint32_t nt_send_room(int fd, uint32_t cap)
+{
+    uint32_t mi[SK_MEMINFO_VARS];
+    socklen_t len = sizeof mi;
+    int saved = errno;
+    int r = real.getsockopt(fd, SOL_SOCKET, SO_MEMINFO, mi, &len);
+    errno = saved;
+    if (r != 0 || len < sizeof(uint32_t) * (SK_MEMINFO_WMEM_QUEUED + 1))
+        return 0;
+    uint32_t used = mi[SK_MEMINFO_WMEM_QUEUED] > mi[SK_MEMINFO_WMEM_ALLOC]
+                        ? mi[SK_MEMINFO_WMEM_QUEUED]
+                        : mi[SK_MEMINFO_WMEM_ALLOC];
+    uint32_t limit = mi[SK_MEMINFO_SNDBUF];
+    if (used >= limit || (limit - used) / 2 <= ROOM_SLACK)
+        return 0;
+    uint32_t room = (limit - used) / 2 - ROOM_SLACK;
+    return room < cap ? room : cap;
+}
 
 size_t nt_iov_total(const struct iovec *iov, int n)
 {
@@ -284,6 +315,85 @@ int nt_io_error_pending(struct nt_conn *c, int fd, int dir)
 
 #define NT_NOT_TRIED (-2)
 
+/* A call that takes no MSG_DONTWAIT (sendfile, splice) is bounded by its
+ * deadline as controlled() bounds the others: wait until the socket is
+ * ready, then move at most what the send buffer is sure to take
+ * (nt_send_room), so the kernel does not block; what is left is asked
+ * for again, the deadline restarting after each move. Input moves what
+ * is there once ready. In case the kernel blocks all the same, its wait
+ * is bounded too: SO_SNDTIMEO (SO_RCVTIMEO) is the deadline's length for
+ * the call, and the program's own value comes back after (if shorter it
+ * stays, and its EAGAIN is the program's). A finite timeout makes the
+ * kernel answer a signal with EINTR: the call is made again where, with
+ * no timeout of the program's, the kernel would have restarted it. Where
+ * the option cannot be set (a seccomp filter) the call is as made. */
+static ssize_t bounded_xfer(struct nt_conn *c, int fd, const struct nt_op *op,
+                            int extra, nt_ns start, int saved_errno)
+{
+    int opt = op->dir == NT_IN ? SO_RCVTIMEO : SO_SNDTIMEO;
+    struct timeval prog;
+    socklen_t len = sizeof prog;
+    nt_ns prog_ns = 0, limit = nt_deadline_limit(c, op->dir, start) - start;
+    int net = 0;
+    if (real.getsockopt(fd, SOL_SOCKET, opt, &prog, &len) == 0) {
+        prog_ns = (nt_ns)prog.tv_sec * 1000000000 + prog.tv_usec * 1000;
+        if (limit > 0 && (!prog_ns || limit < prog_ns)) {
+            struct timeval tv = { limit / 1000000000, limit % 1000000000 / 1000 + 1 };
+            net = real.setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof tv) == 0;
+        }
+    }
+    size_t done = 0;
+    ssize_t r = 0;
+    int ours = 1; /* the outcome is the library's (a deadline, EINTR) */
+    for (;;) {
+        nt_ns until = nt_deadline_limit(c, op->dir, start);
+        int w = wait_ready(c, fd, op->dir, until, done);
+        if (w == 0)
+            errno = nt_deadline_call_expired(c, op->dir, start, op->name,
+                                             op->caller);
+        if (w <= 0)
+            break;
+        struct nt_op part = *op; /* attempt_xfer sends up to part.total */
+        if (op->dir == NT_OUT) {
+            size_t want = op->total - done;
+            uint32_t room = nt_send_room(fd, want > UINT32_MAX ? UINT32_MAX
+                                                              : (uint32_t)want);
+            part.total = done + (room ? room : want < 4096 ? want : 4096);
+        }
+        errno = saved_errno;
+        r = op->attempt(fd, &part, 0, done);
+        if (r > 0) {
+            account(c, op->dir, (size_t)r);
+            done += (size_t)r;
+            if (done >= op->total || op->dir == NT_IN ||
+                (done < part.total && (nt_signal_seen != NT_SIG_NONE ||
+                                       !net || nt_now() < until)))
+                break; /* all of it, the input's end, or a signal */
+            start = nt_now(); /* it moved bytes: the deadline restarts */
+            continue;
+        }
+        if (r < 0 && errno == EAGAIN && net && nt_now() >= until) {
+            errno = nt_deadline_call_expired(c, op->dir, start, op->name,
+                                             op->caller);
+            break;
+        }
+        if (r < 0 && errno == EINTR && net && !done && !prog_ns &&
+            kernel_would_restart()) {
+            nt_signal_seen = NT_SIG_NONE;
+            continue;
+        }
+        ours = 0; /* the kernel's answer */
+        break;
+    }
+    if (net)
+        NT_KEEP_ERRNO(real.setsockopt(fd, SOL_SOCKET, opt, &prog, sizeof prog));
+    if (done) {
+        errno = saved_errno;
+        return (ssize_t)done;
+    }
+    return ours ? -1 : finish(c, fd, op, r, extra);
+}
+
 /* A blocking call the library waits for itself, so that it ends at its
  * deadline. Writes (and MSG_WAITALL reads) continue until done, as the
  * kernel's blocking call would; MSG_PEEK|MSG_WAITALL peeks again from the
@@ -304,15 +414,8 @@ controlled(struct nt_conn *c, int fd, const struct nt_op *op, int extra,
     ssize_t result;
     __atomic_add_fetch(&c->waiters, 1, __ATOMIC_ACQ_REL);
     if (op->flagless) {
-        /* sendfile/splice take no MSG_DONTWAIT: wait first, then call */
-        int w = wait_ready(c, fd, op->dir, nt_deadline_limit(c, op->dir, start),
-                           0);
-        if (w == 0)
-            errno = nt_deadline_call_expired(c, op->dir, start, op->name,
-                                             op->caller);
-        result = w <= 0 ? -1 : finish(c, fd, op, op->attempt(fd, op, 0, 0),
-                                       extra);
-        nt_conn_unwait(c);
+        result = bounded_xfer(c, fd, op, extra, start, saved_errno);
+        NT_KEEP_ERRNO(nt_conn_unwait(c));
         return result;
     }
     for (;;) {

@@ -177,6 +177,10 @@ int nt_io_error_pending(struct nt_conn *c, int fd, int dir);
 int nt_io_wait(struct nt_conn *c, int fd, int dir, nt_ns start,
                size_t moved, const char *op, void *caller);
 
+/* How much the socket's send buffer is sure to take in one write now,
+ * at most `cap` (0: maybe nothing). See io.c. */
+uint32_t nt_send_room(int fd, uint32_t cap);
+
 /* Total length of an iovec array. Only for a vector the kernel would
  * import (nt_iov_importable): the program's array is read here. */
 size_t nt_iov_total(const struct iovec *iov, int n);

@@ -332,10 +332,16 @@ static ssize_t xfer_call(const struct xfer_args *a)
     return xfer_once(a);
 }
 
+/* From `skip` (what earlier attempts of this call moved: the offsets, or
+ * the file position, have moved with it) up to op->total (the engine may
+ * ask for less than the program did: bounded_xfer). */
 static ssize_t attempt_xfer(int fd, const struct nt_op *op, int flags,
                             size_t skip)
 {
-    return xfer_call(op->args);
+    (void)fd, (void)flags;
+    struct xfer_args a = *(const struct xfer_args *)op->args;
+    a.len = (op->total < a.len ? op->total : a.len) - skip;
+    return xfer_call(&a);
 }
 
 /* A transfer between descriptors the library does not govern while

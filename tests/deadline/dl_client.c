@@ -6,6 +6,8 @@
  *   dl_client ADDR slowloris GAP_MS      one byte every GAP_MS, never a newline
  *   dl_client ADDR write BYTES           write BYTES in one call (peer never reads)
  *   dl_client ADDR writev BYTES          the same in one writev of three parts
+ *   dl_client ADDR sendfile BYTES        the same in one sendfile from a memfd
+ *   dl_client ADDR splice BYTES          the same through a pipe, in splices
  *   dl_client ADDR alarm MS restart|norestart
  *                                        blocking read, SIGALRM after MS
  *   dl_client ADDR reuse IDLE_MS         the close/reuse race (see below)
@@ -14,10 +16,14 @@
  * setup failure exits 2. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
 #include <sys/time.h>
 #include <time.h>
 #include <sys/uio.h>
@@ -84,6 +90,48 @@ static int do_writev(int fd, long bytes)
     return report(r, r, errno);
 }
 
+static int memfd_of(long bytes)
+{
+    int m = memfd_create("dl", MFD_CLOEXEC);
+    if (m < 0 || ftruncate(m, bytes) != 0)
+        pc_die("memfd");
+    return m;
+}
+
+static int do_sendfile(int fd, long bytes)
+{
+    int m = memfd_of(bytes);
+    off_t off = 0;
+    ssize_t r = sendfile(fd, m, &off, (size_t)bytes);
+    return report(r, r, errno);
+}
+
+/* A pipe keeps 64 KiB: a helper thread fills it from the memfd while the
+ * main thread splices it to the socket. */
+static int pipe_in[2];
+static void *fill_pipe(void *arg)
+{
+    int m = *(int *)arg;
+    loff_t off = 0;
+    while (splice(m, &off, pipe_in[1], NULL, 1 << 16, 0) > 0)
+        ;
+    return NULL;
+}
+
+static int do_splice(int fd, long bytes)
+{
+    static int m;
+    m = memfd_of(bytes);
+    pthread_t t;
+    if (pipe(pipe_in) || pthread_create(&t, NULL, fill_pipe, &m))
+        pc_die("pipe");
+    long long sent = 0;
+    ssize_t r = 1;
+    while (sent < bytes && (r = splice(pipe_in[0], NULL, fd, NULL, (size_t)(bytes - sent), 0)) > 0)
+        sent += r;
+    return report(sent ? 1 : r, sent, errno);
+}
+
 static void on_alarm(int sig)
 {
     (void)sig;
@@ -145,6 +193,10 @@ int main(int argc, char **argv)
         return do_write(fd, pc_num(argv[3]));
     if (strcmp(mode, "writev") == 0 && argc > 3)
         return do_writev(fd, pc_num(argv[3]));
+    if (strcmp(mode, "sendfile") == 0 && argc > 3)
+        return do_sendfile(fd, pc_num(argv[3]));
+    if (strcmp(mode, "splice") == 0 && argc > 3)
+        return do_splice(fd, pc_num(argv[3]));
     if (strcmp(mode, "alarm") == 0 && argc > 4)
         return do_alarm(fd, atoi(argv[3]), strcmp(argv[4], "restart") == 0);
     pc_die("bad mode or arguments");

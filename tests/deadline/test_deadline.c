@@ -173,6 +173,18 @@ Test(deadline, writev_timeout_returns_what_was_sent)
     write_cut_returns_what_was_sent("writev");
 }
 
+/* sendfile and splice take no MSG_DONTWAIT: the library bounds the
+ * kernel's own wait (SO_SNDTIMEO for the call) */
+Test(deadline, sendfile_timeout_returns_what_was_sent)
+{
+    write_cut_returns_what_was_sent("sendfile");
+}
+
+Test(deadline, splice_timeout_returns_what_was_sent)
+{
+    write_cut_returns_what_was_sent("splice");
+}
+
 Test(deadline, python_client)
 {
     struct nt_peer *p = nt_peer_start(NT_PEER_SILENT, NT_TCP4, NULL);
