@@ -338,7 +338,8 @@ static ssize_t bounded_xfer(struct nt_conn *c, int fd, const struct nt_op *op,
     if (real.getsockopt(fd, SOL_SOCKET, opt, &prog, &len) == 0) {
         prog_ns = (nt_ns)prog.tv_sec * 1000000000 + prog.tv_usec * 1000;
         if (limit > 0 && (!prog_ns || limit < prog_ns)) {
-            struct timeval tv = { limit / 1000000000, limit % 1000000000 / 1000 + 1 };
+            nt_ns us = limit / 1000 + 1;
+            struct timeval tv = { us / 1000000, us % 1000000 };
             net = real.setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof tv) == 0;
         }
     }
@@ -362,17 +363,18 @@ static ssize_t bounded_xfer(struct nt_conn *c, int fd, const struct nt_op *op,
         }
         errno = saved_errno;
         r = op->attempt(fd, &part, 0, done);
+        int timed_out = net && until && nt_now() >= until;
         if (r > 0) {
             account(c, op->dir, (size_t)r);
             done += (size_t)r;
             if (done >= op->total || op->dir == NT_IN ||
-                (done < part.total && (nt_signal_seen != NT_SIG_NONE ||
-                                       !net || nt_now() < until)))
+                (done < part.total &&
+                 (nt_signal_seen != NT_SIG_NONE || !timed_out)))
                 break; /* all of it, the input's end, or a signal */
             start = nt_now(); /* it moved bytes: the deadline restarts */
             continue;
         }
-        if (r < 0 && errno == EAGAIN && net && nt_now() >= until) {
+        if (r < 0 && errno == EAGAIN && timed_out) {
             errno = nt_deadline_call_expired(c, op->dir, start, op->name,
                                              op->caller);
             break;
