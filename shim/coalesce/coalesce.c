@@ -205,11 +205,18 @@ static int shared(const struct nt_conn *c)
     return c->dup_shared || (c->co_flags & CO_SHARED);
 }
 
-/* May this output call be coalesced (its bytes copied and sent later)? */
+/* May this output call be coalesced (its bytes copied and sent later)?
+ * Not from a NULL buffer: the kernel answers EFAULT (an unreadable
+ * non-NULL one is a limit: see "Limits" above). */
 static int plain(const struct nt_op *op)
 {
-    return op->iov && !op->flagless && op->iovcnt >= 0 &&
-           op->iovcnt <= CO_IOV && !(op->flags & ~MSG_NOSIGNAL);
+    if (!op->iov || op->flagless || op->iovcnt < 0 || op->iovcnt > CO_IOV ||
+        (op->flags & ~MSG_NOSIGNAL))
+        return 0;
+    for (int i = 0; i < op->iovcnt; i++)
+        if (!op->iov[i].iov_base && op->iov[i].iov_len)
+            return 0;
+    return 1;
 }
 
 /* The program's call fails with an error that belongs to it (a flush

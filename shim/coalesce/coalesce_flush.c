@@ -281,7 +281,7 @@ ssize_t co_send(struct co_call *x, const struct iovec *iov,
                 v[n++] = (struct iovec){ b->data + b->off, have };
             if (iovcnt > 0)
                 n += nt_iov_skip(iov, iovcnt, done, v + n);
-            size_t want = nt_iov_total(v, n);
+            size_t want = nt_iov_size(v, n);
             struct msghdr m = { .msg_iov = v, .msg_iovlen = (size_t)n };
             ssize_t r = real.sendmsg(x->fd, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
             if (r > 0) {

@@ -9,6 +9,7 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
@@ -50,11 +51,18 @@ uint32_t nt_send_room(int fd, uint32_t cap)
     return room < cap ? room : cap;
 }
 
-size_t nt_iov_total(const struct iovec *iov, int n)
+size_t nt_iov_size(const struct iovec *iov, long n)
 {
+    if ((unsigned long)n > NT_UIO_MAXIOV || (!iov && n))
+        return NT_IOV_REFUSED;
     size_t t = 0;
-    for (int i = 0; i < n; i++)
-        t += iov[i].iov_len;
+    for (long i = 0; i < n; i++) {
+        if (iov[i].iov_len > SSIZE_MAX)
+            return NT_IOV_REFUSED;
+        t += iov[i].iov_len; /* both <= SSIZE_MAX: no wrap */
+        if (t > SSIZE_MAX)
+            t = SSIZE_MAX;
+    }
     return t;
 }
 
@@ -215,9 +223,12 @@ static int kernel_would_restart(void)
 }
 
 /* Wait until the socket is ready in `dir` or `until` (0: no limit) passes.
- * 1 ready (or an error the next attempt reports), 0 the limit passed,
- * -1 EINTR that the kernel would not have restarted (it never restarts a
- * call that has `moved` data: that call returns what it moved). */
+ * 1 ready (or an error the next attempt reports), WAIT_SLICE a slice of
+ * the wait ended with the socket not ready (look again: a number reused
+ * meanwhile is noticed), 0 the limit passed, -1 EINTR that the kernel
+ * would not have restarted (it never restarts a call that has `moved`
+ * data: that call returns what it moved). */
+#define WAIT_SLICE 2
 static int wait_ready(struct nt_conn *c, int fd, int dir, nt_ns until,
                       size_t moved)
 {
@@ -262,7 +273,7 @@ static int wait_ready(struct nt_conn *c, int fd, int dir, nt_ns until,
         if (r > 0)
             return 1;
         if (r == 0 && (!until || nt_now() < until))
-            return 1; /* a slice ended: look again */
+            return WAIT_SLICE;
     }
 }
 
@@ -315,80 +326,72 @@ int nt_io_error_pending(struct nt_conn *c, int fd, int dir)
 
 #define NT_NOT_TRIED (-2)
 
+/* The kernel moves at most this much in one call (MAX_RW_COUNT): a call
+ * the engine makes in parts stops there too. */
+#define NT_MAX_RW ((size_t)0x7ffff000)
+
 /* A call that takes no MSG_DONTWAIT (sendfile, splice) is bounded by its
- * deadline as controlled() bounds the others: wait until the socket is
- * ready, then move at most what the send buffer is sure to take
- * (nt_send_room), so the kernel does not block; what is left is asked
- * for again, the deadline restarting after each move. Input moves what
- * is there once ready. In case the kernel blocks all the same, its wait
- * is bounded too: SO_SNDTIMEO (SO_RCVTIMEO) is the deadline's length for
- * the call, and the program's own value comes back after (if shorter it
- * stays, and its EAGAIN is the program's). A finite timeout makes the
- * kernel answer a signal with EINTR: the call is made again where, with
- * no timeout of the program's, the kernel would have restarted it. Where
- * the option cannot be set (a seccomp filter) the call is as made. */
+ * deadline as controlled() bounds the others, without ever letting the
+ * kernel block. Output moves no more than the send buffer is sure to take
+ * (nt_send_room) at a time, at once while there is room (a unix socket
+ * reports POLLOUT only below a quarter of its buffer, though it takes
+ * more: repro/unix-blocking-sendfile-hangs-on-busy-buffer), else once the
+ * socket is ready; input is made once the socket is readable. A wait's
+ * slice that ends with the socket not ready is no progress: only a move
+ * after readiness (the peer drained) restarts the deadline, not one into
+ * room the kernel had all along (a few bytes each second kept a deadline
+ * from ever firing). A part that moved less than asked (the input's end,
+ * a pipe with less) or nothing (attempt_xfer: an empty pipe) ends the
+ * call, as it would the kernel's. No socket option changes: another
+ * thread, a handler or a process sharing the socket sees the program's. */
 static ssize_t bounded_xfer(struct nt_conn *c, int fd, const struct nt_op *op,
                             int extra, nt_ns start, int saved_errno)
 {
-    int opt = op->dir == NT_IN ? SO_RCVTIMEO : SO_SNDTIMEO;
-    struct timeval prog;
-    socklen_t len = sizeof prog;
-    nt_ns prog_ns = 0, limit = nt_deadline_limit(c, op->dir, start) - start;
-    int net = 0;
-    if (real.getsockopt(fd, SOL_SOCKET, opt, &prog, &len) == 0) {
-        prog_ns = (nt_ns)prog.tv_sec * 1000000000 + prog.tv_usec * 1000;
-        if (limit > 0 && (!prog_ns || limit < prog_ns)) {
-            nt_ns us = limit / 1000 + 1;
-            struct timeval tv = { us / 1000000, us % 1000000 };
-            net = real.setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof tv) == 0;
-        }
-    }
-    size_t done = 0;
+    size_t total = op->total < NT_MAX_RW ? op->total : NT_MAX_RW, done = 0;
     ssize_t r = 0;
-    int ours = 1; /* the outcome is the library's (a deadline, EINTR) */
+    int ours = 1;  /* the outcome is the library's (the deadline, EINTR) */
+    int ready = 0; /* the socket became ready since the last move */
     for (;;) {
-        nt_ns until = nt_deadline_limit(c, op->dir, start);
-        int w = wait_ready(c, fd, op->dir, until, done);
-        if (w == 0)
-            errno = nt_deadline_call_expired(c, op->dir, start, op->name,
-                                             op->caller);
-        if (w <= 0)
-            break;
-        struct nt_op part = *op; /* attempt_xfer sends up to part.total */
+        struct nt_op part = *op; /* attempt_xfer moves up to part.total */
+        part.total = total;
+        uint32_t room = 0;
         if (op->dir == NT_OUT) {
-            size_t want = op->total - done;
-            uint32_t room = nt_send_room(fd, want > UINT32_MAX ? UINT32_MAX
-                                                              : (uint32_t)want);
-            part.total = done + (room ? room : want < 4096 ? want : 4096);
+            size_t want = total - done;
+            room = nt_send_room(fd, want > UINT32_MAX ? UINT32_MAX : (uint32_t)want);
+            part.total = done + room;
+        }
+        if (!room) {
+            int w = wait_ready(c, fd, op->dir, nt_deadline_limit(c, op->dir, start),
+                               done);
+            if (w == 0)
+                errno = nt_deadline_call_expired(c, op->dir, start, op->name,
+                                                 op->caller);
+            if (w <= 0)
+                break;
+            if (w == WAIT_SLICE)
+                continue; /* not ready: a call could block */
+            ready = 1;
+            if (op->dir == NT_OUT) { /* writable: it takes a page at least */
+                size_t want = total - done;
+                room = nt_send_room(fd, want > UINT32_MAX ? UINT32_MAX : (uint32_t)want);
+                part.total = done + (room ? room : want < 4096 ? want : 4096);
+            }
         }
         errno = saved_errno;
         r = op->attempt(fd, &part, 0, done);
-        int timed_out = net && until && nt_now() >= until;
         if (r > 0) {
             account(c, op->dir, (size_t)r);
             done += (size_t)r;
-            if (done >= op->total || op->dir == NT_IN ||
-                (done < part.total &&
-                 (nt_signal_seen != NT_SIG_NONE || !timed_out)))
-                break; /* all of it, the input's end, or a signal */
-            start = nt_now(); /* it moved bytes: the deadline restarts */
-            continue;
-        }
-        if (r < 0 && errno == EAGAIN && timed_out) {
-            errno = nt_deadline_call_expired(c, op->dir, start, op->name,
-                                             op->caller);
-            break;
-        }
-        if (r < 0 && errno == EINTR && net && !done && !prog_ns &&
-            kernel_would_restart()) {
-            nt_signal_seen = NT_SIG_NONE;
+            if (done >= total || op->dir == NT_IN || done < part.total)
+                break;
+            if (ready) /* the peer drained: the deadline restarts */
+                start = nt_now();
+            ready = 0;
             continue;
         }
         ours = 0; /* the kernel's answer */
         break;
     }
-    if (net)
-        NT_KEEP_ERRNO(real.setsockopt(fd, SOL_SOCKET, opt, &prog, sizeof prog));
     if (done) {
         errno = saved_errno;
         return (ssize_t)done;
@@ -408,6 +411,7 @@ controlled(struct nt_conn *c, int fd, const struct nt_op *op, int extra,
     int peek = (op->flags & MSG_PEEK) != 0;
     int want_all = !op->flagless &&
                    (op->dir == NT_OUT || (op->flags & MSG_WAITALL));
+    size_t total = op->total < NT_MAX_RW ? op->total : NT_MAX_RW;
     int flags = (op->flags | extra | MSG_DONTWAIT) & ~MSG_WAITALL;
     uint32_t gen = c->gen;
     uint64_t ino = c->ino;
@@ -460,7 +464,7 @@ controlled(struct nt_conn *c, int fd, const struct nt_op *op, int extra,
         if (peek && r > 0) {
             /* TCP waits for all of it; a unix socket's peek returns what
              * is there (the kernel's own semantics, per family) */
-            if ((size_t)r >= op->total || !want_all || c->family == AF_UNIX ||
+            if ((size_t)r >= total || !want_all || c->family == AF_UNIX ||
                 no_more_input(c, fd)) {
                 errno = saved_errno;
                 result = r;
@@ -473,7 +477,7 @@ controlled(struct nt_conn *c, int fd, const struct nt_op *op, int extra,
             if (!closed)
                 account(c, op->dir, (size_t)r);
             done += (size_t)r;
-            if (!want_all || done >= op->total) {
+            if (!want_all || done >= total) {
                 errno = saved_errno;
                 result = (ssize_t)done;
                 break;

@@ -181,25 +181,24 @@ int nt_io_wait(struct nt_conn *c, int fd, int dir, nt_ns start,
  * at most `cap` (0: maybe nothing). See io.c. */
 uint32_t nt_send_room(int fd, uint32_t cap);
 
-/* Total length of an iovec array. Only for a vector the kernel would
- * import (nt_iov_importable): the program's array is read here. */
-size_t nt_iov_total(const struct iovec *iov, int n);
-
-/* Would the kernel import this vector (import_iovec, copy_msghdr_from_user)?
- * It refuses more than UIO_MAXIOV entries (EINVAL, EMSGSIZE for a
- * message) and an array it cannot read (EFAULT) before it moves a byte,
- * so a vectored hook hands such a call to the kernel as made instead of
- * reading the array to size it (t38_bad_vectors). Caught here: the counts
- * and a NULL array or message; a non-NULL pointer to memory that is not
- * readable is not (telling would cost a system call). */
+/* The size of a vector as the kernel would import it (import_iovec,
+ * copy_msghdr_from_user), or NT_IOV_REFUSED where it refuses the call
+ * whole before moving a byte: more than UIO_MAXIOV entries (EINVAL, or
+ * EMSGSIZE for a message), a NULL array (EFAULT), an entry longer than
+ * SSIZE_MAX (EINVAL). A vectored hook hands such a call to the kernel as
+ * made instead of sizing, and coalescing, a vector that is not one
+ * (t38_bad_vectors). The sum saturates at SSIZE_MAX (the kernel moves at
+ * most MAX_RW_COUNT per call anyway). It reads the program's array: a
+ * non-NULL pointer to memory that is not readable is not caught (telling
+ * would cost a system call). */
 #define NT_UIO_MAXIOV 1024
-static inline int nt_iov_importable(const struct iovec *iov, long n)
+#define NT_IOV_REFUSED SIZE_MAX
+size_t nt_iov_size(const struct iovec *iov, long n);
+static inline size_t nt_msg_size(const struct msghdr *m)
 {
-    return (unsigned long)n <= NT_UIO_MAXIOV && (iov || !n);
-}
-static inline int nt_msg_importable(const struct msghdr *m)
-{
-    return m && m->msg_iovlen <= NT_UIO_MAXIOV && (m->msg_iov || !m->msg_iovlen);
+    if (!m || m->msg_iovlen > NT_UIO_MAXIOV)
+        return NT_IOV_REFUSED;
+    return nt_iov_size(m->msg_iov, (long)m->msg_iovlen);
 }
 /* Copy of iov (at most NT_IOV_MAX entries) with the first `skip` bytes
  * removed; returns the new count. */

@@ -208,11 +208,11 @@ static ssize_t attempt_recvmsg(int fd, const struct nt_op *op, int flags,
 __attribute__((noinline)) NT_NO_CANARY static ssize_t
 read_vec(int fd, const struct iovec *iov, int iovcnt, void *caller)
 {
-    if (unlikely(!nt_iov_importable(iov, iovcnt)))
+    size_t total = nt_iov_size(iov, iovcnt);
+    if (unlikely(total == NT_IOV_REFUSED))
         return real.readv(fd, iov, iovcnt); /* refused whole: see io.h */
     struct vec_args a = { iov, iovcnt, NULL };
-    struct nt_op op = { .name = "readv", .dir = NT_IN,
-                        .total = nt_iov_total(iov, iovcnt),
+    struct nt_op op = { .name = "readv", .dir = NT_IN, .total = total,
                         .attempt = attempt_readv, .args = &a,
                         .caller = caller };
     return nt_io_call(fd, &op);
@@ -262,7 +262,8 @@ read_msg(int fd, struct msghdr *msg, int flags, const char *name,
          void *caller)
 {
     ssize_t r;
-    if (unlikely(!nt_msg_importable(msg))) {
+    size_t total = nt_msg_size(msg);
+    if (unlikely(total == NT_IOV_REFUSED)) {
         return real.recvmsg(fd, msg, flags); /* refused whole: see io.h */
     } else if (nt_fd_passes(fd)) {
         if (unlikely(nt_coalesce_held()))
@@ -271,8 +272,7 @@ read_msg(int fd, struct msghdr *msg, int flags, const char *name,
     } else {
         struct vec_args a = { NULL, 0, msg };
         struct nt_op op = { .name = name, .dir = NT_IN, .flags = flags,
-                            .total = nt_iov_total(msg->msg_iov,
-                                                  (int)msg->msg_iovlen),
+                            .total = total,
                             .attempt = attempt_recvmsg, .args = &a,
                             .caller = caller };
         r = nt_io_call(fd, &op);

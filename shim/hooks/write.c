@@ -6,6 +6,7 @@
  * hung up: xfer_guarded). */
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -206,14 +207,13 @@ write_vec(int fd, const char *name, nt_attempt_fn fn, const struct iovec *iov,
           const struct nt_resume *res)
 {
     struct vec_args a = { iov, iovcnt, msg };
-    if (msg && unlikely(!nt_msg_importable(msg)))
-        return real.sendmsg(fd, msg, flags); /* refused whole: see io.h */
+    size_t total = msg ? nt_msg_size(msg) : nt_iov_size(iov, iovcnt);
+    if (unlikely(total == NT_IOV_REFUSED)) /* refused whole: see io.h */
+        return msg ? real.sendmsg(fd, msg, flags) : real.writev(fd, iov, iovcnt);
     if (msg) {
         iov = msg->msg_name || msg->msg_controllen ? NULL : msg->msg_iov;
         iovcnt = (int)msg->msg_iovlen;
     }
-    size_t total = msg ? nt_iov_total(msg->msg_iov, (int)msg->msg_iovlen)
-                       : nt_iov_total(iov, iovcnt);
     struct nt_op op = { .name = name, .dir = NT_OUT, .flags = flags,
                         .total = total, .attempt = fn, .args = &a,
                         .caller = caller, .iov = iov, .iovcnt = iovcnt };
@@ -227,9 +227,10 @@ writev_gov(int fd, const struct iovec *iov, int iovcnt, void *caller)
     ssize_t r;
     struct nt_resume res;
     struct vec_args a = { iov, iovcnt, NULL };
-    if (unlikely(!nt_iov_importable(iov, iovcnt)))
+    size_t total = nt_iov_size(iov, iovcnt);
+    if (unlikely(total == NT_IOV_REFUSED))
         return real.writev(fd, iov, iovcnt); /* refused whole: see io.h */
-    if (nt_io_fast(fd, NT_OUT, &a, nt_iov_total(iov, iovcnt), 0,
+    if (nt_io_fast(fd, NT_OUT, &a, total, 0,
                    writev_plain, 1, &r, &res))
         return r;
     return write_vec(fd, "writev", attempt_writev, iov, iovcnt, NULL, 0,
@@ -278,7 +279,7 @@ write_mmsg(int fd, struct mmsghdr *vec, unsigned n, int flags, void *caller)
         vec[i].msg_len = (unsigned)r;
         errno = saved;
         /* the kernel took the message: its vector is readable */
-        if ((size_t)r < nt_iov_total(m->msg_iov, (int)m->msg_iovlen))
+        if ((size_t)r < nt_msg_size(m))
             return (int)i + 1;
     }
     return (int)n;
@@ -332,15 +333,24 @@ static ssize_t xfer_call(const struct xfer_args *a)
     return xfer_once(a);
 }
 
-/* From `skip` (what earlier attempts of this call moved: the offsets, or
- * the file position, have moved with it) up to op->total (the engine may
- * ask for less than the program did: bounded_xfer). */
+/* From `skip` (what earlier parts of this call moved: the offsets, or the
+ * file position, moved with them) up to op->total (the engine may ask for
+ * less than the program did: bounded_xfer). A later part of a splice
+ * from a pipe that is now empty moves nothing (0) instead of waiting for
+ * the pipe's writer: the kernel's splice returns once it has moved some. */
 static ssize_t attempt_xfer(int fd, const struct nt_op *op, int flags,
                             size_t skip)
 {
     (void)fd, (void)flags;
     struct xfer_args a = *(const struct xfer_args *)op->args;
     a.len = (op->total < a.len ? op->total : a.len) - skip;
+    if (skip && a.is_splice && op->dir == NT_OUT) {
+        int queued = 0, saved = errno;
+        int r = real.ioctl(a.in_fd, FIONREAD, &queued);
+        errno = saved;
+        if (r == 0 && queued <= 0)
+            return 0;
+    }
     return xfer_call(&a);
 }
 

@@ -304,3 +304,11 @@ Test(regress, refused_vectors_get_the_kernels_answer)
     same("t38_bad_vectors", NULL, FAR " coalesce=16KiB coalesce_mode=cork");
     same("t38_bad_vectors", "vectors", FAR " coalesce=16KiB");
 }
+
+/* A blocking splice from a pipe under write_timeout returns what the pipe
+ * held, also when that was exactly one of the library's parts (it waited
+ * for the pipe's writer, the program itself, for ever). */
+Test(regress, splice_of_a_pipe_returns_what_it_held)
+{
+    same("t39_splice_pipe_parts", NULL, "write_timeout=2s");
+}

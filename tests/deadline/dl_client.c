@@ -7,7 +7,7 @@
  *   dl_client ADDR write BYTES           write BYTES in one call (peer never reads)
  *   dl_client ADDR writev BYTES          the same in one writev of three parts
  *   dl_client ADDR sendfile BYTES        the same in one sendfile from a memfd
- *   dl_client ADDR splice BYTES          the same through a pipe, in splices
+ *   dl_client ADDR splice BYTES          fill the socket, then splice a full pipe (64 KiB)
  *   dl_client ADDR alarm MS restart|norestart
  *                                        blocking read, SIGALRM after MS
  *   dl_client ADDR reuse IDLE_MS         the close/reuse race (see below)
@@ -16,7 +16,6 @@
  * setup failure exits 2. */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,30 +105,20 @@ static int do_sendfile(int fd, long bytes)
     return report(r, r, errno);
 }
 
-/* A pipe keeps 64 KiB: a helper thread fills it from the memfd while the
- * main thread splices it to the socket. */
-static int pipe_in[2];
-static void *fill_pipe(void *arg)
-{
-    int m = *(int *)arg;
-    loff_t off = 0;
-    while (splice(m, &off, pipe_in[1], NULL, 1 << 16, 0) > 0)
-        ;
-    return NULL;
-}
-
+/* A pipe holds 64 KiB: the socket is filled first (non-blocking sends
+ * until EAGAIN), then one splice of a full pipe waits for room. */
 static int do_splice(int fd, long bytes)
 {
-    static int m;
-    m = memfd_of(bytes);
-    pthread_t t;
-    if (pipe(pipe_in) || pthread_create(&t, NULL, fill_pipe, &m))
+    (void)bytes;
+    static char buf[65536];
+    int p[2];
+    if (pipe(p) || write(p[1], buf, sizeof buf) != (ssize_t)sizeof buf)
         pc_die("pipe");
-    long long sent = 0;
-    ssize_t r = 1;
-    while (sent < bytes && (r = splice(pipe_in[0], NULL, fd, NULL, (size_t)(bytes - sent), 0)) > 0)
-        sent += r;
-    return report(sent ? 1 : r, sent, errno);
+    while (send(fd, buf, sizeof buf, MSG_DONTWAIT) > 0)
+        ;
+    t0 = pc_now_ms();
+    ssize_t r = splice(p[0], NULL, fd, NULL, sizeof buf, 0);
+    return report(r, r, errno);
 }
 
 static void on_alarm(int sig)
