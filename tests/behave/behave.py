@@ -494,6 +494,11 @@ class Gen:
                 self.emit('@T1& read %s %d' % (h, n))
             else:
                 self.emit('@T1& recv %s %d -' % (h, n))
+            # in the call before the peer writes (or the signal comes): a
+            # reader that found bytes the model missed (a fork child's read
+            # after its close) must not race the next write (seed
+            # 915971277: recv got 10 or 210 by scheduling alone)
+            self.emit('blocked T1')
             if 'signal' in self.fam and self.r.random() < 0.5:
                 if self.sig is None:
                     restart = self.r.random() < 0.5
