@@ -14,6 +14,7 @@
 #include <netinet/tcp.h>
 
 #include <linux/sock_diag.h>
+#include <linux/sockios.h>
 
 #include "audit/event.h"
 #include "coalesce/coalesce.h"
@@ -330,37 +331,50 @@ int nt_io_error_pending(struct nt_conn *c, int fd, int dir)
  * the engine makes in parts stops there too. */
 #define NT_MAX_RW ((size_t)0x7ffff000)
 
+/* How much the socket holds in `dir`: its send queue (SIOCOUTQ: written,
+ * not yet taken by the peer) or its receive queue; -1 unknown. */
+static int queued(int fd, int dir)
+{
+    int q = -1, saved = errno;
+    if (real.ioctl(fd, dir == NT_IN ? FIONREAD : SIOCOUTQ, &q) != 0)
+        q = -1;
+    errno = saved;
+    return q;
+}
+
 /* A call that takes no MSG_DONTWAIT (sendfile, splice) is bounded by its
  * deadline as controlled() bounds the others, without ever letting the
  * kernel block. Output moves no more than the send buffer is sure to take
- * (nt_send_room) at a time, at once while there is room (a unix socket
+ * (nt_send_room) at a time: at once while there is room (a unix socket
  * reports POLLOUT only below a quarter of its buffer, though it takes
  * more: repro/unix-blocking-sendfile-hangs-on-busy-buffer), else once the
- * socket is ready; input is made once the socket is readable. A wait's
- * slice that ends with the socket not ready is no progress: only a move
- * after readiness (the peer drained) restarts the deadline, not one into
- * room the kernel had all along (a few bytes each second kept a deadline
- * from ever firing). A part that moved less than asked (the input's end,
- * a pipe with less) or nothing (attempt_xfer: an empty pipe) ends the
- * call, as it would the kernel's. No socket option changes: another
- * thread, a handler or a process sharing the socket sees the program's. */
+ * socket is ready or a wait's slice ends. Input is made at once when
+ * bytes are queued (POLLIN waits for SO_RCVLOWAT, splice does not), else
+ * once the socket is readable. The deadline restarts when the peer has
+ * drained since the last move (the send queue is shorter), not for a move
+ * into room the kernel had all along (a few bytes each second kept a
+ * deadline from ever firing) and not only on POLLOUT, which TCP reports
+ * at a third of the buffer free (a steady slow reader was cut). A part
+ * that moved less than asked (the input's end, a pipe with less) or
+ * nothing (attempt_xfer: an empty pipe) ends the call, as it would the
+ * kernel's. No socket option changes: another thread, a handler or a
+ * process sharing the socket sees the program's own. Limit: the room does
+ * not know TCP_NOTSENT_LOWAT, so with it set the kernel may block. */
 static ssize_t bounded_xfer(struct nt_conn *c, int fd, const struct nt_op *op,
                             int extra, nt_ns start, int saved_errno)
 {
     size_t total = op->total < NT_MAX_RW ? op->total : NT_MAX_RW, done = 0;
     ssize_t r = 0;
-    int ours = 1;  /* the outcome is the library's (the deadline, EINTR) */
-    int ready = 0; /* the socket became ready since the last move */
+    int ours = 1;     /* the outcome is the library's (the deadline, EINTR) */
+    int sent_q = -1;  /* the send queue after our last move */
     for (;;) {
         struct nt_op part = *op; /* attempt_xfer moves up to part.total */
         part.total = total;
-        uint32_t room = 0;
-        if (op->dir == NT_OUT) {
-            size_t want = total - done;
-            room = nt_send_room(fd, want > UINT32_MAX ? UINT32_MAX : (uint32_t)want);
-            part.total = done + room;
-        }
-        if (!room) {
+        size_t want = total - done;
+        uint32_t cap = want > UINT32_MAX ? UINT32_MAX : (uint32_t)want;
+        int now_ok = op->dir == NT_OUT ? (part.total = done + nt_send_room(fd, cap)) > done
+                                       : queued(fd, NT_IN) > 0;
+        if (!now_ok) {
             int w = wait_ready(c, fd, op->dir, nt_deadline_limit(c, op->dir, start),
                                done);
             if (w == 0)
@@ -369,13 +383,16 @@ static ssize_t bounded_xfer(struct nt_conn *c, int fd, const struct nt_op *op,
             if (w <= 0)
                 break;
             if (w == WAIT_SLICE)
-                continue; /* not ready: a call could block */
-            ready = 1;
+                continue; /* not ready: look at the queues again */
             if (op->dir == NT_OUT) { /* writable: it takes a page at least */
-                size_t want = total - done;
-                room = nt_send_room(fd, want > UINT32_MAX ? UINT32_MAX : (uint32_t)want);
-                part.total = done + (room ? room : want < 4096 ? want : 4096);
+                uint32_t room = nt_send_room(fd, cap);
+                part.total = done + (room ? room : cap < 4096 ? cap : 4096);
             }
+        }
+        if (sent_q >= 0) {
+            int q = queued(fd, NT_OUT);
+            if (q >= 0 && q < sent_q) /* the peer drained: it restarts */
+                start = nt_now();
         }
         errno = saved_errno;
         r = op->attempt(fd, &part, 0, done);
@@ -384,9 +401,7 @@ static ssize_t bounded_xfer(struct nt_conn *c, int fd, const struct nt_op *op,
             done += (size_t)r;
             if (done >= total || op->dir == NT_IN || done < part.total)
                 break;
-            if (ready) /* the peer drained: the deadline restarts */
-                start = nt_now();
-            ready = 0;
+            sent_q = queued(fd, NT_OUT);
             continue;
         }
         ours = 0; /* the kernel's answer */

@@ -366,10 +366,14 @@ xfer_held(struct xfer_args a)
     return xfer_call(&a);
 }
 
+/* `one_shot`: the kernel will not wait in this call (MSG_DONTWAIT for the
+ * engine: no deadline-bounded wait of the library's either). */
 __attribute__((noinline)) NT_NO_CANARY static ssize_t
-xfer(int fd, int dir, const char *name, struct xfer_args a, void *caller)
+xfer(int fd, int dir, const char *name, struct xfer_args a, void *caller,
+     int one_shot)
 {
     struct nt_op op = { .name = name, .dir = dir, .flagless = 1,
+                        .flags = one_shot ? MSG_DONTWAIT : 0,
                         .total = a.len, .attempt = attempt_xfer, .args = &a,
                         .caller = caller };
     return nt_io_call(fd, &op);
@@ -385,7 +389,7 @@ NT_EXPORT ssize_t sendfile(int out_fd, int in_fd, off_t *off, size_t len)
     }
     return xfer(out_fd, NT_OUT, "sendfile",
                 (struct xfer_args){ in_fd, out_fd, off, NULL, len, 0, 0, 0 },
-                NT_CALLER());
+                NT_CALLER(), 0);
 }
 
 NT_EXPORT ssize_t sendfile64(int out_fd, int in_fd, off_t *off, size_t len)
@@ -398,7 +402,7 @@ NT_EXPORT ssize_t sendfile64(int out_fd, int in_fd, off_t *off, size_t len)
     }
     return xfer(out_fd, NT_OUT, "sendfile",
                 (struct xfer_args){ in_fd, out_fd, off, NULL, len, 0, 0, 1 },
-                NT_CALLER());
+                NT_CALLER(), 0);
 }
 
 NT_EXPORT ssize_t splice(int in_fd, loff_t *in_off, int out_fd,
@@ -411,8 +415,12 @@ NT_EXPORT ssize_t splice(int in_fd, loff_t *in_off, int out_fd,
         return real.splice(in_fd, in_off, out_fd, out_off, len, flags);
     }
     struct xfer_args a = { in_fd, out_fd, in_off, out_off, len, flags, 1, 0 };
-    /* Either end may be the socket: govern the output side if it is one. */
-    if (nt_conn_get(out_fd) || !nt_conn_get(in_fd))
-        return xfer(out_fd, NT_OUT, "splice", a, NT_CALLER());
-    return xfer(in_fd, NT_IN, "splice", a, NT_CALLER());
+    /* Either end may be the socket: govern the output side if it is one.
+     * SPLICE_F_NONBLOCK makes a unix socket's splice read not wait (TCP's
+     * waits all the same; a socket's writes follow its O_NONBLOCK). */
+    struct nt_conn *in;
+    if (nt_conn_get(out_fd) || !(in = nt_conn_get(in_fd)))
+        return xfer(out_fd, NT_OUT, "splice", a, NT_CALLER(), 0);
+    return xfer(in_fd, NT_IN, "splice", a, NT_CALLER(),
+                (flags & SPLICE_F_NONBLOCK) && in->family == AF_UNIX);
 }

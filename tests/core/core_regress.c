@@ -312,3 +312,10 @@ Test(regress, splice_of_a_pipe_returns_what_it_held)
 {
     same("t39_splice_pipe_parts", NULL, "write_timeout=2s");
 }
+
+/* A blocking sendfile to a slow but steady reader is not cut while the
+ * peer drains (write_timeout restarts on every drain, not on POLLOUT). */
+Test(regress, slow_steady_reader_not_cut_in_sendfile)
+{
+    same("t40_slow_reader_xfer", NULL, "write_timeout=1500ms");
+}
