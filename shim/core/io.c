@@ -350,11 +350,12 @@ static int queued(int fd, int dir)
  * more: repro/unix-blocking-sendfile-hangs-on-busy-buffer), else once the
  * socket is ready or a wait's slice ends. Input is made at once when
  * bytes are queued (POLLIN waits for SO_RCVLOWAT, splice does not), else
- * once the socket is readable. The deadline restarts when the peer has
- * drained since the last move (the send queue is shorter), not for a move
- * into room the kernel had all along (a few bytes each second kept a
- * deadline from ever firing) and not only on POLLOUT, which TCP reports
- * at a third of the buffer free (a steady slow reader was cut). A part
+ * once the socket is readable. Before each wait, the deadline restarts if
+ * the peer has drained since the last one (the send queue is shorter than
+ * it was then plus what we moved since), not for a move into room the
+ * kernel had all along (a few bytes each second kept a deadline from ever
+ * firing) and not only on POLLOUT, which TCP reports at a third of the
+ * buffer free (a steady slow reader was cut). A part
  * that moved less than asked (the input's end, a pipe with less) or
  * nothing (attempt_xfer: an empty pipe) ends the call, as it would the
  * kernel's. No socket option changes: another thread, a handler or a
@@ -365,8 +366,8 @@ static ssize_t bounded_xfer(struct nt_conn *c, int fd, const struct nt_op *op,
 {
     size_t total = op->total < NT_MAX_RW ? op->total : NT_MAX_RW, done = 0;
     ssize_t r = 0;
-    int ours = 1;     /* the outcome is the library's (the deadline, EINTR) */
-    int sent_q = -1;  /* the send queue after our last move */
+    int ours = 1;    /* the outcome is the library's (the deadline, EINTR) */
+    long base_q = -1; /* the send queue at the last wait, plus what we moved */
     for (;;) {
         struct nt_op part = *op; /* attempt_xfer moves up to part.total */
         part.total = total;
@@ -375,6 +376,12 @@ static ssize_t bounded_xfer(struct nt_conn *c, int fd, const struct nt_op *op,
         int now_ok = op->dir == NT_OUT ? (part.total = done + nt_send_room(fd, cap)) > done
                                        : queued(fd, NT_IN) > 0;
         if (!now_ok) {
+            if (op->dir == NT_OUT) {
+                long q = queued(fd, NT_OUT);
+                if (q >= 0 && q < base_q) /* the peer drained: it restarts */
+                    start = nt_now();
+                base_q = q;
+            }
             int w = wait_ready(c, fd, op->dir, nt_deadline_limit(c, op->dir, start),
                                done);
             if (w == 0)
@@ -389,11 +396,6 @@ static ssize_t bounded_xfer(struct nt_conn *c, int fd, const struct nt_op *op,
                 part.total = done + (room ? room : cap < 4096 ? cap : 4096);
             }
         }
-        if (sent_q >= 0) {
-            int q = queued(fd, NT_OUT);
-            if (q >= 0 && q < sent_q) /* the peer drained: it restarts */
-                start = nt_now();
-        }
         errno = saved_errno;
         r = op->attempt(fd, &part, 0, done);
         if (r > 0) {
@@ -401,7 +403,8 @@ static ssize_t bounded_xfer(struct nt_conn *c, int fd, const struct nt_op *op,
             done += (size_t)r;
             if (done >= total || op->dir == NT_IN || done < part.total)
                 break;
-            sent_q = queued(fd, NT_OUT);
+            if (base_q >= 0)
+                base_q += r;
             continue;
         }
         ours = 0; /* the kernel's answer */
